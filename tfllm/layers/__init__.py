@@ -1,0 +1,12 @@
+"""Keras 3 layers for Transformer language models."""
+
+from tfllm.layers.attention import MultiHeadAttention
+from tfllm.layers.attention import causal_attention_mask
+from tfllm.layers.attention import padding_to_attention_mask
+from tfllm.layers.attention import scaled_dot_product_attention
+from tfllm.layers.embeddings import TransformerEmbedding
+from tfllm.layers.feed_forward import FeedForward
+from tfllm.layers.position_embedding import LearnedPositionEmbedding
+from tfllm.layers.position_embedding import SinusoidalPositionEmbedding
+from tfllm.layers.transformer_decoder import TransformerDecoderBlock
+from tfllm.layers.transformer_encoder import TransformerEncoderBlock

@@ -1,0 +1,169 @@
+"""Scaled dot-product attention, attention masks, and multi-head attention with a key/value cache."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def padding_to_attention_mask(padding_mask):
+    """[B, S] (True = real token) -> [B, 1, 1, S] boolean mask for every query and head."""
+    return ops.cast(padding_mask, "bool")[:, None, None, :]
+
+
+def causal_attention_mask(query_length, key_length, offset=0):
+    """[1, 1, T, S] mask where query i (at absolute position i + offset) sees keys j <= i + offset."""
+    query_positions = ops.arange(query_length)[:, None] + offset
+    key_positions = ops.arange(key_length)[None, :]
+    return (key_positions <= query_positions)[None, None, :, :]
+
+
+def merge_masks(*masks):
+    """Logical AND of the masks that are not None (None if all are None)."""
+    merged = None
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = ops.cast(mask, "bool")
+        merged = mask if merged is None else ops.logical_and(merged, mask)
+    return merged
+
+
+def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, training=None):
+    """softmax(q·kᵀ/√d + mask)·v over heads.
+
+    Shapes: query [B, T, N, H], key and value [B, S, N, H], mask boolean and
+    broadcastable to [B, N, T, S] (True = attend). `dropout` is an optional
+    Keras Dropout layer applied to the attention probabilities.
+
+    Without active attention dropout this is `keras.ops.dot_product_attention`.
+    That op has no dropout argument, so training with attention dropout (BERT
+    uses 0.1) takes the explicit path below, which computes the same thing.
+    """
+    if dropout is None or dropout.rate == 0 or not training:
+        return ops.dot_product_attention(query, key, value, mask=mask)
+    scale = 1.0 / math.sqrt(query.shape[-1])
+    logits = ops.einsum("btnh,bsnh->bnts", query, key) * ops.cast(scale, query.dtype)
+    logits = ops.cast(logits, "float32")  # softmax in float32 under mixed precision
+    if mask is not None:
+        logits = ops.where(mask, logits, -0.7 * 3.38953e38)
+    probs = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
+    probs = dropout(probs, training=training)
+    return ops.einsum("bnts,bsnh->btnh", probs, value)
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention with optional key/value cache for incremental decoding.
+
+    Projections are `EinsumDense` layers named `query`, `key`, `value` and
+    `attention_output`, one weight per published checkpoint tensor, so the
+    checkpoint converters map names one to one.
+
+    Cache layout (as keras-hub's `CachedMultiHeadAttention`): a tensor
+    [B, 2, max_length, N, H] holding keys and values. With
+    `cache_update_index`, the new keys/values of `value` are written at that
+    position (self-attention while decoding); without it the cache is used
+    as it is (cross-attention keys/values precomputed once per source).
+
+    Example:
+    >>> mha = MultiHeadAttention(num_heads=2, key_dim=8)
+    >>> out = mha(ops.ones((1, 4, 16)))          # self-attention, [1, 4, 16]
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        dropout=0.0,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True
+
+    def build(self, query_shape, value_shape=None):
+        value_shape = query_shape if value_shape is None else value_shape
+        hidden_dim = query_shape[-1]
+        heads = (None, self.num_heads, self.key_dim)
+        bias = "nh" if self.use_bias else None
+
+        def projection(name, input_shape):
+            layer = keras.layers.EinsumDense(
+                "btd,dnh->btnh",
+                output_shape=heads,
+                bias_axes=bias,
+                kernel_initializer=self._clone_initializer(),
+                dtype=self.dtype_policy,
+                name=name,
+            )
+            layer.build(input_shape)
+            return layer
+
+        self.query_dense = projection("query", query_shape)
+        self.key_dense = projection("key", value_shape)
+        self.value_dense = projection("value", value_shape)
+        self.output_dense = keras.layers.EinsumDense(
+            "btnh,nhd->btd",
+            output_shape=(None, hidden_dim),
+            bias_axes="d" if self.use_bias else None,
+            kernel_initializer=self._clone_initializer(),
+            dtype=self.dtype_policy,
+            name="attention_output",
+        )
+        self.output_dense.build((None, None, self.num_heads, self.key_dim))
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def _clone_initializer(self):
+        return self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
+
+    def compute_key_value(self, value):
+        """Projected keys and values as a cache tensor [B, 2, S, N, H] (for cross-attention)."""
+        return ops.stack([self.key_dense(value), self.value_dense(value)], axis=1)
+
+    def call(
+        self,
+        query,
+        value=None,
+        attention_mask=None,
+        cache=None,
+        cache_update_index=None,
+        training=None,
+    ):
+        value = query if value is None else value
+        q = self.query_dense(query)
+        if cache is None:
+            k, v = self.key_dense(value), self.value_dense(value)
+        elif cache_update_index is None:
+            k, v = cache[:, 0], cache[:, 1]
+        else:
+            start = [0, cache_update_index, 0, 0]
+            k = ops.slice_update(cache[:, 0], start, self.key_dense(value))
+            v = ops.slice_update(cache[:, 1], start, self.value_dense(value))
+            cache = ops.stack([k, v], axis=1)
+        attended = scaled_dot_product_attention(
+            q, k, v, mask=attention_mask, dropout=self.attention_dropout, training=training
+        )
+        output = self.output_dense(attended)
+        return output if cache is None else (output, cache)
+
+    def compute_output_shape(self, query_shape, value_shape=None):
+        return query_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config

@@ -1,0 +1,66 @@
+"""The position-wise feed-forward block of a Transformer layer."""
+
+import keras
+
+ACTIVATIONS = {
+    "gelu": lambda x: keras.activations.gelu(x, approximate=False),  # BERT: exact erf GELU
+    "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),  # GPT-2: tanh GELU
+    "relu": keras.activations.relu,
+}
+
+
+def get_activation(name):
+    """The activation function for a config name, with a clear error for unknown names."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class FeedForward(keras.layers.Layer):
+    """Dense(intermediate_dim, activation) -> Dense(hidden_dim): the Transformer MLP.
+
+    Sub-layers are named `intermediate` and `output` after BERT's checkpoint
+    names. Residual dropout belongs to the enclosing block.
+    """
+
+    def __init__(self, intermediate_dim, activation="gelu", kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.activation = activation
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self._activation_fn = get_activation(activation)
+
+    def build(self, input_shape):
+        hidden_dim = input_shape[-1]
+        init = self.kernel_initializer
+        self.intermediate_dense = keras.layers.Dense(
+            self.intermediate_dim,
+            kernel_initializer=init.__class__.from_config(init.get_config()),
+            dtype=self.dtype_policy,
+            name="intermediate",
+        )
+        self.intermediate_dense.build(input_shape)
+        self.output_dense = keras.layers.Dense(
+            hidden_dim,
+            kernel_initializer=init.__class__.from_config(init.get_config()),
+            dtype=self.dtype_policy,
+            name="output",
+        )
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
+        self.built = True
+
+    def call(self, x):
+        return self.output_dense(self._activation_fn(self.intermediate_dense(x)))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            intermediate_dim=self.intermediate_dim,
+            activation=self.activation,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config

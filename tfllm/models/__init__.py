@@ -1,0 +1,6 @@
+"""Model classes: backbones and task heads."""
+
+from tfllm.models.bert.bert_backbone import Bert
+from tfllm.models.bert.bert_classifier import BertClassifier
+from tfllm.models.gpt.gpt_backbone import Gpt
+from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
