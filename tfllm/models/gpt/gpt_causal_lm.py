@@ -1,8 +1,10 @@
 """GPT with a causal language-modelling head tied to the token embedding."""
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfllm import generation
 from tfllm.models.gpt.gpt_backbone import Gpt
 
 
@@ -15,13 +17,15 @@ class GptCausalLM(keras.Model):
     incremental decoding.
     """
 
-    def __init__(self, backbone, **kwargs):
+    def __init__(self, backbone, tokenizer=None, **kwargs):
         inputs = backbone.input
         hidden = backbone(inputs)
         logits = backbone.token_embedding(hidden, reverse=True)
         logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(logits)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
+        self.tokenizer = tokenizer  # optional: lets generate() take and return strings
+        self._decoder = None
 
     def init_cache(self, batch_size, max_length):
         """A zero cache [B, num_layers, 2, max_length, num_heads, head_dim]."""
@@ -51,6 +55,72 @@ class GptCausalLM(keras.Model):
         logits = ops.cast(b.token_embedding(hidden, reverse=True), "float32")
         return logits, hidden, ops.stack(layer_caches, axis=1)
 
+    def _build_cache(self, prompt, mask):
+        """Fill a cache from the whole (right-padded) prompt; decoding starts at the shortest prompt's end."""
+        cache = self.init_cache(ops.shape(prompt)[0], ops.shape(prompt)[1])
+        _, _, cache = self.call_with_cache(prompt, cache, 0)
+        return cache, generation.min_prompt_index(mask)
+
+    def _next(self, prompt, cache, index):
+        """keras-hub sampler protocol: feed the token at index-1, return logits for position index."""
+        token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+        logits, hidden, cache = self.call_with_cache(token, cache, index - 1)
+        return logits[:, 0], hidden[:, 0], cache
+
+    def generate(
+        self,
+        prompts,
+        max_new_tokens=64,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        num_beams=None,
+        seed=None,
+        stop_token_ids=None,
+        jit_compile=True,
+    ):
+        """Continue each prompt by up to `max_new_tokens` tokens.
+
+        Args:
+            prompts: a string, a list of strings (needs `tokenizer`), or a
+                list of token-id lists. Prompts may differ in length.
+            temperature: 0 or the default with no other option means greedy.
+            top_k, top_p: restrict sampling to the k most likely tokens / the
+                smallest set with probability >= p.
+            num_beams: beam search with this many beams (> 1).
+            seed: makes sampling reproducible.
+            stop_token_ids: a row ends before the first of these it emits.
+        Returns:
+            the new tokens per prompt: strings if the prompts were strings,
+            else lists of ids.
+        """
+        single = isinstance(prompts, str)
+        as_text = single or (len(prompts) > 0 and isinstance(prompts[0], str))
+        if as_text:
+            if self.tokenizer is None:
+                raise ValueError("generate() got strings but this model has no tokenizer; pass token ids")
+            prompts = [p.numpy().tolist() if hasattr(p, "numpy") else list(p)
+                       for p in self.tokenizer([prompts] if single else list(prompts))]
+        prompts = [list(np.asarray(p).tolist()) for p in prompts]
+        ids, mask, lengths = generation.pad_prompts(prompts, max_new_tokens)
+        limit = self.backbone.max_sequence_length
+        if ids.shape[1] > limit:
+            raise ValueError(
+                f"longest prompt ({lengths.max()} tokens) + max_new_tokens ({max_new_tokens}) = "
+                f"{ids.shape[1]} exceeds the model's max_sequence_length {limit}"
+            )
+        if self._decoder is None or self._decoder.jit_compile != jit_compile:
+            self._decoder = generation.CompiledDecoder(self._next, self._build_cache, jit_compile)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, seed=seed)
+        tokens = self._decoder(ids, mask, options, stop_token_ids)
+        new_tokens = generation.cut_generations(tokens, lengths, max_new_tokens, stop_token_ids)
+        if not as_text:
+            return new_tokens
+        texts = [self.tokenizer.detokenize(np.array([t], "int32") if t else np.zeros((1, 0), "int32"))
+                 for t in new_tokens]
+        texts = [_to_str(t) for t in texts]
+        return texts[0] if single else texts
+
     def get_config(self):
         return {
             "name": self.name,
@@ -63,3 +133,9 @@ class GptCausalLM(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def _to_str(value):
+    value = value.numpy() if hasattr(value, "numpy") else value
+    value = np.asarray(value).reshape(-1)[0] if np.ndim(value) else value
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

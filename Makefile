@@ -1,0 +1,42 @@
+# The two README commands: `make demo` (main job) and `make test` (test suite).
+# Each creates the virtualenv in .venv and installs the package if needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+RUN_DIR ?= runs/sst2_demo
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-runtime: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-runtime
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed-runtime
+
+# Main job: train a small BERT from scratch on SST-2, evaluate on dev, export a
+# SavedModel, then query it from a process that imports only TensorFlow.
+demo: $(VENV)/.installed-runtime
+	$(BIN)/python recipes/classify.py --flagfile=recipes/sst2_demo.flags \
+	    --train_file=$(DATA)/sst2/train.tsv --eval_file=$(DATA)/sst2/dev.tsv \
+	    --model_dir=$(RUN_DIR)/model --export_dir=$(RUN_DIR)/export
+	$(BIN)/python tools/query_savedmodel.py $(RUN_DIR)/export/sst2/1 \
+	    "a gripping , beautifully acted film ." \
+	    "the plot is thin and the jokes fall flat ." \
+	    "not the best movie of the year , but worth seeing ." \
+	    "an utterly tedious waste of two hours ."
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 --durations=15 tests
+
+clean:
+	rm -rf runs

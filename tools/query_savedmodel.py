@@ -1,0 +1,27 @@
+"""Classify sentences with an exported SavedModel, the way a server would.
+
+Imports only tensorflow and tensorflow_text (for the tokenizer ops in the
+graph): no tfllm, no Keras model code. Usage:
+
+    python tools/query_savedmodel.py EXPORT_VERSION_DIR "a gripping film" "dull and slow"
+"""
+
+import sys
+
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+
+def main(argv):
+    if len(argv) < 3:
+        sys.exit(f"usage: {argv[0]} SAVEDMODEL_DIR SENTENCE [SENTENCE ...]")
+    model_dir, sentences = argv[1], argv[2:]
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    outputs = serve(text=tf.constant(sentences))
+    probabilities = outputs["probabilities"].numpy()
+    for sentence, name, probs in zip(sentences, outputs["label_name"].numpy(), probabilities):
+        print(f"{name.decode():>10}  p={probs.max():.3f}  {sentence}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
