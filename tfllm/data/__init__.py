@@ -1,0 +1,8 @@
+"""Input data: readers for labeled text files and `tf.data` pipelines."""
+
+from tfllm.data.errors import DataError
+from tfllm.data.text_classification import classification_dataset
+from tfllm.data.text_classification import default_bucket_boundaries
+from tfllm.data.text_classification import read_labeled_text
+from tfllm.data.text_classification import read_table_column
+from tfllm.data.text_classification import steps_per_epoch

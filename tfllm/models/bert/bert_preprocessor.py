@@ -1,0 +1,158 @@
+"""Turns raw strings into the input dict of the `Bert` backbone."""
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+# keras-hub's own preprocessors wrap `call` with this: tensors stay `tf` inside
+# (no eager conversion of ragged outputs to Python lists between layers).
+from keras_hub.src.utils.tensor_utils import preprocessing_function
+
+from tfllm.tokenizers.word_piece import CLS, PAD, SEP
+from tfllm.tokenizers.word_piece import WordPieceTokenizer
+from tfllm.tokenizers.word_piece import load_vocabulary
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BertPreprocessor(keras.layers.Layer):
+    """WordPiece-tokenizes and packs one or two segments for BERT.
+
+    `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, segment ids 0 for `a` (and its
+    `[CLS]`/`[SEP]`) and 1 for `b`, truncated to `sequence_length`
+    (round-robin between segments), padded with `[PAD]` (id 0).
+
+    Args:
+        vocabulary: list of WordPiece tokens or a vocabulary file path.
+        sequence_length: int, length of the packed (padded) output.
+        lowercase: bool. Lower-case text (BERT uncased).
+        strip_accents: bool or None. None follows `lowercase`.
+        truncate: "round_robin" (BERT) or "waterfall" (cut the last segment
+            first), for two segments.
+
+    Call args:
+        x: a string tensor `[B]` (or a list of strings), or a tuple of two.
+
+    Returns a dict of `token_ids` int32 `[B, L]`, `segment_ids` int32 `[B, L]`,
+    `padding_mask` bool `[B, L]`.
+
+    Example:
+    >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "film"]
+    >>> pre = BertPreprocessor(vocab, sequence_length=6)
+    >>> pre(["Good film!"])["token_ids"].numpy()
+    array([[2, 5, 6, 1, 3, 0]], dtype=int32)
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        sequence_length=128,
+        lowercase=True,
+        strip_accents=None,
+        truncate="round_robin",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # Inputs are strings (or Python lists of them): do not convert them.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        if isinstance(vocabulary, str):
+            vocabulary = load_vocabulary(vocabulary)
+        self.sequence_length = sequence_length
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        self.truncate = truncate
+        self.tokenizer = WordPieceTokenizer(
+            vocabulary, lowercase=lowercase, strip_accents=strip_accents
+        )
+        self.pad_token_id = self.tokenizer.token_to_id(PAD)
+        self.cls_token_id = self.tokenizer.token_to_id(CLS)
+        self.sep_token_id = self.tokenizer.token_to_id(SEP)
+        self.packer = keras_hub.layers.MultiSegmentPacker(
+            sequence_length=sequence_length,
+            start_value=self.cls_token_id,
+            end_value=self.sep_token_id,
+            pad_value=self.pad_token_id,
+            truncate=truncate,
+            _allow_python_workflow=False,
+        )
+        # Traced `pack_ragged` functions by number of segments. Set past Keras'
+        # attribute tracking so they are not saved with the layer.
+        object.__setattr__(self, "_pack_functions", {})
+        self.built = True
+
+    def _segments(self, x):
+        """A tuple of string tensors, one per segment."""
+        segments = x if isinstance(x, tuple) else (x,)
+        if len(segments) not in (1, 2):
+            raise ValueError(f"Expected 1 or 2 segments, got {len(segments)}")
+        return tuple(tf.convert_to_tensor(s, dtype=tf.string) for s in segments)
+
+    @preprocessing_function
+    def call(self, x):
+        segments = tuple(self.tokenizer(s) for s in self._segments(x))
+        token_ids, segment_ids = self.packer(segments)
+        return {
+            "token_ids": token_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": token_ids != self.pad_token_id,
+        }
+
+    def pack_ragged(self, x, batch_size=8192):
+        """Tokenizes and packs all texts, without padding, in big batches.
+
+        Args:
+            x: strings `[N]` (list, array or tensor), or a tuple of two.
+            batch_size: texts per in-graph tokenizer call.
+
+        Returns `(features, num_truncated)`: `features` is a dict of
+        `tf.RaggedTensor`s `token_ids` and `segment_ids` (int32, `[N, None]`,
+        each row at most `sequence_length` long, with `[CLS]`/`[SEP]`);
+        `num_truncated` is how many texts (pairs) were cut to fit.
+        """
+        segments = self._segments(x)
+        pack = self._pack_functions.get(len(segments))
+        if pack is None:
+            pack = self._pack_functions[len(segments)] = self._make_pack_function(len(segments))
+        num_texts = int(tf.shape(segments[0])[0])
+        token_ids, segment_ids, num_truncated = [], [], 0
+        for start in range(0, max(num_texts, 1), batch_size):
+            ids, segs, cut = pack(*(s[start : start + batch_size] for s in segments))
+            token_ids.append(ids)
+            segment_ids.append(segs)
+            num_truncated += int(cut)
+        features = {
+            "token_ids": tf.concat(token_ids, axis=0),
+            "segment_ids": tf.concat(segment_ids, axis=0),
+        }
+        return features, num_truncated
+
+    def _make_pack_function(self, num_segments):
+        num_special = 1 + num_segments
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * num_segments)
+        def pack(*texts):
+            tokens = tuple(self.tokenizer(t) for t in texts)
+            raw_length = tf.add_n([t.row_lengths() for t in tokens]) + num_special
+            token_ids, segment_ids = self.packer(tokens)
+            lengths = tf.minimum(raw_length, self.sequence_length)
+            truncated = tf.reduce_sum(tf.cast(raw_length > self.sequence_length, tf.int64))
+            return (
+                tf.RaggedTensor.from_tensor(token_ids, lengths=lengths),
+                tf.RaggedTensor.from_tensor(segment_ids, lengths=lengths),
+                truncated,
+            )
+
+        return pack
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary": list(self.tokenizer.vocabulary),
+                "sequence_length": self.sequence_length,
+                "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents,
+                "truncate": self.truncate,
+            }
+        )
+        return config

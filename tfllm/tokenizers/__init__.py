@@ -1,0 +1,10 @@
+"""Tokenizers: BERT WordPiece (in-graph, via keras-hub and tensorflow-text)."""
+
+from tfllm.tokenizers.word_piece import RESERVED_TOKENS
+from tfllm.tokenizers.word_piece import WordPieceTokenizer
+from tfllm.tokenizers.word_piece import build_vocabulary_file
+from tfllm.tokenizers.word_piece import build_word_piece_vocabulary
+from tfllm.tokenizers.word_piece import load_vocabulary
+from tfllm.tokenizers.word_piece import normalize_text
+from tfllm.tokenizers.word_piece import read_texts
+from tfllm.tokenizers.word_piece import save_vocabulary
