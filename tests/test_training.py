@@ -1,0 +1,226 @@
+"""Tests for tfllm.training: schedule, weight decay, resume, accumulation, NaN guard.
+
+Multi-replica checks (Mirrored over 2 logical CPUs) need the devices split
+before TensorFlow starts, so they run in a subprocess: tests/scripts/mirrored_check.py.
+"""
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfllm  # noqa: F401
+import keras
+import tensorflow as tf
+
+from tfllm.training import Trainer, create_optimizer
+from tfllm.training import create_learning_rate_schedule
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
+import tiny_training as tt  # noqa: E402
+
+BATCH = 8
+
+
+def make_trainer(model_dir, steps=10, **kwargs):
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = tt.build_model()
+        optimizer = create_optimizer(1e-2, total_steps=steps, warmup_steps=2)
+    kwargs.setdefault("global_batch_size", BATCH)
+    return Trainer(
+        model, optimizer, kwargs.pop("loss_fn", tt.loss_fn),
+        model_dir=str(model_dir), strategy=strategy,
+        metric_fns={"accuracy": tt.accuracy_fn}, log_every=5, **kwargs,
+    )
+
+
+def max_weight_diff(a, b):
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(a.get_weights(), b.get_weights())
+    )
+
+
+# ---- optimizer.py -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_schedule_matches_numpy(decay):
+    peak, warmup, total, end = 1e-3, 10, 110, 1e-4
+    schedule = create_learning_rate_schedule(peak, total, warmup, decay, end)
+
+    def reference(step):
+        if step < warmup:
+            return peak * step / warmup
+        progress = min(step - warmup, total - warmup) / (total - warmup)
+        if decay == "linear":
+            return end + (peak - end) * (1 - progress)
+        return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    for step in [0, 1, 5, 9, 10, 11, 50, 109, 110, 200]:
+        assert float(schedule(step)) == pytest.approx(reference(step), rel=1e-5, abs=1e-10)
+    # Serializable: a config round trip gives the same schedule.
+    config = keras.optimizers.schedules.serialize(schedule)
+    again = keras.optimizers.schedules.deserialize(config)
+    assert float(again(42)) == pytest.approx(float(schedule(42)), rel=1e-6)
+
+
+def test_weight_decay_skips_bias_and_layer_norm():
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(4, bias_initializer="ones", name="dense")(inputs)
+    x = keras.layers.LayerNormalization(
+        gamma_initializer="ones", beta_initializer="ones", name="attention_layer_norm"
+    )(x)
+    model = keras.Model(inputs, x)
+    lr, wd = 0.1, 0.5
+    optimizer = create_optimizer(lr, total_steps=100, warmup_steps=0, weight_decay=wd)
+    optimizer.build(model.trainable_variables)
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    optimizer.apply_gradients(
+        [(tf.zeros(v.shape), v) for v in model.trainable_variables]
+    )
+    after = {v.path: np.array(v) for v in model.trainable_variables}
+    kernel = "dense/kernel"
+    np.testing.assert_allclose(after[kernel], before[kernel] * (1 - lr * wd), rtol=1e-6)
+    for path in ["dense/bias", "attention_layer_norm/gamma", "attention_layer_norm/beta"]:
+        np.testing.assert_array_equal(after[path], before[path])
+
+
+# ---- trainer.py ---------------------------------------------------------------
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, caplog):
+    """10 steps straight == 5 steps, then a new Trainer continuing to 10 (<= 1e-6).
+
+    On one device the tf.data iterator is restored from the checkpoint; the
+    skip-the-consumed-batches path is tested under Mirrored (mirrored_check.py).
+    """
+    caplog.set_level(logging.INFO, logger="absl")
+    data = tt.train_dataset_fn(BATCH)
+    straight = make_trainer(tmp_path / "a", checkpoint_every=100)
+    straight.train(data, max_steps=10)
+
+    first = make_trainer(tmp_path / "b", checkpoint_every=100)
+    first.train(data, max_steps=5)
+    resumed = make_trainer(tmp_path / "b", checkpoint_every=100)
+    resumed.train(data, max_steps=10)
+
+    assert "Resumed from step 5" in caplog.text
+    assert "restored the saved tf.data iterator" in caplog.text
+    assert max_weight_diff(straight.model, resumed.model) <= 1e-6
+    assert int(resumed.optimizer.iterations.numpy()) == 10
+
+    # Re-running a finished run is a no-op.
+    caplog.clear()
+    again = make_trainer(tmp_path / "b", checkpoint_every=100)
+    assert again.train(data, max_steps=10) == {"train": None, "eval": None}
+    assert "nothing to do" in caplog.text
+    assert max_weight_diff(again.model, resumed.model) == 0.0
+
+    # The checkpoint loads into a bare model, as a fine-tuning recipe would.
+    bare = tt.build_model()
+    tf.train.Checkpoint(model=bare).read(
+        tf.train.latest_checkpoint(tmp_path / "b" / "checkpoints")
+    ).expect_partial()
+    assert max_weight_diff(bare, resumed.model) == 0.0
+
+
+def test_evaluate_counts_every_example_once(tmp_path):
+    trainer = make_trainer(tmp_path)
+    results = trainer.evaluate(tt.eval_dataset_fn(BATCH, num_examples=13))
+    reference = tt.numpy_eval(trainer.model, num_examples=13)
+    assert results["loss"] == pytest.approx(reference["loss"], abs=1e-6)
+    assert results["accuracy"] == pytest.approx(reference["accuracy"], abs=1e-7)
+
+
+def test_grad_accumulation_matches_big_batch(tmp_path):
+    """2 micro-batches of 4 == one batch of 8 over 3 updates (<= 1e-6)."""
+    big = make_trainer(tmp_path / "big", global_batch_size=8)
+    big.train(tt.train_dataset_fn(8), max_steps=3)
+    accum = make_trainer(tmp_path / "accum", global_batch_size=4, grad_accum_steps=2)
+    results = accum.train(tt.train_dataset_fn(4), max_steps=3)
+    assert max_weight_diff(big.model, accum.model) <= 1e-6
+    assert int(accum.optimizer.iterations.numpy()) == 3
+    assert results["train"]["loss"] > 0
+
+
+def test_nan_guard_names_step_and_keeps_good_checkpoint(tmp_path):
+    """An inf loss at step 7 stops training; the latest checkpoint is step 5."""
+    features, labels = tt.data()
+    poison = np.ones(len(labels), "float32")
+
+    def dataset_fn(context):
+        # Unshuffled, so examples 48..55 form the 7th batch of 8.
+        batch_poison = poison.copy()
+        batch_poison[6 * BATCH] = np.inf
+        ds = tf.data.Dataset.from_tensor_slices((features, (labels, batch_poison)))
+        return ds.repeat().batch(BATCH, drop_remainder=True)
+
+    def poisoned_loss(labels_and_poison, logits):
+        labels, scale = labels_and_poison
+        return tt.loss_fn(labels, logits) * scale
+
+    trainer = make_trainer(tmp_path, loss_fn=poisoned_loss, checkpoint_every=5,
+                           steps_per_execution=4)
+    trainer.metric_fns = {}
+    with pytest.raises(FloatingPointError, match=r"step 7\b.*ckpt-5"):
+        trainer.train(dataset_fn, max_steps=10)
+    latest = tf.train.latest_checkpoint(tmp_path / "checkpoints")
+    assert latest.endswith("ckpt-5")
+    for name, _ in tf.train.list_variables(latest):
+        if name.startswith("model/"):
+            assert np.all(np.isfinite(tf.train.load_variable(latest, name)))
+
+
+def test_sigterm_saves_then_exits(tmp_path):
+    """SIGTERM mid-run: a checkpoint at the current step, then SystemExit."""
+    base = tt.train_dataset_fn(BATCH)
+
+    def send_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    def with_sigterm(x, y):
+        # Sent while the 3rd batch is produced (prefetch may run ahead).
+        sent = tf.py_function(send_sigterm, [], tf.int32)
+        with tf.control_dependencies([sent]):
+            return tf.identity(x), tf.identity(y)
+
+    def dataset_fn(context):
+        ds = base(context)
+        return ds.take(2).concatenate(ds.skip(2).take(1).map(with_sigterm)).concatenate(
+            ds.skip(3))
+
+    trainer = make_trainer(tmp_path, steps=50, checkpoint_every=100)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit):
+        trainer.train(dataset_fn, max_steps=50)
+    step = int(trainer.step.numpy())
+    assert 0 < step < 50
+    assert tf.train.latest_checkpoint(tmp_path / "checkpoints").endswith(f"ckpt-{step}")
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_mirrored_two_cpus_in_subprocess():
+    """Mirrored(2 logical CPUs) == one device; accumulation and resume too."""
+    script = os.path.join(os.path.dirname(__file__), "scripts", "mirrored_check.py")
+    out = subprocess.run(
+        [sys.executable, script], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    diffs = json.loads(out.stdout.strip().splitlines()[-1])
+    # NOTES.md measured <= 6e-8 for loss and <= 3e-8 for weights; allow 1e-6.
+    assert diffs["mirrored_vs_one_device_weights"] <= 1e-6
+    assert diffs["mirrored_vs_one_device_loss"] <= 1e-6
+    assert diffs["mirrored_accum_vs_one_device_big_batch_weights"] <= 1e-6
+    assert diffs["mirrored_resume_vs_straight_weights"] <= 1e-6
+    assert diffs["mirrored_eval_vs_numpy_loss"] <= 1e-6
+    assert diffs["mirrored_eval_vs_numpy_accuracy"] <= 1e-7
+    assert diffs["skip_log_seen"]

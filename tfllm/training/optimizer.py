@@ -1,0 +1,131 @@
+"""AdamW with linear warmup then linear or cosine decay: the BERT/GPT recipe."""
+
+import keras
+import tensorflow as tf
+
+# Variables that get no weight decay: every bias, and the LayerNorm scale and
+# offset (Keras names them `gamma`/`beta`). Keras `re.search`es these patterns
+# in the TensorFlow variable's name, which is the path plus a suffix:
+# "encoder_layer_0/attention_layer_norm/gamma:0", or ".../bias/replica_1:0"
+# under MirroredStrategy (checked on Keras 3.15), so match the last segment.
+NO_WEIGHT_DECAY = [r"(^|/)(bias|gamma|beta)(/replica_\d+)?(:\d+)?$"]
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup_steps`, then linear decay.
+
+    Reaches `end_learning_rate` at `total_steps` and stays there. Keras has no
+    warmup for `PolynomialDecay`, and `CosineDecay`'s warmup only pairs with a
+    cosine, so this one is written out (for cosine we reuse `CosineDecay`).
+    """
+
+    def __init__(self, peak, warmup_steps, total_steps, end_learning_rate=0.0):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.end_learning_rate = end_learning_rate
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = self.peak * step / max(self.warmup_steps, 1)
+        decay_fraction = (self.total_steps - step) / max(
+            self.total_steps - self.warmup_steps, 1
+        )
+        decay = self.end_learning_rate + (self.peak - self.end_learning_rate) * (
+            keras.ops.clip(decay_fraction, 0.0, 1.0)
+        )
+        return keras.ops.where(step < self.warmup_steps, warmup, decay)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "end_learning_rate": self.end_learning_rate,
+        }
+
+
+class AdamW(keras.optimizers.AdamW):
+    """Keras `AdamW` that clips by global norm *after* summing over replicas.
+
+    Keras 3 clips each replica's local gradients before the all-reduce (see
+    `BaseOptimizer._backend_apply_gradients`; tensorflow#33929 explains why
+    that is wrong), so under MirroredStrategy/TPUStrategy `global_clipnorm`
+    would clip a different vector than on one device. Here clipping moves to
+    just after the TensorFlow backend's all-reduce, so every strategy trains
+    the same. Relies on two private Keras 3 methods; the Mirrored-vs-one-device
+    test in tests/test_training.py catches it if Keras changes them.
+    """
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm:
+            return grads  # Done after the all-reduce, below.
+        return super()._clip_gradients(grads)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        grads_and_vars = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        if not self.global_clipnorm:
+            return grads_and_vars
+        present = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
+        clipped, _ = tf.clip_by_global_norm(
+            [grads_and_vars[i][0] for i in present], self.global_clipnorm
+        )
+        for i, g in zip(present, clipped):
+            grads_and_vars[i] = (g, grads_and_vars[i][1])
+        return grads_and_vars
+
+
+def create_learning_rate_schedule(
+    learning_rate, total_steps, warmup_steps, decay="linear", end_learning_rate=0.0
+):
+    """Warmup to `learning_rate`, then `linear` or `cosine` decay to the end value."""
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"Need 0 <= warmup_steps < total_steps; got {warmup_steps}, {total_steps}."
+        )
+    if decay == "linear":
+        return WarmupLinearDecay(
+            learning_rate, warmup_steps, total_steps, end_learning_rate
+        )
+    if decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0,
+            warmup_target=learning_rate,
+            warmup_steps=warmup_steps,
+            decay_steps=total_steps - warmup_steps,
+            alpha=end_learning_rate / learning_rate if learning_rate else 0.0,
+        )
+    raise ValueError(f"Unknown decay={decay!r}; expected 'linear' or 'cosine'.")
+
+
+def create_optimizer(
+    learning_rate,
+    total_steps,
+    warmup_steps,
+    weight_decay=0.01,
+    decay="linear",
+    end_learning_rate=0.0,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-6,
+    clipnorm=1.0,
+):
+    """AdamW with the warmup/decay schedule and global-norm gradient clipping.
+
+    Clipping uses the gradient summed over replicas (see `AdamW` above). Biases and LayerNorm `gamma`/`beta` are excluded from weight decay.
+    `total_steps` counts optimizer updates (with gradient accumulation, one
+    update per `grad_accum_steps` micro-batches).
+    """
+    optimizer = AdamW(
+        learning_rate=create_learning_rate_schedule(
+            learning_rate, total_steps, warmup_steps, decay, end_learning_rate
+        ),
+        weight_decay=weight_decay,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=epsilon,
+        global_clipnorm=clipnorm,
+    )
+    optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer

@@ -1,0 +1,137 @@
+"""Pick a `tf.distribute.Strategy` by name, failing fast with a clear message.
+
+Every recipe takes `--strategy=auto|cpu|gpu|mirrored|multi_worker|tpu` and
+calls `create_strategy`; the trainer then works the same under all of them.
+"""
+
+import json
+import os
+import socket
+import urllib.parse
+
+from absl import logging
+import tensorflow as tf
+
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
+
+
+def split_cpu_into_logical_devices(n):
+    """Split the host CPU into `n` logical devices, so Mirrored runs on CPU.
+
+    Must run before TensorFlow initialises its devices (before any op runs);
+    used by tests and `--strategy=mirrored` on GPU-less machines.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+    )
+
+
+def per_replica_batch_size(global_batch_size, strategy):
+    """The batch each replica sees; errors if it does not divide evenly."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"--batch_size={global_batch_size} is the global batch size and "
+            f"must be divisible by the number of replicas ({replicas}); "
+            f"try --batch_size={max(1, global_batch_size // replicas) * replicas}."
+        )
+    return global_batch_size // replicas
+
+
+def create_strategy(name="auto", tpu=None):
+    """Returns the `tf.distribute.Strategy` named by `--strategy`.
+
+    Args:
+        name: one of `auto`, `cpu`, `gpu`, `mirrored`, `multi_worker`, `tpu`.
+        tpu: TPU name or address for `tpu` (e.g. `local`, a TPU name, or
+            `grpc://10.0.0.2:8470`); `auto` also tries it first.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown --strategy={name!r}; expected one of {', '.join(STRATEGIES)}."
+        )
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "cpu":
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    elif name == "gpu":
+        if not gpus:
+            raise ValueError("--strategy=gpu but no GPU is visible.")
+        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name)
+    elif name == "mirrored":
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    elif name == "multi_worker":
+        _check_tf_config()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name == "tpu":
+        strategy = _tpu_strategy(tpu)
+    else:
+        strategy = _auto_strategy(tpu, gpus)
+    logging.info(
+        "Strategy %s with %d replica(s).",
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+    )
+    return strategy
+
+
+def _auto_strategy(tpu, gpus):
+    """TPU if one answers quickly, else all GPUs, else one GPU, else CPU."""
+    try:
+        return _tpu_strategy(tpu)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        logging.info("No TPU (%s); using GPUs or CPU.", str(e).splitlines()[0])
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if gpus:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def _tpu_strategy(tpu):
+    address = tpu or os.environ.get("TPU_NAME") or "<none>"
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    except ValueError as e:  # No name given and not on a TPU VM.
+        raise ValueError(f"--strategy=tpu: no TPU found at {address} ({e})") from e
+    # `experimental_connect_to_cluster` waits forever on an address nobody
+    # listens at (see NOTES.md), so check the gRPC port answers first.
+    master = resolver.master()
+    if master.startswith("grpc://"):
+        url = urllib.parse.urlparse(master)
+        try:
+            socket.create_connection((url.hostname, url.port), timeout=2).close()
+        except OSError as e:
+            raise ValueError(f"--strategy=tpu: no TPU found at {master} ({e})") from e
+    try:
+        if master:  # An empty master means the TPU is local: nothing to connect to.
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (tf.errors.OpError, RuntimeError, ValueError) as e:
+        raise ValueError(
+            f"--strategy=tpu: no TPU found at {master or address} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from e
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _check_tf_config():
+    """MultiWorkerMirroredStrategy needs TF_CONFIG naming the cluster and task."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ValueError(
+            "--strategy=multi_worker needs the TF_CONFIG environment variable, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        config = json.loads(raw)
+        if not config["cluster"]:
+            raise ValueError("empty cluster")
+        config["task"]["type"], config["task"]["index"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"--strategy=multi_worker: TF_CONFIG is not valid ({e!r}); it needs "
+            '"cluster": {"worker": [...]} and "task": {"type": ..., "index": ...}.'
+        ) from e

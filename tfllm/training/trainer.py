@@ -1,0 +1,474 @@
+"""The one training loop every recipe shares.
+
+A custom loop (`strategy.run` inside a `tf.function`) rather than `model.fit`,
+because `fit` fails under MultiWorkerMirroredStrategy and cannot resume
+mid-epoch (see NOTES.md). It works the same on one CPU, MirroredStrategy,
+MultiWorkerMirroredStrategy and TPUStrategy, and adds what long runs need:
+gradient accumulation, checkpoints with exact resume, evaluation, a NaN guard,
+SIGTERM handling, TensorBoard scalars and one progress line every `log_every`.
+
+Example:
+
+    strategy = create_strategy(FLAGS.strategy)
+    with strategy.scope():
+        model = build_model()
+        optimizer = create_optimizer(1e-3, total_steps=2000, warmup_steps=100)
+    trainer = Trainer(model, optimizer, loss_fn, global_batch_size=64,
+                      model_dir="/tmp/run", strategy=strategy,
+                      metric_fns={"accuracy": accuracy_fn})
+    trainer.train(train_dataset_fn, max_steps=2000,
+                  eval_dataset_fn=eval_dataset_fn, eval_every=500)
+"""
+
+import contextlib
+import os
+import signal
+import tempfile
+import time
+
+from absl import logging
+import tensorflow as tf
+
+from tfllm.training.strategy import per_replica_batch_size
+
+
+class Trainer:
+    """Trains and evaluates a Keras model with a custom distributed loop.
+
+    Args:
+        model: a built Keras model, created inside `strategy.scope()`.
+        optimizer: a Keras optimizer (e.g. from `create_optimizer`), created
+            inside `strategy.scope()`.
+        loss_fn: `loss_fn(labels, outputs)` -> per-example loss, shape `[B]`.
+        global_batch_size: examples per micro-batch summed over all replicas.
+            With `grad_accum_steps=k`, one update sees `k * global_batch_size`.
+        model_dir: checkpoints go to `model_dir/checkpoints`, TensorBoard
+            scalars to `model_dir/train` and `model_dir/eval`.
+        strategy: the `tf.distribute.Strategy` (default: the current one).
+        metric_fns: `{name: fn(labels, outputs)}`; each fn returns per-example
+            values `[B]` (e.g. accuracy as 0/1), or a `(values, weights)` pair
+            for weighted means such as token accuracy (`sum(values) /
+            sum(weights)`).
+        grad_accum_steps: micro-batches summed into each optimizer update.
+        steps_per_execution: optimizer updates per `tf.function` call (fewer
+            host round trips on TPU); logs, checkpoints and evals still land
+            on exact multiples of their intervals.
+        log_every, checkpoint_every: intervals in optimizer updates.
+        max_checkpoints: how many recent checkpoints to keep.
+        checkpoint_data_iterator: on one device, save the `tf.data` iterator in
+            the checkpoint (it includes shuffle buffers, which can be large);
+            otherwise resume by skipping the batches already consumed.
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        loss_fn,
+        global_batch_size,
+        model_dir,
+        strategy=None,
+        metric_fns=None,
+        grad_accum_steps=1,
+        steps_per_execution=1,
+        log_every=100,
+        checkpoint_every=1000,
+        max_checkpoints=3,
+        checkpoint_data_iterator=True,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.metric_fns = dict(metric_fns or {})
+        self.strategy = strategy or tf.distribute.get_strategy()
+        per_replica_batch_size(global_batch_size, self.strategy)  # Fail early.
+        self.global_batch_size = global_batch_size
+        self.model_dir = model_dir
+        self.checkpoint_dir = os.path.join(model_dir, "checkpoints")
+        self.grad_accum_steps = grad_accum_steps
+        self.steps_per_execution = steps_per_execution
+        self.log_every = log_every
+        self.checkpoint_every = checkpoint_every
+        self.max_checkpoints = max_checkpoints
+        # Distributed iterators cannot be checkpointed (tensorflow#56372), so
+        # only a plain one-device iterator can be; see `_make_train_iterator`.
+        self.iterator_checkpointable = checkpoint_data_iterator and isinstance(
+            self.strategy, tf.distribute.OneDeviceStrategy
+        )
+        self.is_chief = _is_chief(self.strategy)
+        # The number of optimizer updates done; saved in every checkpoint.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        with self.strategy.scope():
+            # Create the optimizer's slots now: a custom loop cannot create
+            # them inside the first distributed step, and restore needs them.
+            self.optimizer.build(self.model.trainable_variables)
+            # Per-replica gradient sums (ON_READ: each replica keeps its own;
+            # the optimizer all-reduces when the sum is applied).
+            self._grad_sums = [
+                tf.Variable(
+                    tf.zeros(v.shape, v.dtype),
+                    trainable=False,
+                    synchronization=tf.VariableSynchronization.ON_READ,
+                    aggregation=tf.VariableAggregation.SUM,
+                )
+                for v in self.model.trainable_variables
+            ] if grad_accum_steps > 1 else []
+        self._train_fn = tf.function(self._train_steps)
+        self._eval_fn = tf.function(self._eval_step, reduce_retracing=True)
+
+    # ---- The training loop -------------------------------------------------
+
+    def train(self, train_dataset_fn, max_steps, eval_dataset_fn=None, eval_every=None):
+        """Trains until `max_steps` updates, resuming from the latest checkpoint.
+
+        `train_dataset_fn(input_context)` returns an infinite dataset of
+        `(features, labels)` batched per replica
+        (`input_context.get_per_replica_batch_size(global_batch_size)`, with
+        `drop_remainder=True`). It must be deterministic (e.g. seeded shuffle)
+        for resume to see the same data.
+
+        Returns `{"train": metrics of the last log window, "eval": the last
+        eval results}` (None where there were none).
+        """
+        results = {"train": None, "eval": None}
+        step = self.restore()
+        if step >= max_steps:
+            logging.info("Already trained to step %d of %d; nothing to do.", step, max_steps)
+            return results
+        iterator, checkpoint = self._make_train_iterator(train_dataset_fn, step)
+        self._manager = self._checkpoint_manager(checkpoint)
+        window, window_start = None, time.time()
+        with self._writer("train").as_default(), _sigterm_received() as sigterm:
+            while step < max_steps:
+                n = self._steps_to_next_boundary(step, max_steps, eval_every)
+                stats, done, nonfinite = self._train_fn(iterator, tf.constant(n))
+                if nonfinite > 0:
+                    raise FloatingPointError(
+                        f"Loss or gradients are NaN/inf at step {step + int(done)}; "
+                        f"stopping. The last good checkpoint is "
+                        f"{tf.train.latest_checkpoint(self.checkpoint_dir)}."
+                    )
+                step += int(done)
+                self.step.assign(step)
+                window = _add(window, stats)
+                if step % self.log_every == 0 or step == max_steps:
+                    results["train"] = self._log_train(
+                        step, max_steps, window, time.time() - window_start
+                    )
+                    window, window_start = None, time.time()
+                if step % self.checkpoint_every == 0 or step == max_steps or sigterm:
+                    self._save(step)
+                if sigterm:
+                    logging.warning("SIGTERM: saved step %d; exiting.", step)
+                    raise SystemExit(128 + signal.SIGTERM)
+                if eval_dataset_fn and (
+                    (eval_every and step % eval_every == 0) or step == max_steps
+                ):
+                    results["eval"] = self.evaluate(eval_dataset_fn)
+        return results
+
+    def evaluate(self, eval_dataset_fn):
+        """Mean loss and metrics over a finite dataset, each example once.
+
+        `eval_dataset_fn(input_context)` returns a finite dataset batched per
+        replica without `drop_remainder`; a short last batch, and replicas
+        that get no data at the end, are handled by tf.distribute.
+        """
+        dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
+        totals = None
+        for batch in dataset:
+            totals = _add(totals, self._eval_fn(batch))
+        if totals is None:
+            raise ValueError("The eval dataset is empty.")
+        results = {name: float(s / max(c, 1.0)) for name, (s, c) in totals.items()}
+        step = int(self.step.numpy())
+        logging.info("eval step %d  %s", step, _format_metrics(results))
+        with self._writer("eval").as_default():
+            for name, value in results.items():
+                tf.summary.scalar(name, value, step=step)
+            tf.summary.flush()
+        return results
+
+    # ---- Steps (traced) -----------------------------------------------------
+
+    def _train_steps(self, iterator, num_steps):
+        """Up to `num_steps` optimizer updates; stops early on a NaN/inf."""
+        totals = self._zero_stats()
+        done = tf.constant(0, tf.int64)
+        nonfinite = tf.constant(0.0)
+        for _ in tf.range(num_steps):  # A tf.while_loop: one host call.
+            stats = self._one_update(iterator)
+            totals = _add(totals, stats)
+            done += 1
+            nonfinite = stats["nonfinite"][0]
+            if nonfinite > 0:
+                break
+        return totals, done, nonfinite
+
+    def _one_update(self, iterator):
+        """One optimizer update from `grad_accum_steps` micro-batches."""
+        if self.grad_accum_steps == 1:
+            stats = self.strategy.run(self._replica_step, args=(next(iterator),))
+            return self._sum_over_replicas(stats)
+        totals = self._zero_stats()
+        for _ in tf.range(self.grad_accum_steps):
+            stats = self.strategy.run(self._replica_accumulate, args=(next(iterator),))
+            totals = _add(totals, self._sum_over_replicas(stats))
+        self.strategy.run(self._replica_apply_accumulated)
+        return totals
+
+    def _replica_step(self, batch):
+        grads, stats = self._replica_gradients(batch)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return stats
+
+    def _replica_accumulate(self, batch):
+        grads, stats = self._replica_gradients(batch)
+        for grad_sum, grad in zip(self._grad_sums, grads):
+            if grad is not None:
+                grad_sum.assign_add(grad)
+        return stats
+
+    def _replica_apply_accumulated(self):
+        # The mean over micro-batches equals one batch k times larger.
+        grads = [g.read_value() / self.grad_accum_steps for g in self._grad_sums]
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        for grad_sum in self._grad_sums:
+            grad_sum.assign(tf.zeros_like(grad_sum))
+
+    def _replica_gradients(self, batch):
+        features, labels = batch
+        with tf.GradientTape() as tape:
+            outputs = self.model(features, training=True)
+            per_example_loss = tf.cast(self.loss_fn(labels, outputs), tf.float32)
+            # Divide by the global batch, so the all-reduce SUM of gradients
+            # over replicas is the gradient of the global mean.
+            loss = tf.nn.compute_average_loss(
+                per_example_loss, global_batch_size=self.global_batch_size
+            )
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(
+                    tf.cast(tf.add_n(self.model.losses), tf.float32)
+                )
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        # Embedding gradients come as IndexedSlices with one row per token
+        # occurrence. Keras 3 Adam squares those rows before summing repeated
+        # tokens (sum of squares, not square of sum), so densify: it updates
+        # every row densely anyway (keras-team/keras#19992).
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                 for g in grads]
+        stats = self._stats(labels, outputs, per_example_loss)
+        # Checked before anything is saved: the loop stops on the first
+        # update whose loss or gradients are NaN/inf.
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(
+            tf.linalg.global_norm([g for g in grads if g is not None])
+        )
+        stats["nonfinite"] = (1.0 - tf.cast(finite, tf.float32), tf.constant(0.0))
+        return grads, stats
+
+    def _eval_step(self, batch):
+        def replica_eval(batch):
+            features, labels = batch
+            outputs = self.model(features, training=False)
+            per_example_loss = tf.cast(self.loss_fn(labels, outputs), tf.float32)
+            return self._stats(labels, outputs, per_example_loss)
+
+        return self._sum_over_replicas(self.strategy.run(replica_eval, args=(batch,)))
+
+    def _stats(self, labels, outputs, per_example_loss):
+        """{name: (sum, count)} for the loss and each metric on this replica."""
+        stats = {
+            "loss": (
+                tf.reduce_sum(per_example_loss),
+                tf.cast(tf.size(per_example_loss), tf.float32),
+            )
+        }
+        for name, fn in self.metric_fns.items():
+            values = fn(labels, outputs)
+            values, weights = values if isinstance(values, tuple) else (
+                values, tf.ones_like(values)
+            )
+            stats[name] = (
+                tf.reduce_sum(tf.cast(values, tf.float32)),
+                tf.reduce_sum(tf.cast(weights, tf.float32)),
+            )
+        return stats
+
+    def _zero_stats(self):
+        names = ["loss", *self.metric_fns, "nonfinite"]
+        return {name: (tf.constant(0.0), tf.constant(0.0)) for name in names}
+
+    def _sum_over_replicas(self, values):
+        return tf.nest.map_structure(
+            lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None),
+            values,
+        )
+
+    # ---- Checkpoints and data position -------------------------------------
+
+    def restore(self):
+        """Restores model, optimizer and step from the latest checkpoint.
+
+        Returns the restored step (0 if there is no checkpoint). The format is
+        a plain `tf.train.Checkpoint(model=..., optimizer=..., step=...)`, so
+        `tf.train.Checkpoint(model=model).read(path).expect_partial()` loads
+        just the weights, e.g. to fine-tune from a pretraining run.
+        """
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest is None:
+            return 0
+        self._checkpoint().read(latest).expect_partial()
+        step = int(self.step.numpy())
+        logging.info("Resumed from step %d (%s).", step, latest)
+        return step
+
+    def _checkpoint(self, iterator=None):
+        parts = dict(model=self.model, optimizer=self.optimizer, step=self.step)
+        if iterator is not None:
+            parts["data_iterator"] = iterator
+        return tf.train.Checkpoint(**parts)
+
+    def _make_train_iterator(self, dataset_fn, step):
+        """The training iterator, positioned after the `step` updates done.
+
+        Returns it with the checkpoint to save, which holds the iterator too
+        when it can be saved (one device); else we skip the consumed batches.
+        """
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        saved_iterator = latest is not None and any(
+            name.startswith("data_iterator/") for name, _ in tf.train.list_variables(latest)
+        )
+        restore_iterator = self.iterator_checkpointable and saved_iterator
+        skip = 0 if restore_iterator else step * self.grad_accum_steps
+
+        def skipping_dataset_fn(context):
+            # Each micro-batch takes one batch for every replica this input
+            # pipeline feeds.
+            per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+            return dataset_fn(context).skip(skip * per_pipeline)
+
+        if self.iterator_checkpointable:
+            iterator = iter(skipping_dataset_fn(tf.distribute.InputContext()))
+            if restore_iterator:
+                tf.train.Checkpoint(data_iterator=iterator).read(latest).expect_partial()
+            checkpoint = self._checkpoint(iterator)
+        else:
+            dataset = self.strategy.distribute_datasets_from_function(skipping_dataset_fn)
+            iterator, checkpoint = iter(dataset), self._checkpoint()
+        if restore_iterator:
+            logging.info("Data position: restored the saved tf.data iterator.")
+        elif step:
+            why = ("no iterator in the checkpoint" if self.iterator_checkpointable
+                   else f"{type(self.strategy).__name__} iterators cannot be checkpointed")
+            logging.info("Data position: skipped the %d global batches already used (%s).",
+                         skip, why)
+        return iterator, checkpoint
+
+    def _checkpoint_manager(self, checkpoint):
+        # Under MultiWorkerMirroredStrategy every worker must save (variables
+        # may need collective reads); only the chief writes where it counts.
+        if not self.is_chief:
+            return tf.train.CheckpointManager(checkpoint, tempfile.mkdtemp(), 1)
+        return tf.train.CheckpointManager(
+            checkpoint, self.checkpoint_dir, self.max_checkpoints
+        )
+
+    def _save(self, step):
+        try:
+            path = self._manager.save(checkpoint_number=step)
+        except tf.errors.FailedPreconditionError as e:
+            # Pipelines with py_function or from_generator cannot be saved.
+            if not hasattr(self._manager.checkpoint, "data_iterator"):
+                raise
+            logging.warning(
+                "Cannot save the tf.data iterator (%s); saving without it, so a "
+                "resume will skip the batches already used.", str(e).splitlines()[0]
+            )
+            self._manager = self._checkpoint_manager(self._checkpoint())
+            path = self._manager.save(checkpoint_number=step)
+        if self.is_chief:
+            logging.info("Saved checkpoint %s", path)
+
+    # ---- Logging ------------------------------------------------------------
+
+    def _steps_to_next_boundary(self, step, max_steps, eval_every):
+        intervals = [self.log_every, self.checkpoint_every, eval_every or max_steps]
+        to_boundary = [i - step % i for i in intervals]
+        return min(self.steps_per_execution, max_steps - step, *to_boundary)
+
+    def _log_train(self, step, max_steps, window, seconds):
+        results = {name: float(s / max(c, 1.0)) for name, (s, c) in window.items()
+                   if name != "nonfinite"}
+        steps = window["loss"][1] / self.global_batch_size / self.grad_accum_steps
+        examples_per_sec = float(window["loss"][1]) / max(seconds, 1e-9)
+        eta = (max_steps - step) * seconds / max(float(steps), 1.0)
+        learning_rate = float(self.optimizer.learning_rate)
+        logging.info(
+            "step %d/%d  %s  lr %.1e  %.0f ex/s  ETA %s",
+            step, max_steps, _format_metrics(results), learning_rate,
+            examples_per_sec, _format_duration(eta),
+        )
+        results.update(learning_rate=learning_rate, examples_per_sec=examples_per_sec)
+        for name, value in results.items():
+            tf.summary.scalar(name, value, step=step)
+        tf.summary.flush()
+        return results
+
+    def _writer(self, name):
+        if not self.is_chief:
+            return tf.summary.create_noop_writer()
+        if not hasattr(self, "_writers"):
+            self._writers = {}
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(
+                os.path.join(self.model_dir, name)
+            )
+        return self._writers[name]
+
+
+def _add(totals, stats):
+    if totals is None:
+        return stats
+    return tf.nest.map_structure(lambda a, b: a + b, totals, stats)
+
+
+def _is_chief(strategy):
+    """Whether this process writes checkpoints, logs and summaries."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_received():
+    """A list that becomes truthy when SIGTERM arrives (e.g. preemption)."""
+    received = []
+
+    def handler(signum, frame):
+        logging.warning("SIGTERM received; will checkpoint after this step.")
+        received.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # Not the main thread: leave signals alone.
+        previous = None
+    try:
+        yield received
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _format_metrics(results):
+    return "  ".join(f"{name} {value:.4f}" for name, value in results.items())
+
+
+def _format_duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
