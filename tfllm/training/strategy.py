@@ -135,3 +135,15 @@ def _check_tf_config():
             f"--strategy=multi_worker: TF_CONFIG is not valid ({e!r}); it needs "
             '"cluster": {"worker": [...]} and "task": {"type": ..., "index": ...}.'
         ) from e
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints, logs and summaries."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )

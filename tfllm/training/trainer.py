@@ -29,6 +29,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from tfllm.training.strategy import is_chief
 from tfllm.training.strategy import per_replica_batch_size
 
 
@@ -95,7 +96,7 @@ class Trainer:
         self.iterator_checkpointable = checkpoint_data_iterator and isinstance(
             self.strategy, tf.distribute.OneDeviceStrategy
         )
-        self.is_chief = _is_chief(self.strategy)
+        self.is_chief = is_chief(self.strategy)
         # The number of optimizer updates done; saved in every checkpoint.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
@@ -430,18 +431,6 @@ def _add(totals, stats):
     if totals is None:
         return stats
     return tf.nest.map_structure(lambda a, b: a + b, totals, stats)
-
-
-def _is_chief(strategy):
-    """Whether this process writes checkpoints, logs and summaries."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = strategy.cluster_resolver
-    return resolver.task_type in (None, "chief") or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
 
 
 @contextlib.contextmanager

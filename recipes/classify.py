@@ -1,0 +1,145 @@
+"""Train a BERT text classifier (from scratch or from a checkpoint), evaluate it, export a SavedModel.
+
+    python recipes/classify.py \
+        --train_file=../shared/data/sst2/train.tsv --eval_file=../shared/data/sst2/dev.tsv \
+        --model_dir=runs/sst2 --export_dir=runs/sst2/export --model_name=sst2
+
+Re-running the same command resumes from the latest checkpoint in --model_dir.
+The export lands in <export_dir>/<model_name>/<version>/ (TF Serving layout);
+its `serving_default` signature maps raw strings to class probabilities.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import tfllm  # noqa: F401  (sets the Keras backend)
+import tensorflow as tf
+
+from tfllm.data import classification_dataset
+from tfllm.data import read_labeled_text
+from tfllm.data import steps_per_epoch
+from tfllm.export import export_classifier
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.tokenizers import build_word_piece_vocabulary
+from tfllm.tokenizers import load_vocabulary
+from tfllm.tokenizers import save_vocabulary
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import is_chief
+from tfllm.training import losses
+from tfllm.training import runtime
+from tfllm.training.init_checkpoint import restore_backbone
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_file", None, "Training TSV/CSV with a header row.")
+flags.DEFINE_string("eval_file", None, "Evaluation TSV/CSV with the same columns.")
+flags.DEFINE_string("text_column", "sentence", "Column holding the text.")
+flags.DEFINE_string("label_column", "label", "Column holding integer labels 0..num_classes-1.")
+flags.DEFINE_integer("num_classes", 2, "Number of classes.")
+flags.DEFINE_list("label_names", None, "Names of the classes, in label order (for the export).")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary; built from --train_file if missing. "
+                    "Default: <model_dir>/vocab.txt.")
+flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size when building one.")
+flags.DEFINE_bool("lowercase", True, "Lower-case text before WordPiece.")
+flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
+flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
+flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")
+flags.DEFINE_string("init_checkpoint", None, "A tfllm model_dir or checkpoint to initialise the encoder.")
+flags.DEFINE_integer("max_seq_length", 128, "Texts are truncated to this many tokens (count is logged).")
+flags.DEFINE_float("epochs", 3, "Training epochs (may be fractional).")
+flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
+flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (skipped if unset).")
+flags.DEFINE_string("model_name", "classifier", "Model name in the export path.")
+flags.DEFINE_integer("version", 1, "Model version in the export path.")
+runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
+flags.mark_flags_as_required(["train_file"])
+
+
+def vocabulary(train_texts, strategy):
+    """Load --vocab_file, or build one from the training texts and save it (chief only)."""
+    path = FLAGS.vocab_file or os.path.join(FLAGS.model_dir, "vocab.txt")
+    if tf.io.gfile.exists(path):
+        return load_vocabulary(path)
+    logging.info("Building a %d-token WordPiece vocabulary from %d texts ...", FLAGS.vocab_size, len(train_texts))
+    start = time.time()
+    vocab = build_word_piece_vocabulary(train_texts, FLAGS.vocab_size, lowercase=FLAGS.lowercase)
+    if is_chief(strategy):
+        save_vocabulary(vocab, path)
+    logging.info("Vocabulary of %d tokens in %.0f s -> %s", len(vocab), time.time() - start, path)
+    return vocab
+
+
+def main(_):
+    strategy = runtime.setup(FLAGS)
+    read = dict(text_column=FLAGS.text_column, label_column=FLAGS.label_column, num_classes=FLAGS.num_classes)
+    train_texts, train_labels = read_labeled_text(FLAGS.train_file, **read)
+    if FLAGS.max_train_examples:
+        logging.info("Using the first %d of %d training rows (--max_train_examples).",
+                     min(FLAGS.max_train_examples, len(train_texts)), len(train_texts))
+        train_texts, train_labels = train_texts[: FLAGS.max_train_examples], train_labels[: FLAGS.max_train_examples]
+    preprocessor = BertPreprocessor(
+        vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
+    )
+    steps = int(FLAGS.epochs * steps_per_epoch(len(train_texts), FLAGS.batch_size))
+    logging.info("%d training examples, %d steps of %d", len(train_texts), steps, FLAGS.batch_size)
+
+    with strategy.scope():
+        backbone = Bert.from_preset(
+            FLAGS.preset, vocabulary_size=preprocessor.tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
+            max_sequence_length=max(512, FLAGS.max_seq_length),
+        )
+        if FLAGS.init_checkpoint:
+            restore_backbone(backbone, FLAGS.init_checkpoint)
+        model = BertClassifier(backbone, FLAGS.num_classes, pooling=FLAGS.pooling, dropout=FLAGS.dropout)
+        optimizer = create_optimizer(
+            FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
+            weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm,
+        )
+    trainer = Trainer(
+        model, optimizer, losses.classification_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
+        metric_fns={"accuracy": losses.classification_accuracy},
+        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+    )
+
+    def train_data(ctx):
+        return classification_dataset(
+            train_texts, train_labels, preprocessor, ctx.get_per_replica_batch_size(FLAGS.batch_size),
+            training=True, seed=FLAGS.seed, input_context=ctx, name=FLAGS.train_file,
+        )
+
+    eval_data = None
+    if FLAGS.eval_file:
+        eval_texts, eval_labels = read_labeled_text(FLAGS.eval_file, **read)
+
+        def eval_data(ctx):
+            return classification_dataset(
+                eval_texts, eval_labels, preprocessor, ctx.get_per_replica_batch_size(FLAGS.batch_size),
+                training=False, input_context=ctx, name=FLAGS.eval_file,
+            )
+
+    start = time.time()
+    trainer.train(train_data, max_steps=steps)
+    logging.info("Training took %.0f s", time.time() - start)
+    if eval_data:
+        results = trainer.evaluate(eval_data)
+        print(f"eval: accuracy {results['accuracy']:.4f}  loss {results['loss']:.4f}  "
+              f"({len(eval_texts)} examples of {FLAGS.eval_file})", flush=True)
+        if is_chief(strategy):
+            with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
+                json.dump(dict(results, examples=len(eval_texts), step=steps), f, indent=1)
+    if FLAGS.export_dir and is_chief(strategy):
+        path = export_classifier(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
+                                 label_names=FLAGS.label_names)
+        print(f"exported: {path}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,129 @@
+"""recipes/classify.py end to end on generated data: learns, resumes, exports, serves without tfllm."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
+NEGATIVE = ["bad", "awful", "dull", "poor", "boring", "terrible"]
+FILLER = ["the", "movie", "film", "plot", "acting", "was", "really", "quite", "a", "story"]
+
+
+def write_toy_tsv(path, n, seed):
+    """Sentiment decided by one polar word among filler words: learnable by a tiny model."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        f.write("label\tsentence\n")
+        for _ in range(n):
+            label = int(rng.integers(2))
+            words = list(rng.choice(FILLER, size=int(rng.integers(3, 9))))
+            words.insert(int(rng.integers(len(words) + 1)), rng.choice(POSITIVE if label else NEGATIVE))
+            f.write(f"{label}\t{' '.join(words)}\n")
+
+
+def run_recipe(tmp_path, *extra, check=True):
+    args = [
+        sys.executable, str(ROOT / "recipes" / "classify.py"),
+        f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
+        f"--model_dir={tmp_path / 'model'}", f"--export_dir={tmp_path / 'export'}",
+        "--model_name=toy", "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16",
+        "--batch_size=32", "--learning_rate=3e-3", "--epochs=6", "--dropout=0.0",
+        "--label_names=negative,positive", "--strategy=cpu", "--log_every=20", "--checkpoint_every=20",
+        *extra,
+    ]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"classify.py failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("classify")
+    write_toy_tsv(tmp_path / "train.tsv", 640, seed=0)
+    write_toy_tsv(tmp_path / "dev.tsv", 200, seed=1)
+    proc = run_recipe(tmp_path)
+    return tmp_path, proc
+
+
+def test_recipe_learns_the_toy_task(trained):
+    tmp_path, proc = trained
+    results = json.loads((tmp_path / "model" / "eval_results.json").read_text())
+    assert results["examples"] == 200
+    assert results["accuracy"] >= 0.95, results
+    assert "eval: accuracy" in proc.stdout
+    assert "step 120/120" in proc.stderr  # progress lines, 640/32*6 = 120 steps
+    assert list((tmp_path / "model" / "train").glob("events.out.tfevents*"))  # TensorBoard
+
+
+def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
+    shutil.copytree(trained[0], tmp_path, dirs_exist_ok=True)  # leave the shared run as it is
+    again = run_recipe(tmp_path, "--export_dir=")
+    assert "Resumed from step 120" in again.stderr
+    assert "nothing to do" in again.stderr
+    longer = run_recipe(tmp_path, "--epochs=7", "--export_dir=")
+    assert "Resumed from step 120" in longer.stderr and "step 140/140" in longer.stderr
+
+
+SERVE_IN_FRESH_PROCESS = r"""
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+out = serve(text=tf.constant(json.loads(sys.argv[2])))
+assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules
+print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}, default=lambda b: b.decode()))
+"""
+
+
+def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):
+    tmp_path, _ = trained
+    export = tmp_path / "export" / "toy" / "1"
+    assert (export / "saved_model.pb").exists()
+    assert not [p for p in (tmp_path / "export" / "toy").iterdir() if p.name.startswith(".tmp")]
+    sentences = ["the movie was really superb", "a boring story", "the plot was quite awful acting"]
+    proc = subprocess.run([sys.executable, "-c", SERVE_IN_FRESH_PROCESS, str(export), json.dumps(sentences)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["label_name"] == ["positive", "negative", "negative"]
+
+    # Same numbers as the Keras model restored from the run's checkpoint, in this process.
+    import tfllm  # noqa: F401
+    import tensorflow as tf
+    from tfllm.models import Bert, BertClassifier
+    from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+
+    pre = BertPreprocessor(str(tmp_path / "model" / "vocab.txt"), sequence_length=16)
+    model = BertClassifier(Bert.from_preset("bert_nano", vocabulary_size=pre.tokenizer.vocabulary_size(),
+                                            max_sequence_length=512, dropout=0.0), 2, dropout=0.0)
+    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(tmp_path / "model" / "checkpoints")).expect_partial()
+    probs = tf.nn.softmax(model(pre(tf.constant(sentences)))).numpy()
+    np.testing.assert_allclose(np.array(served["probabilities"]), probs, atol=1e-5)
+
+
+def test_query_tool_prints_labels(trained):
+    tmp_path, _ = trained
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "query_savedmodel.py"),
+                           str(tmp_path / "export" / "toy" / "1"), "a lovely film"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "positive" in proc.stdout and "a lovely film" in proc.stdout
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("label\ttext\n1\thello\n", "no column 'sentence'"),
+    ("label\tsentence\n1\tfine\n7\tbad\n", ":3"),
+])
+def test_bad_data_fails_with_file_and_line(tmp_path, content, expected):
+    (tmp_path / "train.tsv").write_text(content)
+    (tmp_path / "dev.tsv").write_text(content)
+    proc = run_recipe(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert str(tmp_path / "train.tsv") in proc.stderr and expected in proc.stderr, proc.stderr[-2000:]

@@ -1,0 +1,50 @@
+"""What every recipe does first: common flags, logging, seeding, precision, strategy."""
+
+import random
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags
+from absl import logging
+
+from tfllm.training.strategy import STRATEGIES
+from tfllm.training.strategy import create_strategy
+from tfllm.training.strategy import split_cpu_into_logical_devices
+
+
+PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16"}
+
+
+def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=0):
+    """Flags shared by every recipe: run location, strategy, optimizer basics, logging."""
+    flags.DEFINE_string("model_dir", model_dir, "Checkpoints, TensorBoard logs and vocab go here. "
+                        "Re-running the same command resumes from the latest checkpoint.")
+    flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", None, "TPU name, grpc://host:port address, or 'local' (--strategy=tpu).")
+    flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many logical devices "
+                         "(for trying --strategy=mirrored without accelerators).")
+    flags.DEFINE_integer("batch_size", batch_size, "Global batch size (over all replicas).")
+    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate (AdamW).")
+    flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+    flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS), "Compute dtype policy.")
+    flags.DEFINE_integer("seed", seed, "Seed for initialisation, shuffling, dropout.")
+    flags.DEFINE_integer("log_every", 100, "Log a progress line every N steps.")
+    flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps.")
+
+
+def setup(FLAGS):
+    """Apply the common flags; returns the strategy. Call at the top of main()."""
+    logging.set_verbosity(logging.INFO)
+    if not FLAGS.model_dir:
+        raise flags.IllegalFlagValueError("--model_dir is required")
+    if FLAGS.num_cpu_devices > 1:
+        split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
+    random.seed(FLAGS.seed)
+    np.random.seed(FLAGS.seed)
+    keras.utils.set_random_seed(FLAGS.seed)
+    keras.mixed_precision.set_global_policy(PRECISIONS[FLAGS.mixed_precision])
+    tf.io.gfile.makedirs(FLAGS.model_dir)
+    strategy = create_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
+    return strategy
