@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fresh_process import serve_in_fresh_process
+
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
 NEGATIVE = ["bad", "awful", "dull", "poor", "boring", "terrible"]
@@ -71,27 +73,13 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
     assert "Resumed from step 120" in longer.stderr and "step 140/140" in longer.stderr
 
 
-SERVE_IN_FRESH_PROCESS = r"""
-import json, sys
-import tensorflow as tf
-import tensorflow_text  # noqa: F401
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-out = serve(text=tf.constant(json.loads(sys.argv[2])))
-assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules
-print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}, default=lambda b: b.decode()))
-"""
-
-
 def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):
     tmp_path, _ = trained
     export = tmp_path / "export" / "toy" / "1"
     assert (export / "saved_model.pb").exists()
     assert not [p for p in (tmp_path / "export" / "toy").iterdir() if p.name.startswith(".tmp")]
     sentences = ["the movie was really superb", "a boring story", "the plot was quite awful acting"]
-    proc = subprocess.run([sys.executable, "-c", SERVE_IN_FRESH_PROCESS, str(export), json.dumps(sentences)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    served = serve_in_fresh_process(export, {"text": sentences})
     assert served["label_name"] == ["positive", "negative", "negative"]
 
     # Same numbers as the Keras model restored from the run's checkpoint, in this process.

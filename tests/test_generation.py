@@ -67,9 +67,14 @@ def test_stop_token_ends_a_row(lm):
     assert cut == full[: full.index(stop)]
 
 
-def test_too_long_request_is_a_clear_error(lm):
-    with pytest.raises(ValueError, match="exceeds the model's max_sequence_length 96"):
-        lm.generate([[1] * 50], max_new_tokens=50)
+def test_generation_past_the_context_window_slides_it(lm):
+    prompt = [1, 2, 3] * 20  # 60 of the 96 positions
+    long = lm.generate([prompt], max_new_tokens=80)[0]
+    assert len(long) == 80
+    assert long[:36] == lm.generate([prompt], max_new_tokens=36)[0]  # the part that fits is unchanged
+
+
+def test_strings_need_a_tokenizer(lm):
     with pytest.raises(ValueError, match="no tokenizer"):
         lm.generate(["ROMEO:"])
 

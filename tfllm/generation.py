@@ -93,7 +93,8 @@ class CompiledDecoder:
         self._compiled = {}
 
     def __call__(self, prompt, mask, sampler_options, stop_token_ids=None):
-        options = tuple(sorted(sampler_options.items()))
+        # The seed's value is not part of the key: `reseed` sets it without a retrace.
+        options = tuple(sorted((k, (v is not None) if k == "seed" else v) for k, v in sampler_options.items()))
         key = (options, tuple(stop_token_ids or ()))
         if key not in self._compiled:
             sampler = make_sampler(**sampler_options)
@@ -113,3 +114,23 @@ class CompiledDecoder:
 def min_prompt_index(mask):
     """The first position where some row has no prompt token: decoding starts there."""
     return keras.ops.min(keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1))
+
+
+def sample_with_tensor_options(logits, temperature, top_k, seed, step):
+    """One token per row, with every option a tensor (for serving signatures).
+
+    keras-hub's samplers fix their strategy when constructed; a SavedModel
+    signature needs temperature/top-k/seed as request inputs instead.
+    temperature <= 0 is greedy; top_k <= 0 means no top-k filter; the draw is
+    stateless, from (seed, step), so a request is reproducible.
+    """
+    logits = tf.cast(logits, tf.float32)
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    scaled = logits / tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    vocab = tf.shape(logits)[-1]
+    k = tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), vocab), vocab)
+    kth_best = tf.math.top_k(scaled, k).values[:, -1:]
+    filtered = tf.where(scaled < kth_best, tf.constant(-1e30, tf.float32), scaled)
+    seeds = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
+    sampled = tf.random.stateless_categorical(filtered, 1, seed=seeds, dtype=tf.int32)[:, 0]
+    return tf.where(tf.cast(temperature, tf.float32) > 0, sampled, greedy)

@@ -102,24 +102,56 @@ class GptCausalLM(keras.Model):
             prompts = [p.numpy().tolist() if hasattr(p, "numpy") else list(p)
                        for p in self.tokenizer([prompts] if single else list(prompts))]
         prompts = [list(np.asarray(p).tolist()) for p in prompts]
-        ids, mask, lengths = generation.pad_prompts(prompts, max_new_tokens)
-        limit = self.backbone.max_sequence_length
-        if ids.shape[1] > limit:
-            raise ValueError(
-                f"longest prompt ({lengths.max()} tokens) + max_new_tokens ({max_new_tokens}) = "
-                f"{ids.shape[1]} exceeds the model's max_sequence_length {limit}"
-            )
-        if self._decoder is None or self._decoder.jit_compile != jit_compile:
-            self._decoder = generation.CompiledDecoder(self._next, self._build_cache, jit_compile)
+        if top_k is not None:
+            top_k = min(top_k, self.backbone.vocabulary_size)  # k past the vocabulary means "all"
         options = dict(temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, seed=seed)
-        tokens = self._decoder(ids, mask, options, stop_token_ids)
-        new_tokens = generation.cut_generations(tokens, lengths, max_new_tokens, stop_token_ids)
+        new_tokens = self._generate_sliding(prompts, max_new_tokens, options, stop_token_ids, jit_compile)
         if not as_text:
             return new_tokens
         texts = [self.tokenizer.detokenize(np.array([t], "int32") if t else np.zeros((1, 0), "int32"))
                  for t in new_tokens]
         texts = [_to_str(t) for t in texts]
         return texts[0] if single else texts
+
+    def _generate_sliding(self, prompts, max_new_tokens, options, stop_token_ids, jit_compile):
+        """Generate in chunks that fit the context window, sliding it when the text outgrows it.
+
+        Within the window every token is decoded with the cache. Past it, the
+        next chunk's prompt is the most recent `limit - chunk` tokens (as
+        nanoGPT crops its context), re-encoded once per chunk of up to half
+        the window.
+        """
+        limit = self.backbone.max_sequence_length
+        half = max(1, limit // 2)
+        contexts = [list(p) for p in prompts]
+        outputs = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        remaining, chunk_index = max_new_tokens, 0
+        while remaining > 0 and not all(done):
+            step = min(remaining, limit - max(len(c) for c in contexts))
+            if step < min(remaining, half):
+                step = min(remaining, half)
+                contexts = [c[-(limit - step):] for c in contexts]
+            chunk_options = dict(options)
+            if options.get("seed") is not None:
+                chunk_options["seed"] = options["seed"] + chunk_index
+            new = self._generate_chunk(contexts, step, chunk_options, stop_token_ids, jit_compile)
+            for row, tokens in enumerate(new):
+                if done[row]:
+                    continue
+                outputs[row].extend(tokens)
+                contexts[row].extend(tokens)
+                done[row] = len(tokens) < step  # ended by a stop token
+            remaining -= step
+            chunk_index += 1
+        return outputs
+
+    def _generate_chunk(self, prompts, max_new_tokens, options, stop_token_ids, jit_compile):
+        ids, mask, lengths = generation.pad_prompts(prompts, max_new_tokens)
+        if self._decoder is None or self._decoder.jit_compile != jit_compile:
+            self._decoder = generation.CompiledDecoder(self._next, self._build_cache, jit_compile)
+        tokens = self._decoder(ids, mask, options, stop_token_ids)
+        return generation.cut_generations(tokens, lengths, max_new_tokens, stop_token_ids)
 
     def get_config(self):
         return {

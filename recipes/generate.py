@@ -1,0 +1,41 @@
+"""Sample text from a trained GPT run.
+
+    python recipes/generate.py --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
+        --max_new_tokens=200 --temperature=0.8 --top_k=40 --seed=1
+"""
+
+from absl import app
+from absl import flags
+
+import tfllm  # noqa: F401
+
+from tfllm.models.gpt.gpt_run_files import load_run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir.")
+flags.DEFINE_multi_string("prompt", ["\n"], "Prompt text; repeat the flag for a batch of prompts.")
+flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per prompt.")
+flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
+flags.DEFINE_integer("top_k", None, "Sample from the k most likely tokens.")
+flags.DEFINE_float("top_p", None, "Sample from the smallest set with probability >= p.")
+flags.DEFINE_integer("num_beams", None, "Beam search with this many beams.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_bool("jit_compile", True, "Compile the decoding loop with XLA.")
+flags.mark_flags_as_required(["model_dir"])
+
+
+def main(_):
+    lm, checkpoint = load_run(FLAGS.model_dir)
+    print(f"# {checkpoint}", flush=True)
+    outputs = lm.generate(
+        FLAGS.prompt, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
+        top_k=FLAGS.top_k, top_p=FLAGS.top_p, num_beams=FLAGS.num_beams, seed=FLAGS.seed,
+        jit_compile=FLAGS.jit_compile,
+    )
+    for prompt, text in zip(FLAGS.prompt, outputs):
+        print(prompt + text, flush=True)
+        print("-" * 40, flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,118 @@
+"""Train a GPT language model on a text file (char-level or byte-level BPE), with periodic validation.
+
+The nanoGPT Tiny Shakespeare character setting:
+
+    python recipes/train_gpt.py --text_file=../shared/data/tinyshakespeare/input.txt \
+        --model_dir=runs/shakespeare_char --tokenizer=char --num_layers=4 --num_heads=4 \
+        --hidden_dim=128 --block_size=64 --batch_size=12 --max_steps=2000 --dropout=0
+
+Re-running resumes from the latest checkpoint; `recipes/generate.py --model_dir=...` samples from it.
+"""
+
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import tfllm  # noqa: F401
+import tensorflow as tf
+
+from tfllm.data import language_modeling as lm_data
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tfllm.models.gpt.gpt_run_files import save_run_config
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import is_chief
+from tfllm.training import losses
+from tfllm.training import runtime
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("text_file", None, "UTF-8 training text.")
+flags.DEFINE_float("train_fraction", 0.9, "First fraction of the tokens trains; the rest validates.")
+flags.DEFINE_enum("tokenizer", "char", ["char", "bpe"], "Character-level or byte-level BPE.")
+flags.DEFINE_string("bpe_vocab", None, "GPT-2 style vocab.json (for --tokenizer=bpe).")
+flags.DEFINE_string("bpe_merges", None, "GPT-2 style merges.txt (for --tokenizer=bpe).")
+flags.DEFINE_string("preset", None, "A Gpt preset (" + ", ".join(Gpt.presets) + "); "
+                    "else --num_layers/--num_heads/--hidden_dim.")
+flags.DEFINE_integer("num_layers", 4, "Decoder blocks.")
+flags.DEFINE_integer("num_heads", 4, "Attention heads.")
+flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward is 4x).")
+flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
+flags.DEFINE_integer("block_size", 64, "Context length of training blocks.")
+flags.DEFINE_integer("max_steps", 2000, "Optimizer updates.")
+flags.DEFINE_integer("warmup_steps", 100, "Linear warmup steps.")
+flags.DEFINE_float("min_learning_rate", 1e-4, "Cosine decay ends here.")
+flags.DEFINE_float("beta_2", 0.99, "AdamW beta_2 (nanoGPT uses 0.99 for small data).")
+flags.DEFINE_integer("eval_every", 500, "Validate every N steps.")
+flags.DEFINE_integer("eval_steps", 0, "Validation batches per eval (0 = the whole split).")
+runtime.define_common_flags(batch_size=12, learning_rate=1e-3)
+flags.mark_flags_as_required(["text_file"])
+
+
+def make_tokenizer(text):
+    if FLAGS.tokenizer == "char":
+        return CharTokenizer.from_text(text)
+    if not (FLAGS.bpe_vocab and FLAGS.bpe_merges):
+        raise flags.IllegalFlagValueError("--tokenizer=bpe needs --bpe_vocab and --bpe_merges "
+                                          "(build them with tools/build_vocab.py --type=bpe)")
+    from tfllm.tokenizers.byte_pair import BytePairTokenizer  # noqa: PLC0415
+    return BytePairTokenizer(FLAGS.bpe_vocab, FLAGS.bpe_merges)
+
+
+def main(_):
+    strategy = runtime.setup(FLAGS)
+    text = lm_data.read_text(FLAGS.text_file)
+    tokenizer = make_tokenizer(text)
+    start = time.time()
+    stream = lm_data.token_stream(text.split("\n\n") if FLAGS.tokenizer == "bpe" else [text],
+                                  tokenizer.encode, separator_id=getattr(tokenizer, "end_token_id", None))
+    train_stream, val_stream = lm_data.split_stream(stream, FLAGS.train_fraction)
+    logging.info("%s: %d tokens (vocabulary %d) in %.1f s; %d train / %d validation",
+                 FLAGS.text_file, len(stream), tokenizer.vocabulary_size(), time.time() - start,
+                 len(train_stream), len(val_stream))
+
+    with strategy.scope():
+        size = dict(num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads, hidden_dim=FLAGS.hidden_dim,
+                    intermediate_dim=4 * FLAGS.hidden_dim)
+        config = dict(Gpt.presets[FLAGS.preset]) if FLAGS.preset else size
+        config.update(vocabulary_size=tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
+                      max_sequence_length=max(FLAGS.block_size, config.get("max_sequence_length", 0)))
+        model = GptCausalLM(Gpt(**config), tokenizer=tokenizer)
+        optimizer = create_optimizer(
+            FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.warmup_steps,
+            weight_decay=FLAGS.weight_decay, decay="cosine", end_learning_rate=FLAGS.min_learning_rate,
+            beta_2=FLAGS.beta_2, clipnorm=FLAGS.clipnorm,
+        )
+    logging.info("GPT with %s parameters", f"{model.count_params():,}")
+    if is_chief(strategy):
+        save_run_config(FLAGS.model_dir, model.backbone, tokenizer)
+    trainer = Trainer(
+        model, optimizer, losses.token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
+        metric_fns={"accuracy": losses.token_accuracy},
+        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+    )
+
+    def train_data(ctx):
+        return lm_data.lm_dataset(train_stream, FLAGS.block_size, ctx.get_per_replica_batch_size(FLAGS.batch_size),
+                                  training=True, seed=FLAGS.seed, input_context=ctx)
+
+    def val_data(ctx):
+        ds = lm_data.lm_dataset(val_stream, FLAGS.block_size, ctx.get_per_replica_batch_size(FLAGS.batch_size),
+                                training=False, input_context=ctx)
+        return ds.take(FLAGS.eval_steps) if FLAGS.eval_steps else ds
+
+    start = time.time()
+    results = trainer.train(train_data, FLAGS.max_steps, eval_dataset_fn=val_data, eval_every=FLAGS.eval_every)
+    results = results["eval"] or trainer.evaluate(val_data)  # a finished run only evaluates
+    print(f"validation: loss {results['loss']:.4f} (nats/token)  accuracy {results['accuracy']:.4f}  "
+          f"after {FLAGS.max_steps} steps; this run trained for {time.time() - start:.0f} s", flush=True)
+    sample = model.generate(text[0], max_new_tokens=200,
+                            temperature=0.8, top_k=40, seed=FLAGS.seed)
+    print("sample:\n" + sample, flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,107 @@
+"""Export a GPT causal LM as a SavedModel: prompt strings in, generated strings out."""
+
+import tensorflow as tf
+
+from tfllm import generation
+from tfllm.export.serving_layout import save_atomically
+from tfllm.export.serving_layout import version_dir
+
+
+class GptGenerationServingModule(tf.Module):
+    """Tokenizer + cached decoding loop + detokenizer in one graph.
+
+    Signatures:
+        `serving_default`: `prompt` string [batch] -> `generated` string [batch],
+            with the export's defaults (max_new_tokens, temperature, top_k, seed).
+        `generate`: the same plus scalar inputs `max_new_tokens` (int32, at most
+            the exported maximum), `temperature` (float32, 0 = greedy),
+            `top_k` (int32, 0 = off) and `seed` (int32).
+
+    Shapes are static inside: prompts are cropped to their last
+    `max_length - max_new_tokens` tokens, so the cache is always
+    [batch, layers, 2, max_length, heads, head_dim].
+    """
+
+    def __init__(self, lm, max_new_tokens=128, temperature=0.0, top_k=0, seed=0, stop_token_ids=()):
+        super().__init__()
+        if lm.tokenizer is None:
+            raise ValueError("the GptCausalLM needs a tokenizer to export string-to-string generation")
+        self.lm = lm
+        self.tokenizer = lm.tokenizer
+        self.max_length = lm.backbone.max_sequence_length
+        if not 0 < max_new_tokens < self.max_length:
+            raise ValueError(f"max_new_tokens must be in [1, {self.max_length - 1}], got {max_new_tokens}")
+        self.max_new_tokens = max_new_tokens
+        self.defaults = dict(temperature=float(temperature), top_k=int(top_k), seed=int(seed))
+        self.stop_token_ids = tf.constant(list(stop_token_ids) or [-1], tf.int32)
+
+    def _generate(self, prompt, max_new_tokens, temperature, top_k, seed):
+        tf.debugging.assert_rank(prompt, 1, message="`prompt` must be a 1-D batch of strings")
+        tf.debugging.assert_less_equal(
+            max_new_tokens, self.max_new_tokens,
+            message=f"max_new_tokens exceeds the exported maximum {self.max_new_tokens}",
+        )
+        ids = tf.cast(self.tokenizer(prompt), tf.int32)
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(ids)
+        keep = self.max_length - self.max_new_tokens
+        lengths = tf.minimum(ids.row_lengths(), keep)
+        starts = ids.row_lengths() - lengths  # crop long prompts from the left
+        ids = tf.ragged.map_flat_values(tf.identity, ids)
+        cropped = tf.RaggedTensor.from_row_lengths(
+            tf.gather(ids.flat_values, tf.ragged.range(ids.row_starts() + starts, ids.row_limits()).flat_values),
+            lengths,
+        )
+        tokens = cropped.to_tensor(default_value=0, shape=[None, self.max_length])
+        lengths = tf.cast(lengths, tf.int32)
+        mask = tf.sequence_mask(lengths, self.max_length)
+        cache, index = self.lm._build_cache(tokens, mask)
+        index = tf.maximum(index, 1)
+        end = tf.minimum(tf.reduce_max(lengths) + max_new_tokens, self.max_length)
+
+        def body(tokens, cache, index):
+            logits, _, cache = self.lm._next(tokens, cache, index)
+            next_token = generation.sample_with_tensor_options(logits, temperature, top_k, seed, index)
+            next_token = tf.where(mask[:, index], tokens[:, index], next_token)
+            tokens = tf.tensor_scatter_nd_update(
+                tokens, tf.stack([tf.range(tf.shape(tokens)[0]), tf.fill([tf.shape(tokens)[0]], index)], 1),
+                next_token,
+            )
+            return tokens, cache, index + 1
+
+        tokens, _, _ = tf.while_loop(lambda t, c, i: i < end, body, (tokens, cache, index))
+        new = tf.RaggedTensor.from_tensor(tokens)
+        positions = tf.ragged.range(lengths, tf.minimum(lengths + max_new_tokens, self.max_length))
+        new = tf.gather(tokens, positions, batch_dims=1)
+        is_stop = tf.reduce_any(tf.equal(new[..., None], self.stop_token_ids), axis=-1)
+        before_stop = tf.equal(tf.cumsum(tf.cast(is_stop, tf.int32), axis=1), 0)
+        new = tf.ragged.boolean_mask(new, before_stop)
+        return {"generated": self.tokenizer.detokenize(new)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
+    def serve(self, prompt):
+        return self._generate(prompt, tf.constant(self.max_new_tokens), **{
+            k: tf.constant(v) for k, v in self.defaults.items()})
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="prompt"),
+        tf.TensorSpec([], tf.int32, name="max_new_tokens"),
+        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([], tf.int32, name="top_k"),
+        tf.TensorSpec([], tf.int32, name="seed"),
+    ])
+    def serve_with_options(self, prompt, max_new_tokens, temperature, top_k, seed):
+        return self._generate(prompt, max_new_tokens, temperature, top_k, seed)
+
+
+def export_gpt(lm, export_dir, model_name="gpt", version=1, **options):
+    """Write the generation SavedModel to `export_dir/<model_name>/<version>/` atomically."""
+    module = GptGenerationServingModule(lm, **options)
+    signatures = {
+        "serving_default": module.serve.get_concrete_function(),
+        "generate": module.serve_with_options.get_concrete_function(),
+    }
+    return save_atomically(
+        lambda path: tf.saved_model.save(module, path, signatures=signatures),
+        version_dir(export_dir, model_name, version),
+    )
