@@ -116,10 +116,10 @@ class GptCausalLM(keras.Model):
     def _generate_sliding(self, prompts, max_new_tokens, options, stop_token_ids, jit_compile):
         """Generate in chunks that fit the context window, sliding it when the text outgrows it.
 
-        Within the window every token is decoded with the cache. Past it, the
-        next chunk's prompt is the most recent `limit - chunk` tokens (as
-        nanoGPT crops its context), re-encoded once per chunk of up to half
-        the window.
+        Within the window every token is decoded with the cache. Once it is
+        full, the next chunk's prompt is the most recent `limit - chunk`
+        tokens (as nanoGPT crops its context), re-encoded once per chunk of up
+        to half the window.
         """
         limit = self.backbone.max_sequence_length
         half = max(1, limit // 2)
@@ -129,7 +129,7 @@ class GptCausalLM(keras.Model):
         remaining, chunk_index = max_new_tokens, 0
         while remaining > 0 and not all(done):
             step = min(remaining, limit - max(len(c) for c in contexts))
-            if step < min(remaining, half):
+            if step <= 0:  # the window is full: keep the most recent tokens
                 step = min(remaining, half)
                 contexts = [c[-(limit - step):] for c in contexts]
             chunk_options = dict(options)
