@@ -27,6 +27,7 @@ from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.pretrained import is_pretrained_dir
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
@@ -52,7 +53,9 @@ flags.DEFINE_bool("lowercase", True, "Lower-case text before WordPiece.")
 flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
 flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
 flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")
-flags.DEFINE_string("init_checkpoint", None, "A tfllm model_dir or checkpoint to initialise the encoder.")
+flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
+                    "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
+                    "casing and size are then used.")
 flags.DEFINE_integer("max_seq_length", 128, "Texts are truncated to this many tokens (count is logged).")
 flags.DEFINE_float("epochs", 3, "Training epochs (may be fractional).")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
@@ -85,18 +88,26 @@ def main(_):
         logging.info("Using the first %d of %d training rows (--max_train_examples).",
                      min(FLAGS.max_train_examples, len(train_texts)), len(train_texts))
         train_texts, train_labels = train_texts[: FLAGS.max_train_examples], train_labels[: FLAGS.max_train_examples]
-    preprocessor = BertPreprocessor(
-        vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
-    )
+    pretrained = FLAGS.init_checkpoint if FLAGS.init_checkpoint and is_pretrained_dir(FLAGS.init_checkpoint) else None
+    if pretrained:
+        logging.info("Vocabulary, casing and model size from %s (--vocab_file/--lowercase/--preset unused)", pretrained)
+        preprocessor = BertPreprocessor.from_pretrained(pretrained, sequence_length=FLAGS.max_seq_length)
+    else:
+        preprocessor = BertPreprocessor(
+            vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
+        )
     steps = int(FLAGS.epochs * steps_per_epoch(len(train_texts), FLAGS.batch_size))
     logging.info("%d training examples, %d steps of %d", len(train_texts), steps, FLAGS.batch_size)
 
     with strategy.scope():
-        backbone = Bert.from_preset(
-            FLAGS.preset, vocabulary_size=preprocessor.tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
-            max_sequence_length=max(512, FLAGS.max_seq_length),
-        )
-        if FLAGS.init_checkpoint:
+        if pretrained:
+            backbone = Bert.from_pretrained(pretrained, dropout=FLAGS.dropout)
+        else:
+            backbone = Bert.from_preset(
+                FLAGS.preset, vocabulary_size=preprocessor.tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
+                max_sequence_length=max(512, FLAGS.max_seq_length),
+            )
+        if FLAGS.init_checkpoint and not pretrained:
             restore_backbone(backbone, FLAGS.init_checkpoint)
         model = BertClassifier(backbone, FLAGS.num_classes, pooling=FLAGS.pooling, dropout=FLAGS.dropout)
         optimizer = create_optimizer(

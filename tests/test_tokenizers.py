@@ -267,11 +267,11 @@ def test_build_vocabulary_file_from_text_and_tsv(tmp_path):
 
 def test_build_vocab_tool_rejects_other_types(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_vocab.py"), "--input=x.txt", f"--output={tmp_path}/v.txt", "--type=bpe"],
+        [sys.executable, str(REPO / "tools" / "build_vocab.py"), "--input=x.txt", f"--output={tmp_path}/v.txt", "--type=unigram"],
         capture_output=True,
         text=True,
         timeout=120,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert result.returncode != 0
-    assert "only --type=wordpiece is supported" in result.stderr
+    assert "--type=unigram" in result.stderr and "<wordpiece|bpe>" in result.stderr

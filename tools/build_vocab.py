@@ -1,7 +1,13 @@
-"""Builds a WordPiece vocabulary file from text files.
+"""Builds a WordPiece vocabulary file, or a GPT-2 byte-level BPE vocabulary, from text files.
 
     python tools/build_vocab.py --input=../shared/data/sst2/train.tsv \
         --text_column=sentence --output=runs/sst2/vocab.txt --vocab_size=8000
+    python tools/build_vocab.py --type=bpe --input=../shared/data/tinyshakespeare/input.txt \
+        --output=runs/shakespeare_bpe --vocab_size=4000
+
+`--type=bpe` writes vocab.json and merges.txt (GPT-2's file formats, read by
+`tfllm.tokenizers.BytePairTokenizer`) into the --output folder; it is trained
+with Hugging Face `tokenizers`' `ByteLevelBPETokenizer`.
 
 Plain-text inputs give one text per line; `.tsv`/`.csv` inputs (or any input
 when --text_column is set) are read as tables with a header row.
@@ -11,18 +17,14 @@ from absl import app
 from absl import flags
 
 flags.DEFINE_list("input", None, "Comma-separated input files.", required=True)
-flags.DEFINE_string("output", None, "Vocabulary file to write.", required=True)
+flags.DEFINE_string("output", None, "Vocabulary file to write (--type=bpe: a folder).", required=True)
 flags.DEFINE_integer(
     "vocab_size", 8000, "Maximum vocabulary size, reserved tokens included.", lower_bound=6
 )
-flags.DEFINE_bool("lowercase", True, "Lower-case and strip accents (BERT uncased).")
+flags.DEFINE_bool("lowercase", True, "Lower-case and strip accents (BERT uncased; wordpiece only).")
 flags.DEFINE_string("text_column", None, "Text column of TSV/CSV inputs (default: 'sentence').")
-flags.DEFINE_string("type", "wordpiece", "Tokenizer type: 'wordpiece' ('bpe' is planned).")
-flags.register_validator(
-    "type",
-    lambda value: value == "wordpiece",
-    message="only --type=wordpiece is supported (bpe is not implemented yet)",
-)
+flags.DEFINE_enum("type", "wordpiece", ["wordpiece", "bpe"], "Tokenizer type: BERT WordPiece or GPT-2 byte-level BPE.")
+flags.DEFINE_integer("min_frequency", 2, "BPE: minimum count of a pair to be merged.")
 FLAGS = flags.FLAGS
 
 
@@ -34,6 +36,11 @@ def main(argv):
         f"Building a {FLAGS.type} vocabulary of up to {FLAGS.vocab_size} tokens "
         f"from {', '.join(FLAGS.input)}"
     )
+    if FLAGS.type == "bpe":
+        from tfllm.tokenizers.byte_pair import build_byte_pair_files  # noqa: PLC0415
+
+        build_byte_pair_files(FLAGS.input, FLAGS.output, FLAGS.vocab_size, FLAGS.text_column, FLAGS.min_frequency)
+        return
     build_vocabulary_file(
         FLAGS.input,
         FLAGS.output,

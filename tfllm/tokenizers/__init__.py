@@ -8,3 +8,4 @@ from tfllm.tokenizers.word_piece import load_vocabulary
 from tfllm.tokenizers.word_piece import normalize_text
 from tfllm.tokenizers.word_piece import read_texts
 from tfllm.tokenizers.word_piece import save_vocabulary
+from tfllm.tokenizers.byte_pair import BytePairTokenizer

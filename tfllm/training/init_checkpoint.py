@@ -1,17 +1,27 @@
-"""Initialise a backbone from an earlier tfllm run (e.g. pretraining) before fine-tuning."""
+"""Initialise a backbone before fine-tuning: from an earlier tfllm run (e.g. pretraining) or a pretrained folder."""
 
 import tensorflow as tf
 from absl import logging
 
 
+# Config values that must agree for a pretrained folder's weights to fit a backbone.
+_ARCHITECTURE = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                 "max_sequence_length", "num_segments", "activation", "layer_norm_epsilon", "position_embedding")
+
+
 def restore_backbone(backbone, path):
-    """Load `backbone`'s weights from a tfllm checkpoint of any model that has a `.backbone`.
+    """Load `backbone`'s weights from a tfllm checkpoint of any model that has a `.backbone`, or a pretrained folder.
 
     `path` is a run's model_dir (its latest checkpoint is used), its
-    `checkpoints/` folder, or a checkpoint prefix. Heads in the checkpoint are
-    ignored; every backbone weight must be found, else an error names what is
-    missing (no silent partial load).
+    `checkpoints/` folder, or a checkpoint prefix; or a folder that
+    `from_pretrained` reads (tfllm `save_pretrained`, Hugging Face, Google
+    BERT). Heads in the checkpoint are ignored; every backbone weight must be
+    found, else an error names what is missing (no silent partial load).
     """
+    from tfllm.models.pretrained import is_pretrained_dir  # noqa: PLC0415  (models import training)
+
+    if tf.io.gfile.isdir(path) and is_pretrained_dir(path):
+        return _restore_from_pretrained(backbone, path)
     prefix = path
     for folder in (path, f"{path.rstrip('/')}/checkpoints"):
         if tf.io.gfile.isdir(folder) and tf.train.latest_checkpoint(folder):
@@ -33,3 +43,18 @@ def restore_backbone(backbone, path):
     status.expect_partial()
     logging.info("Initialised the backbone from %s", prefix)
     return prefix
+
+
+def _restore_from_pretrained(backbone, path):
+    from tfllm.models import Bert  # noqa: PLC0415
+    from tfllm.models.pretrained import load_model  # noqa: PLC0415
+
+    loaded = load_model(path, "bert" if isinstance(backbone, Bert) else "gpt")
+    ours, theirs = backbone.get_config(), loaded.get_config()
+    differ = [f"{k}={theirs[k]!r} (this backbone: {ours[k]!r})" for k in _ARCHITECTURE
+              if k in theirs and ours.get(k) != theirs[k]]
+    if differ:
+        raise ValueError(f"--init_checkpoint={path} is a different architecture: {', '.join(differ)}")
+    backbone.set_weights(loaded.get_weights())
+    logging.info("Initialised the backbone from the pretrained folder %s", path)
+    return path

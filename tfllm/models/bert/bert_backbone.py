@@ -112,3 +112,16 @@ class Bert(PresetMixin, keras.Model):
             dtype=keras.dtype_policies.serialize(self.dtype_policy),
         )
         return config
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """A `Bert` from a tfllm, Hugging Face or Google BERT folder; kwargs override config values (e.g. dropout)."""
+        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
+
+        return load_model(path, "bert", **kwargs)
+
+    def save_pretrained(self, path, tokenizer=None):
+        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
+        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
+
+        return save_pretrained(self, path, tokenizer)

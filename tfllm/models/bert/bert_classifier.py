@@ -64,3 +64,16 @@ class BertClassifier(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """A `BertClassifier` from a tfllm, HF or Google folder: its stored head, or a new one with `num_classes=`."""
+        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
+
+        return load_model(path, "bert_classifier", **kwargs)
+
+    def save_pretrained(self, path, tokenizer=None):
+        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
+        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
+
+        return save_pretrained(self, path, tokenizer)

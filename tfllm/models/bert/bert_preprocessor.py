@@ -156,3 +156,12 @@ class BertPreprocessor(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_pretrained(cls, path, sequence_length=128, **kwargs):
+        """A preprocessor with the vocabulary and casing of a tfllm, Hugging Face or Google BERT folder."""
+        from tfllm.models.pretrained import load_tokenizer  # noqa: PLC0415  (avoids an import cycle)
+
+        tokenizer = load_tokenizer(path)
+        return cls(list(tokenizer.vocabulary), sequence_length=sequence_length, lowercase=tokenizer.bert_lowercase,
+                   strip_accents=tokenizer.bert_strip_accents, **kwargs)

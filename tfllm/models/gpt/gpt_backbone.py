@@ -105,3 +105,16 @@ class Gpt(PresetMixin, keras.Model):
             "initializer_range": self.initializer_range,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """A `Gpt` from a tfllm or Hugging Face GPT-2 folder; kwargs override config values."""
+        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
+
+        return load_model(path, "gpt", **kwargs)
+
+    def save_pretrained(self, path, tokenizer=None):
+        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
+        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
+
+        return save_pretrained(self, path, tokenizer)

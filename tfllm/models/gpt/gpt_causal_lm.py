@@ -166,6 +166,13 @@ class GptCausalLM(keras.Model):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
 
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """A `GptCausalLM` (with its BPE tokenizer) from a tfllm or Hugging Face GPT-2 folder."""
+        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
+
+        return load_model(path, "gpt_causal_lm", **kwargs)
+
 
 def _to_str(value):
     value = value.numpy() if hasattr(value, "numpy") else value

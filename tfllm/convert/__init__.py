@@ -1,0 +1,11 @@
+"""Checkpoint converters: Hugging Face and original Google BERT weights into tfllm models.
+
+One file per source layout (`hf_bert.py`, `hf_gpt2.py`, `google_bert.py`);
+`safetensors_io.py` reads HF weight files and `weight_porter.py` checks that
+every source tensor lands in exactly one model variable. The user-facing
+entry point is `from_pretrained` (`tfllm/models/pretrained.py`).
+"""
+
+from tfllm.convert.errors import ConversionError
+from tfllm.convert.safetensors_io import read_hf_weights
+from tfllm.convert.weight_porter import WeightPorter

@@ -1,0 +1,144 @@
+"""Hugging Face BERT (`BertModel`, `BertForPreTraining`, `BertForSequenceClassification`) -> tfllm.
+
+Works on HF tensor names with the model prefix stripped ("bert.") and
+LayerNorm `gamma`/`beta` renamed `weight`/`bias` (old checkpoints use both).
+The Google-checkpoint converter renames its variables into this form, so the
+mapping to tfllm lives here once.
+
+HF `nn.Linear` weights are [out, in]; Keras kernels are [in, out], and our
+attention kernels split the head axis: query/key/value [D, N, H], output [N, H, D].
+"""
+
+import numpy as np
+
+from tfllm.convert.errors import ConversionError
+
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
+               "relu": "relu"}
+HEAD_PREFIXES = ("cls.", "classifier.")
+BUFFERS = ("embeddings.position_ids",)
+
+
+def bert_config_from_hf(config, source="config.json"):
+    """tfllm `Bert` kwargs for a HF BERT config dict; refuses (naming the field) what tfllm cannot represent."""
+    def refuse(field, why):
+        raise ConversionError(f"{source}: {field}={config.get(field)!r} is not supported by tfllm ({why})")
+
+    if config.get("model_type", "bert") != "bert":
+        refuse("model_type", "only BERT-family encoders with model_type 'bert' load as Bert")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        refuse("position_embedding_type", "tfllm BERT has learned absolute positions only")
+    if config.get("hidden_act", "gelu") not in ACTIVATIONS:
+        refuse("hidden_act", f"supported: {', '.join(ACTIVATIONS)}")
+    if config.get("is_decoder") or config.get("add_cross_attention"):
+        refuse("is_decoder" if config.get("is_decoder") else "add_cross_attention", "encoders only")
+    if config["hidden_size"] % config["num_attention_heads"]:
+        refuse("num_attention_heads", f"must divide hidden_size={config['hidden_size']}")
+    return dict(
+        vocabulary_size=config["vocab_size"],
+        num_layers=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"],
+        hidden_dim=config["hidden_size"],
+        intermediate_dim=config["intermediate_size"],
+        dropout=config.get("hidden_dropout_prob", 0.1),
+        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
+        max_sequence_length=config.get("max_position_embeddings", 512),
+        num_segments=config.get("type_vocab_size", 2),
+        activation=ACTIVATIONS[config.get("hidden_act", "gelu")],
+        layer_norm_epsilon=config.get("layer_norm_eps", 1e-12),
+        initializer_range=config.get("initializer_range", 0.02),
+    )
+
+
+def normalize_names(tensors):
+    """Strip the "bert." prefix and rename LayerNorm gamma/beta -> weight/bias."""
+    out = {}
+    for name, value in tensors.items():
+        name = name[len("bert."):] if name.startswith("bert.") else name
+        if ".LayerNorm." in name:
+            name = name.replace(".gamma", ".weight").replace(".beta", ".bias")
+        out[name] = value
+    return out
+
+
+def _dense(porter, layer, name):
+    porter.assign(layer.kernel, porter.take(f"{name}.weight").T)
+    porter.assign(layer.bias, porter.take(f"{name}.bias"))
+
+
+def _layer_norm(porter, layer, name):
+    porter.assign(layer.gamma, porter.take(f"{name}.weight"))
+    porter.assign(layer.beta, porter.take(f"{name}.bias"))
+
+
+def _attention(porter, attention, name, num_heads):
+    for proj, layer in (("query", attention.query_dense), ("key", attention.key_dense),
+                        ("value", attention.value_dense)):
+        w = porter.take(f"{name}.self.{proj}.weight")  # [N*H, D]
+        hidden = w.shape[1]
+        porter.assign(layer.kernel, w.T.reshape(hidden, num_heads, -1))
+        porter.assign(layer.bias, porter.take(f"{name}.self.{proj}.bias").reshape(num_heads, -1))
+    w = porter.take(f"{name}.output.dense.weight")  # [D, N*H]
+    porter.assign(attention.output_dense.kernel, w.T.reshape(num_heads, -1, w.shape[0]))
+    porter.assign(attention.output_dense.bias, porter.take(f"{name}.output.dense.bias"))
+
+
+def port_backbone(porter, bert):
+    """embeddings.*, encoder.layer.{i}.*, pooler.* -> a tfllm `Bert`."""
+    for name in BUFFERS:
+        if porter.has(name):
+            porter.ignore(name, "buffer")
+    emb = bert.embeddings
+    porter.assign(emb.token_embedding.embeddings, porter.take("embeddings.word_embeddings.weight"))
+    porter.assign(emb.position_layer.position_embeddings, porter.take("embeddings.position_embeddings.weight"))
+    porter.assign(emb.segment_embedding.embeddings, porter.take("embeddings.token_type_embeddings.weight"))
+    _layer_norm(porter, emb.norm, "embeddings.LayerNorm")
+    for i, block in enumerate(bert.encoder_blocks):
+        p = f"encoder.layer.{i}"
+        _attention(porter, block.self_attention, f"{p}.attention", bert.num_heads)
+        _layer_norm(porter, block.self_attention_layer_norm, f"{p}.attention.output.LayerNorm")
+        _dense(porter, block.feed_forward.intermediate_dense, f"{p}.intermediate.dense")
+        _dense(porter, block.feed_forward.output_dense, f"{p}.output.dense")
+        _layer_norm(porter, block.feed_forward_layer_norm, f"{p}.output.LayerNorm")
+    _dense(porter, bert.pooler, "pooler.dense")
+
+
+def check_tied(porter, name, expected, what):
+    """A stored copy of a tied weight (e.g. the MLM decoder) must equal the weight it is tied to."""
+    if porter.has(name):
+        if not np.array_equal(porter.tensors[name], expected):
+            raise ConversionError(f"{porter.source}: {name} differs from {what}; tfllm ties them "
+                                  "(untied weights are not supported)")
+        porter.ignore(name, f"tied to {what}")
+
+
+def port_pretraining_heads(porter, pretrainer):
+    """cls.predictions.* (MLM, decoder tied to the word embeddings) and cls.seq_relationship.* (NSP)."""
+    head = pretrainer.mlm_head
+    _dense(porter, head._intermediate_dense, "cls.predictions.transform.dense")
+    _layer_norm(porter, head._intermediate_layer_norm, "cls.predictions.transform.LayerNorm")
+    bias = porter.take("cls.predictions.bias")
+    porter.assign(head._bias, bias)
+    check_tied(porter, "cls.predictions.decoder.weight", porter.tensors["embeddings.word_embeddings.weight"],
+               "embeddings.word_embeddings.weight")
+    check_tied(porter, "cls.predictions.decoder.bias", bias, "cls.predictions.bias")
+    _dense(porter, pretrainer.nsp_head, "cls.seq_relationship")
+
+
+def port_classifier_head(porter, classifier):
+    _dense(porter, classifier.get_layer("logits"), "classifier")
+
+
+def ignore_heads(porter, log):
+    """When loading a backbone only: head weights are known and deliberately left out (logged)."""
+    heads = sorted(n for n in porter.tensors if n.startswith(HEAD_PREFIXES))
+    for name in heads:
+        porter.ignore(name, "task head, not part of the backbone")
+    if heads:
+        log(f"{porter.source}: not loading {len(heads)} head weights into the backbone "
+            f"({', '.join(sorted({'.'.join(n.split('.')[:2]) for n in heads}))})")
+
+
+def num_labels(porter):
+    """The number of classes of a stored classifier head, or None if there is none."""
+    return porter.tensors["classifier.weight"].shape[0] if porter.has("classifier.weight") else None

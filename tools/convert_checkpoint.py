@@ -1,0 +1,66 @@
+"""Converts a Hugging Face or Google BERT / GPT-2 checkpoint into a tfllm model directory.
+
+    python tools/convert_checkpoint.py --from=hf --model=bert  bert-base-uncased/  runs/bert_base
+    python tools/convert_checkpoint.py --from=google --model=bert uncased_L-2_H-128_A-2/ runs/bert_tiny
+    python tools/convert_checkpoint.py --from=hf --model=gpt2  gpt2/  runs/gpt2
+
+The output (config.json, model.weights.h5, tokenizer assets) loads with
+`Bert.from_pretrained`, `BertClassifier.from_pretrained`, `GptCausalLM.from_pretrained`
+(which also read the source folders directly). The model keeps every head the
+checkpoint has: MLM/NSP (BertPretrainer), a sequence classifier
+(BertClassifier), or none (Bert); GPT-2 becomes a GptCausalLM.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_enum("from", None, ["hf", "google"], "Source format.", required=True)
+flags.DEFINE_enum("model", None, ["bert", "gpt2"], "Model family.", required=True)
+FLAGS = flags.FLAGS
+
+
+def bert_task(src, fmt):
+    """The richest tfllm BERT model the checkpoint's weights fill."""
+    import tfllm.convert.google_bert as google_bert  # noqa: PLC0415
+    from tfllm.convert.safetensors_io import read_hf_weights  # noqa: PLC0415
+
+    if fmt == "google":
+        names = set(google_bert.read_google_checkpoint(src)[1])
+    else:
+        index = os.path.join(src, "model.safetensors.index.json")
+        names = set(json.load(open(index))["weight_map"]) if os.path.exists(index) else set(read_hf_weights(src))
+    names = {n[len("bert."):] if n.startswith("bert.") else n for n in names}
+    if any(n.startswith("cls.seq_relationship.") for n in names):
+        return "bert_pretrainer"
+    if any(n.startswith("classifier.") for n in names):
+        return "bert_classifier"
+    return "bert"
+
+
+def main(argv):
+    if len(argv) != 3:
+        raise app.UsageError("usage: convert_checkpoint.py --from=hf|google --model=bert|gpt2 SRC DST")
+    src, dst = argv[1], argv[2]
+    import tfllm  # noqa: F401,PLC0415  (slow: after the flag checks)
+    from tfllm.models import pretrained  # noqa: PLC0415
+
+    fmt = pretrained.detect_format(src)
+    if fmt != getattr(FLAGS, "from"):
+        raise app.UsageError(f"{src} looks like a {fmt} folder, not --from={getattr(FLAGS, 'from')}")
+    if FLAGS.model == "gpt2":
+        if fmt == "google":
+            raise app.UsageError("--from=google holds BERT checkpoints only")
+        model = pretrained.load_model(src, "gpt_causal_lm")
+    else:
+        model = pretrained.load_model(src, bert_task(src, fmt))
+    tokenizer = pretrained.load_tokenizer_if_any(src)
+    pretrained.save_pretrained(model, dst, tokenizer=tokenizer)
+    print(f"wrote {type(model).__name__} ({model.count_params():,} parameters"
+          f"{', with tokenizer' if tokenizer is not None else ', no tokenizer found'}) to {dst}")
+
+
+if __name__ == "__main__":
+    app.run(main)
