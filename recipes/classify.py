@@ -36,6 +36,7 @@ from tfllm.training import create_optimizer
 from tfllm.training import is_chief
 from tfllm.training import losses
 from tfllm.training import runtime
+from tfllm.training import wait_for_all_workers
 from tfllm.training.init_checkpoint import restore_backbone
 
 FLAGS = flags.FLAGS
@@ -150,6 +151,7 @@ def main(_):
         path = export_classifier(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
                                  label_names=FLAGS.label_names)
         print(f"exported: {path}", flush=True)
+    wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief exports.
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""MirroredStrategy over 2 logical CPUs vs one device; prints diffs as JSON.
+"""MirroredStrategy over 2 logical CPUs vs one device (fp32 and fp16); prints diffs as JSON.
 
 Run by tests/test_training.py in a subprocess, because the CPU must be split
 into logical devices before TensorFlow initialises.
@@ -13,6 +13,7 @@ import tempfile
 import numpy as np
 
 import tfllm  # noqa: F401
+import keras
 import tensorflow as tf
 from absl import logging as absl_logging
 
@@ -46,6 +47,47 @@ def run(strategy, model_dir, global_batch_size, max_steps=STEPS, **kwargs):
     return trainer, results
 
 
+def run_fp16(strategy, model_dir, dataset_fn=None, loss_fn=tt.loss_fn):
+    """fp16 with loss scale 2**10 (no natural overflow in this model)."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    with strategy.scope():
+        model = tt.build_model()
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            create_optimizer(1e-2, total_steps=STEPS, warmup_steps=1), initial_scale=2**10)
+    keras.mixed_precision.set_global_policy("float32")
+    trainer = Trainer(model, optimizer, loss_fn, 8, model_dir, strategy, log_every=STEPS)
+    trainer.train(dataset_fn or tt.train_dataset_fn(8), STEPS)
+    return trainer
+
+
+def overflow_on_one_replica(strategy, model_dir, half):
+    """Step 2's loss x 1e4 on one half of the global batch of 8: one replica overflows.
+
+    Unshuffled, so replica r of step s gets examples 8(s-1)+4r .. +3.
+    """
+    features, labels = tt.data()
+    scale = np.ones(len(labels), "float32")
+    scale[8 + 4 * half: 12 + 4 * half] = 1e4
+
+    def dataset_fn(context):
+        ds = tf.data.Dataset.from_tensor_slices((features, (labels, scale)))
+        return ds.repeat().batch(context.get_per_replica_batch_size(8), drop_remainder=True)
+
+    def loss_fn(labels_and_scale, logits):
+        labels, scale = labels_and_scale
+        return tf.cast(tt.loss_fn(labels, logits), tf.float32) * scale
+
+    trainer = run_fp16(strategy, model_dir, dataset_fn, loss_fn)
+    replicas_equal = all(
+        np.array_equal(*[np.asarray(c) for c in v.value.values]) for v in trainer.model.weights)
+    return {
+        "skipped": STEPS - int(trainer.optimizer.iterations.numpy()),
+        "loss_scale": float(trainer.optimizer.dynamic_scale.numpy()),
+        "weights_finite": all(np.isfinite(w).all() for w in trainer.model.get_weights()),
+        "replicas_equal": replicas_equal,
+    }
+
+
 def weight_diff(a, b):
     return max(float(np.max(np.abs(x - y)))
                for x, y in zip(a.model.get_weights(), b.model.get_weights()))
@@ -65,8 +107,13 @@ def main():
     accum, _ = run(mirrored, f"{tmp}/accum", 4, grad_accum_steps=2)
     run(mirrored, f"{tmp}/resume", 8, max_steps=2)
     resumed, _ = run(mirrored, f"{tmp}/resume", 8)
+    run(one_device, f"{tmp}/switch", 8, max_steps=2)  # then resumed under another strategy
+    switched, _ = run(mirrored, f"{tmp}/switch", 8)
     evaluation = mirror.evaluate(tt.eval_dataset_fn(8, num_examples=11))
     reference = tt.numpy_eval(mirror.model, num_examples=11)
+    one_fp16 = run_fp16(one_device, f"{tmp}/one_fp16")
+    mirror_fp16 = run_fp16(mirrored, f"{tmp}/mirror_fp16")
+    overflows = [overflow_on_one_replica(mirrored, f"{tmp}/overflow{half}", half) for half in (0, 1)]
 
     print(json.dumps({
         "mirrored_vs_one_device_weights": weight_diff(one, mirror),
@@ -74,9 +121,13 @@ def main():
             one_results["train"]["loss"] - mirror_results["train"]["loss"]),
         "mirrored_accum_vs_one_device_big_batch_weights": weight_diff(one, accum),
         "mirrored_resume_vs_straight_weights": weight_diff(mirror, resumed),
+        "one_device_then_mirrored_vs_straight_weights": weight_diff(mirror, switched),
         "mirrored_eval_vs_numpy_loss": abs(evaluation["loss"] - reference["loss"]),
         "mirrored_eval_vs_numpy_accuracy": abs(
             evaluation["accuracy"] - reference["accuracy"]),
+        "mirrored_fp16_vs_one_device_fp16_weights": weight_diff(one_fp16, mirror_fp16),
+        "mirrored_fp16_overflow_on_replica_0": overflows[0],
+        "mirrored_fp16_overflow_on_replica_1": overflows[1],
         "skip_log_seen": any(
             "skipped the 2 global batches" in m and "MirroredStrategy" in m
             for m in capture.messages),

@@ -1,5 +1,7 @@
 """A tiny model and generated data shared by the training tests and scripts."""
 
+import time
+
 import numpy as np
 
 import tfllm  # noqa: F401  (sets the Keras backend)
@@ -12,14 +14,16 @@ VOCAB = 20
 NUM_CLASSES = 3
 
 
-def build_model():
-    """Embedding -> mean -> Dense -> LayerNorm -> Dense, seeded initialisers."""
+def build_model(dropout=0.0):
+    """Embedding -> mean -> Dense -> LayerNorm [-> Dropout] -> Dense, seeded initialisers."""
     init = lambda seed: keras.initializers.GlorotUniform(seed=seed)  # noqa: E731
     inputs = keras.Input((SEQ_LEN,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, 8, embeddings_initializer=init(1))(inputs)
     x = keras.layers.GlobalAveragePooling1D()(x)
     x = keras.layers.Dense(16, activation="relu", kernel_initializer=init(2))(x)
     x = keras.layers.LayerNormalization()(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=4)(x)
     outputs = keras.layers.Dense(NUM_CLASSES, kernel_initializer=init(3))(x)
     return keras.Model(inputs, outputs)
 
@@ -76,3 +80,18 @@ def numpy_eval(model, num_examples=NUM_EXAMPLES):
         "loss": float(np.mean(loss_fn(labels[:num_examples], logits))),
         "accuracy": float(np.mean(accuracy_fn(labels[:num_examples], logits))),
     }
+
+
+def slow_down(trainer, seconds):
+    """Make every host call of the trainer's step take `seconds` longer, as a bigger model would.
+
+    Lets tests kill a run between checkpoints; the traced step is unchanged.
+    """
+    train_fn = trainer._train_fn
+
+    def slow_train_fn(*args):
+        time.sleep(seconds)
+        return train_fn(*args)
+
+    trainer._train_fn = slow_train_fn
+    return trainer

@@ -53,13 +53,19 @@ def load_vocabulary(path):
 
 
 def save_vocabulary(tokens, path):
-    """Writes tokens to `path`, one a line (the format `load_vocabulary` reads)."""
+    """Writes tokens to `path`, one a line (the format `load_vocabulary` reads).
+
+    Written to a temporary file, then renamed: a worker that starts while the
+    chief writes (multi-worker training) reads the whole file or none of it.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path)
     if folder:
         tf.io.gfile.makedirs(folder)
-    with tf.io.gfile.GFile(path, "w") as f:
+    tmp_path = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp_path, "w") as f:
         f.write("".join(f"{token}\n" for token in tokens))
+    tf.io.gfile.rename(tmp_path, path, overwrite=True)
 
 
 def normalize_text(text, lowercase=True, strip_accents=None):

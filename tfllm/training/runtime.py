@@ -13,7 +13,9 @@ from tfllm.training.strategy import create_strategy
 from tfllm.training.strategy import split_cpu_into_logical_devices
 
 
-PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16"}
+# bf16: TPUs and Ampere+ GPUs, float32's range, no loss scaling needed. fp16:
+# older GPUs (V100, T4); the Trainer adds dynamic loss scaling (loss_scaling.py).
+PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=0):
@@ -28,7 +30,8 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
     flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate (AdamW).")
     flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
-    flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS), "Compute dtype policy.")
+    flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS), "Compute in bfloat16 or float16 "
+                      "(float32 weights); fp16 adds dynamic loss scaling.")
     flags.DEFINE_integer("seed", seed, "Seed for initialisation, shuffling, dropout.")
     flags.DEFINE_integer("log_every", 100, "Log a progress line every N steps.")
     flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps.")

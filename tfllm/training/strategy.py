@@ -2,6 +2,8 @@
 
 Every recipe takes `--strategy=auto|cpu|gpu|mirrored|multi_worker|tpu` and
 calls `create_strategy`; the trainer then works the same under all of them.
+Also here: the multi-worker helpers (who is chief, a final barrier, a check
+that all workers resumed from the same step).
 """
 
 import json
@@ -51,23 +53,26 @@ def create_strategy(name="auto", tpu=None):
         raise ValueError(
             f"Unknown --strategy={name!r}; expected one of {', '.join(STRATEGIES)}."
         )
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "cpu":
+    if name == "multi_worker":
+        # Collectives must be configured before anything initialises
+        # TensorFlow's runtime (even listing devices does), so no device query
+        # may come first on this path.
+        _check_tf_config()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name == "cpu":
         strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     elif name == "gpu":
+        gpus = tf.config.list_logical_devices("GPU")
         if not gpus:
             raise ValueError("--strategy=gpu but no GPU is visible.")
         strategy = tf.distribute.OneDeviceStrategy(gpus[0].name)
     elif name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-    elif name == "multi_worker":
-        _check_tf_config()
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif name == "tpu":
         strategy = _tpu_strategy(tpu)
     else:
-        strategy = _auto_strategy(tpu, gpus)
+        strategy = _auto_strategy(tpu, tf.config.list_logical_devices("GPU"))
     logging.info(
         "Strategy %s with %d replica(s).",
         type(strategy).__name__,
@@ -147,3 +152,34 @@ def is_chief(strategy):
         and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def wait_for_all_workers(strategy):
+    """Blocks until every worker gets here; a no-op unless multi-worker.
+
+    Call at the end of a recipe after chief-only work such as an export: a
+    worker that exits early makes the chief's collective runtime report the
+    task as crashed and abort any collective still to come.
+    """
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        one = strategy.run(lambda: tf.constant(1.0))
+        strategy.reduce(tf.distribute.ReduceOp.SUM, one, axis=None)
+
+
+def check_same_step_on_all_workers(strategy, step, model_dir):
+    """Fails fast if workers resumed from different steps; a no-op unless multi-worker.
+
+    That happens when model_dir is not one storage every worker reads (e.g.
+    a local disk per worker): the workers would then run different numbers
+    of collective steps and hang at the end.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    steps = strategy.gather(strategy.run(lambda: tf.constant([step], tf.int64)), axis=0)
+    steps = sorted(set(steps.numpy().tolist()))
+    if len(steps) > 1:
+        raise RuntimeError(
+            f"Workers resumed from different steps {steps}: --model_dir={model_dir} "
+            "must be storage that every worker reads (gs://, NFS), not a local "
+            "disk per worker."
+        )

@@ -4,7 +4,8 @@ A custom loop (`strategy.run` inside a `tf.function`) rather than `model.fit`,
 because `fit` fails under MultiWorkerMirroredStrategy and cannot resume
 mid-epoch (see NOTES.md). It works the same on one CPU, MirroredStrategy,
 MultiWorkerMirroredStrategy and TPUStrategy, and adds what long runs need:
-gradient accumulation, checkpoints with exact resume, evaluation, a NaN guard,
+gradient accumulation, float16 loss scaling, checkpoints with exact resume
+(weights, optimizer, data position, dropout RNG), evaluation, a NaN guard,
 SIGTERM handling, TensorBoard scalars and one progress line every `log_every`.
 
 Example:
@@ -27,8 +28,11 @@ import tempfile
 import time
 
 from absl import logging
+import keras
 import tensorflow as tf
 
+from tfllm.training import loss_scaling
+from tfllm.training.strategy import check_same_step_on_all_workers
 from tfllm.training.strategy import is_chief
 from tfllm.training.strategy import per_replica_batch_size
 
@@ -39,7 +43,9 @@ class Trainer:
     Args:
         model: a built Keras model, created inside `strategy.scope()`.
         optimizer: a Keras optimizer (e.g. from `create_optimizer`), created
-            inside `strategy.scope()`.
+            inside `strategy.scope()`. If the model computes in float16
+            (`mixed_float16` policy) it is wrapped in a `LossScaleOptimizer`,
+            as `Model.compile` does: overflowing updates are skipped.
         loss_fn: `loss_fn(labels, outputs)` -> per-example loss, shape `[B]`.
         global_batch_size: examples per micro-batch summed over all replicas.
             With `grad_accum_steps=k`, one update sees `k * global_batch_size`.
@@ -78,7 +84,6 @@ class Trainer:
         checkpoint_data_iterator=True,
     ):
         self.model = model
-        self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.metric_fns = dict(metric_fns or {})
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -100,6 +105,8 @@ class Trainer:
         # The number of optimizer updates done; saved in every checkpoint.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
+            self.optimizer = loss_scaling.wrap_if_float16(optimizer, model)
+            self.loss_scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
             # Create the optimizer's slots now: a custom loop cannot create
             # them inside the first distributed step, and restore needs them.
             self.optimizer.build(self.model.trainable_variables)
@@ -133,6 +140,7 @@ class Trainer:
         """
         results = {"train": None, "eval": None}
         step = self.restore()
+        check_same_step_on_all_workers(self.strategy, step, self.model_dir)
         if step >= max_steps:
             logging.info("Already trained to step %d of %d; nothing to do.", step, max_steps)
             return results
@@ -151,6 +159,7 @@ class Trainer:
                     )
                 step += int(done)
                 self.step.assign(step)
+                self._check_loss_scale(step)
                 window = _add(window, stats)
                 if step % self.log_every == 0 or step == max_steps:
                     results["train"] = self._log_train(
@@ -220,7 +229,7 @@ class Trainer:
 
     def _replica_step(self, batch):
         grads, stats = self._replica_gradients(batch)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self._apply(grads)
         return stats
 
     def _replica_accumulate(self, batch):
@@ -233,9 +242,16 @@ class Trainer:
     def _replica_apply_accumulated(self):
         # The mean over micro-batches equals one batch k times larger.
         grads = [g.read_value() / self.grad_accum_steps for g in self._grad_sums]
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self._apply(grads)
         for grad_sum in self._grad_sums:
             grad_sum.assign(tf.zeros_like(grad_sum))
+
+    def _apply(self, grads):
+        if self.loss_scaling:
+            # Gradients are still scaled and per replica: the LossScaleOptimizer
+            # unscales them, then the inner AdamW all-reduces and clips.
+            grads = loss_scaling.agree_on_overflow(grads)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
 
     def _replica_gradients(self, batch):
         features, labels = batch
@@ -251,7 +267,10 @@ class Trainer:
                 loss += tf.nn.scale_regularization_loss(
                     tf.cast(tf.add_n(self.model.losses), tf.float32)
                 )
-        grads = tape.gradient(loss, self.model.trainable_variables)
+            # Loss scaling (float16): multiplied by the dynamic scale; the
+            # optimizer divides the gradients by it. Else unchanged.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled_loss, self.model.trainable_variables)
         # Embedding gradients come as IndexedSlices with one row per token
         # occurrence. Keras 3 Adam squares those rows before summing repeated
         # tokens (sum of squares, not square of sum), so densify: it updates
@@ -260,10 +279,14 @@ class Trainer:
                  for g in grads]
         stats = self._stats(labels, outputs, per_example_loss)
         # Checked before anything is saved: the loop stops on the first
-        # update whose loss or gradients are NaN/inf.
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(
-            tf.linalg.global_norm([g for g in grads if g is not None])
-        )
+        # update whose loss or gradients are NaN/inf. With loss scaling,
+        # overflowing gradients are normal (that update is skipped and the
+        # scale lowered), so only the loss counts.
+        finite = tf.math.is_finite(loss)
+        if not self.loss_scaling:
+            finite &= tf.math.is_finite(
+                tf.linalg.global_norm([g for g in grads if g is not None])
+            )
         stats["nonfinite"] = (1.0 - tf.cast(finite, tf.float32), tf.constant(0.0))
         return grads, stats
 
@@ -308,10 +331,12 @@ class Trainer:
     # ---- Checkpoints and data position -------------------------------------
 
     def restore(self):
-        """Restores model, optimizer and step from the latest checkpoint.
+        """Restores model, optimizer, step and RNG state from the latest checkpoint.
 
         Returns the restored step (0 if there is no checkpoint). The format is
-        a plain `tf.train.Checkpoint(model=..., optimizer=..., step=...)`, so
+        a plain `tf.train.Checkpoint(model=..., optimizer=..., step=...)`
+        (plus `rng`: the dropout seed states, `loss_scale` under float16, and
+        `data_iterator` on one device), so
         `tf.train.Checkpoint(model=model).read(path).expect_partial()` loads
         just the weights, e.g. to fine-tune from a pretraining run.
         """
@@ -324,7 +349,17 @@ class Trainer:
         return step
 
     def _checkpoint(self, iterator=None):
-        parts = dict(model=self.model, optimizer=self.optimizer, step=self.step)
+        parts = dict(
+            model=self.model,
+            optimizer=loss_scaling.inner_optimizer(self.optimizer),
+            step=self.step,
+            # Keras dropout draws from per-layer seed states that tf.train
+            # does not track on its own; saving them makes a resumed run use
+            # the same dropout masks as an uninterrupted one.
+            rng=[v for v in self.model.variables if v.name == "seed_generator_state"],
+        )
+        if self.loss_scaling:
+            parts["loss_scale"] = loss_scaling.loss_scale_variables(self.optimizer)
         if iterator is not None:
             parts["data_iterator"] = iterator
         return tf.train.Checkpoint(**parts)
@@ -366,10 +401,13 @@ class Trainer:
         return iterator, checkpoint
 
     def _checkpoint_manager(self, checkpoint):
-        # Under MultiWorkerMirroredStrategy every worker must save (variables
-        # may need collective reads); only the chief writes where it counts.
+        # Under MultiWorkerMirroredStrategy every worker must take part in a
+        # save (variables may need collective reads); a non-chief writes to a
+        # local temporary directory that `_save` deletes again, so only the
+        # chief's checkpoints land in model_dir.
         if not self.is_chief:
-            return tf.train.CheckpointManager(checkpoint, tempfile.mkdtemp(), 1)
+            directory = tempfile.mkdtemp(prefix="tfllm-worker-checkpoint-")
+            return tf.train.CheckpointManager(checkpoint, directory, 1)
         return tf.train.CheckpointManager(
             checkpoint, self.checkpoint_dir, self.max_checkpoints
         )
@@ -389,6 +427,25 @@ class Trainer:
             path = self._manager.save(checkpoint_number=step)
         if self.is_chief:
             logging.info("Saved checkpoint %s", path)
+        else:
+            tf.io.gfile.rmtree(self._manager.directory)
+
+    def _check_loss_scale(self, step):
+        """Under float16: stop if gradients stay NaN/inf whatever the loss scale."""
+        if not self.loss_scaling:
+            return
+        scale = float(self.optimizer.dynamic_scale.numpy())
+        if scale < loss_scaling.MIN_LOSS_SCALE:
+            raise FloatingPointError(
+                f"Gradients are NaN/inf at step {step} even with the float16 loss "
+                f"scale lowered to {scale:g} ({self._skipped_updates(step)} updates "
+                f"skipped); stopping. The last good checkpoint is "
+                f"{tf.train.latest_checkpoint(self.checkpoint_dir)}."
+            )
+
+    def _skipped_updates(self, step):
+        """Updates the LossScaleOptimizer skipped (its iterations do not count them)."""
+        return step - int(self.optimizer.iterations.numpy())
 
     # ---- Logging ------------------------------------------------------------
 
@@ -404,12 +461,13 @@ class Trainer:
         examples_per_sec = float(window["loss"][1]) / max(seconds, 1e-9)
         eta = (max_steps - step) * seconds / max(float(steps), 1.0)
         learning_rate = float(self.optimizer.learning_rate)
-        logging.info(
-            "step %d/%d  %s  lr %.1e  %.0f ex/s  ETA %s",
-            step, max_steps, _format_metrics(results), learning_rate,
-            examples_per_sec, _format_duration(eta),
-        )
+        line = "step %d/%d  %s  lr %.1e" % (step, max_steps, _format_metrics(results), learning_rate)
         results.update(learning_rate=learning_rate, examples_per_sec=examples_per_sec)
+        if self.loss_scaling:
+            results["loss_scale"] = float(self.optimizer.dynamic_scale.numpy())
+            results["skipped_updates"] = self._skipped_updates(step)
+            line += "  loss scale %g (%d skipped)" % (results["loss_scale"], results["skipped_updates"])
+        logging.info("%s  %.0f ex/s  ETA %s", line, examples_per_sec, _format_duration(eta))
         for name, value in results.items():
             tf.summary.scalar(name, value, step=step)
         tf.summary.flush()
