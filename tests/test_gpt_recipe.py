@@ -62,3 +62,40 @@ def test_exported_generation_matches_in_process_generate(run):
     too_many = dict(options, max_new_tokens=17)
     with pytest.raises(AssertionError, match="exceeds the exported maximum 16"):
         serve_in_fresh_process(path, too_many, signature="generate")
+
+
+def test_bpe_path_build_vocab_train_generate_and_serve(tmp_path):
+    """tools/build_vocab.py --type=bpe -> train_gpt.py --tokenizer=bpe -> generate.py and the export agree."""
+    text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
+    (tmp_path / "text.txt").write_text(text)
+    common = dict(capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "build_vocab.py"), "--type=bpe",
+                           f"--input={tmp_path / 'text.txt'}", f"--output={tmp_path / 'bpe'}",
+                           "--vocab_size=300"], **common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_gpt.py"), f"--text_file={tmp_path / 'text.txt'}",
+                           f"--model_dir={tmp_path / 'model'}", "--tokenizer=bpe",
+                           f"--bpe_vocab={tmp_path / 'bpe' / 'vocab.json'}",
+                           f"--bpe_merges={tmp_path / 'bpe' / 'merges.txt'}", "--num_layers=1", "--num_heads=2",
+                           "--hidden_dim=32", "--block_size=24", "--batch_size=16", "--max_steps=100",
+                           "--warmup_steps=10", "--learning_rate=1e-2", "--eval_every=100", "--log_every=50",
+                           "--strategy=cpu"], **common)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loss = float([l for l in proc.stdout.splitlines() if l.startswith("validation:")][0].split()[2])
+    assert loss < 0.5, proc.stdout  # a 1-layer model learns the repeated sentence (uniform: ln 300 = 5.7)
+
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "generate.py"), f"--model_dir={tmp_path / 'model'}",
+                           "--prompt=the quick", "--max_new_tokens=12", "--temperature=0", "--jit_compile=false"],
+                          **common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "brown fox jumps over the lazy dog" in proc.stdout
+
+    import tfllm  # noqa: F401
+    from tfllm.export.gpt_export import export_gpt
+    from tfllm.models.gpt.gpt_run_files import load_run
+
+    lm, _ = load_run(tmp_path / "model")
+    path = export_gpt(lm, tmp_path / "export", model_name="toy_bpe", max_new_tokens=8)
+    prompts = ["the quick", "over the lazy"]
+    served = serve_in_fresh_process(path, {"prompt": prompts})
+    assert served["generated"] == lm.generate(prompts, max_new_tokens=8, temperature=0, jit_compile=False)

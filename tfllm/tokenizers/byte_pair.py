@@ -21,6 +21,7 @@ import os
 import keras
 import keras_hub
 import regex
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.src.utils.tensor_utils import preprocessing_function
@@ -124,6 +125,17 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         from tfllm.models.pretrained import load_tokenizer  # noqa: PLC0415  (avoids an import cycle)
 
         return load_tokenizer(path, **kwargs)
+
+    @property
+    def end_token_id(self):
+        """Id of "<|endoftext|>" (the document separator when packing LM data), or None."""
+        if END_OF_TEXT in self.special_token_strings:
+            return self.token_to_id(END_OF_TEXT)
+        return None
+
+    def encode(self, text):
+        """A Python string -> numpy int32 ids (for building data streams)."""
+        return np.asarray(self(tf.constant(text)), dtype=np.int32)
 
     @preprocessing_function
     def _tokenize_tf(self, inputs):

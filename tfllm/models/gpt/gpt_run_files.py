@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
+from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 CONFIG_FILE = "gpt_config.json"
@@ -27,12 +28,7 @@ def load_run(model_dir):
         raise FileNotFoundError(f"{path}: not found; is {model_dir} a recipes/train_gpt.py --model_dir?")
     with tf.io.gfile.GFile(path) as f:
         spec = json.load(f)
-    tokenizer_classes = {"CharTokenizer": CharTokenizer}
-    try:
-        from tfllm.tokenizers.byte_pair import BytePairTokenizer  # noqa: PLC0415  (optional module)
-        tokenizer_classes["BytePairTokenizer"] = BytePairTokenizer
-    except ImportError:
-        pass
+    tokenizer_classes = {"CharTokenizer": CharTokenizer, "BytePairTokenizer": BytePairTokenizer}
     tok_spec = spec["tokenizer"]
     if tok_spec["class"] not in tokenizer_classes:
         raise ValueError(f"{path}: unknown tokenizer class {tok_spec['class']!r}")
