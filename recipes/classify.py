@@ -26,18 +26,13 @@ from tfllm.data import steps_per_epoch
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor
-from tfllm.models.pretrained import is_pretrained_dir
-from tfllm.tokenizers import build_word_piece_vocabulary
-from tfllm.tokenizers import load_vocabulary
-from tfllm.tokenizers import save_vocabulary
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
+from tfllm.training import fine_tuning
 from tfllm.training import is_chief
 from tfllm.training import losses
 from tfllm.training import runtime
 from tfllm.training import wait_for_all_workers
-from tfllm.training.init_checkpoint import restore_backbone
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training TSV/CSV with a header row.")
@@ -67,20 +62,6 @@ runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
 
-def vocabulary(train_texts, strategy):
-    """Load --vocab_file, or build one from the training texts and save it (chief only)."""
-    path = FLAGS.vocab_file or os.path.join(FLAGS.model_dir, "vocab.txt")
-    if tf.io.gfile.exists(path):
-        return load_vocabulary(path)
-    logging.info("Building a %d-token WordPiece vocabulary from %d texts ...", FLAGS.vocab_size, len(train_texts))
-    start = time.time()
-    vocab = build_word_piece_vocabulary(train_texts, FLAGS.vocab_size, lowercase=FLAGS.lowercase)
-    if is_chief(strategy):
-        save_vocabulary(vocab, path)
-    logging.info("Vocabulary of %d tokens in %.0f s -> %s", len(vocab), time.time() - start, path)
-    return vocab
-
-
 def main(_):
     strategy = runtime.setup(FLAGS)
     read = dict(text_column=FLAGS.text_column, label_column=FLAGS.label_column, num_classes=FLAGS.num_classes)
@@ -89,27 +70,12 @@ def main(_):
         logging.info("Using the first %d of %d training rows (--max_train_examples).",
                      min(FLAGS.max_train_examples, len(train_texts)), len(train_texts))
         train_texts, train_labels = train_texts[: FLAGS.max_train_examples], train_labels[: FLAGS.max_train_examples]
-    pretrained = FLAGS.init_checkpoint if FLAGS.init_checkpoint and is_pretrained_dir(FLAGS.init_checkpoint) else None
-    if pretrained:
-        logging.info("Vocabulary, casing and model size from %s (--vocab_file/--lowercase/--preset unused)", pretrained)
-        preprocessor = BertPreprocessor.from_pretrained(pretrained, sequence_length=FLAGS.max_seq_length)
-    else:
-        preprocessor = BertPreprocessor(
-            vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
-        )
+    preprocessor, pretrained = fine_tuning.bert_preprocessor(FLAGS, train_texts, strategy)
     steps = int(FLAGS.epochs * steps_per_epoch(len(train_texts), FLAGS.batch_size))
     logging.info("%d training examples, %d steps of %d", len(train_texts), steps, FLAGS.batch_size)
 
     with strategy.scope():
-        if pretrained:
-            backbone = Bert.from_pretrained(pretrained, dropout=FLAGS.dropout)
-        else:
-            backbone = Bert.from_preset(
-                FLAGS.preset, vocabulary_size=preprocessor.tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
-                max_sequence_length=max(512, FLAGS.max_seq_length),
-            )
-        if FLAGS.init_checkpoint and not pretrained:
-            restore_backbone(backbone, FLAGS.init_checkpoint)
+        backbone = fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained)
         model = BertClassifier(backbone, FLAGS.num_classes, pooling=FLAGS.pooling, dropout=FLAGS.dropout)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),

@@ -6,3 +6,4 @@ from tfllm.data.text_classification import default_bucket_boundaries
 from tfllm.data.text_classification import read_labeled_text
 from tfllm.data.text_classification import read_table_column
 from tfllm.data.text_classification import steps_per_epoch
+from tfllm.data.conll import read_conll
