@@ -27,7 +27,8 @@ from tests.fresh_process import serve_in_fresh_process  # noqa: E402
 from tests.test_tokenizers import HANDMADE  # noqa: E402
 from tfllm.convert import ConversionError  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert, BertClassifier, BertPretrainer, Gpt, GptCausalLM  # noqa: E402
+from tfllm.models import Bert, BertClassifier, BertPretrainer, BertSpanQA, BertTokenClassifier  # noqa: E402
+from tfllm.models import Gpt, GptCausalLM  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
 from tfllm.models.pretrained import detect_format, load_tokenizer  # noqa: E402
 from tfllm.tokenizers import WordPieceTokenizer  # noqa: E402
@@ -156,6 +157,25 @@ def test_hf_bert_matches_transformers(hf_bert_dirs, name, cls):
     check_bert_model(path, cls.from_pretrained(path), ref)
     if name != "BertModel":  # the backbone alone loads from a checkpoint with heads (heads logged, not loaded)
         check_bert_model(path, Bert.from_pretrained(path), T.BertModel.from_pretrained(path).eval())
+
+
+@pytest.mark.parametrize("cls,kwargs", [(BertTokenClassifier, dict(num_classes=5)), (BertSpanQA, {})])
+def test_tagger_and_span_heads_on_a_published_encoder_round_trip(hf_bert_dirs, tmp_path, cls, kwargs):
+    """An HF BertModel folder gives the head a transformers-exact encoder; save/load keeps every output."""
+    path = hf_bert_dirs["BertModel"]
+    model = cls.from_pretrained(path, **kwargs)
+    check_bert_model(path, model.backbone, T.BertModel.from_pretrained(path).eval())
+    features, _ = bert_batch(model.backbone.vocabulary_size)
+    model.save_pretrained(tmp_path / "saved")
+    again = cls.from_pretrained(tmp_path / "saved")
+    assert type(again) is cls and again.get_config() == {**model.get_config(), "name": again.name}
+    before, after = model(features), again(features)
+    for name in (before if isinstance(before, dict) else [None]):
+        a, b = (before[name], after[name]) if name else (before, after)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if cls is BertTokenClassifier:
+        with pytest.raises(ConversionError, match="pass num_classes="):
+            cls.from_pretrained(path)
 
 
 def test_sharded_safetensors(hf_bert_dirs, tmp_path):

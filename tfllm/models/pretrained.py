@@ -35,8 +35,11 @@ from tfllm.convert.safetensors_io import read_hf_weights
 from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.bert.bert_classifier import BertClassifier
 from tfllm.models.bert.bert_pretrainer import BertPretrainer
+from tfllm.models.bert.bert_span_qa import BertSpanQA
+from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
+from tfllm.models.task import Task
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
@@ -46,7 +49,11 @@ from tfllm.tokenizers.word_piece import save_vocabulary
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 TOKENIZER_CONFIG = "tfllm_tokenizer.json"
-TASKS = ("bert", "bert_classifier", "bert_pretrainer", "gpt", "gpt_causal_lm")
+TASKS = ("bert", "bert_classifier", "bert_token_classifier", "bert_span_qa", "bert_pretrainer", "gpt",
+         "gpt_causal_lm")
+# The heads a tfllm folder can hold, by the class name save_pretrained records.
+HEADS = {cls.__name__: cls for cls in (BertClassifier, BertTokenClassifier, BertSpanQA, BertPretrainer, GptCausalLM)}
+HEADS_BY_TASK = {cls.pretrained_task: cls for cls in HEADS.values()}
 
 
 def _read_json(path):
@@ -116,10 +123,16 @@ def _load_bert(path, config, source, tensors, task, num_classes=None, pooling="c
     backbone = Bert(**kwargs)
     porter = WeightPorter(tensors, path)
     hf_bert.port_backbone(porter, backbone)
-    if task == "bert":
+    if task in ("bert", "bert_token_classifier", "bert_span_qa"):
+        # Published token-classification and QA heads are not mapped yet: a
+        # new head goes on the loaded encoder (the usual fine-tuning start).
         hf_bert.ignore_heads(porter, logging.info)
         porter.finish([backbone])
-        return backbone
+        if task == "bert":
+            return backbone
+        if classifier_dropout is None:
+            classifier_dropout = config.get("classifier_dropout") or kwargs["dropout"]
+        return _new_bert_head(path, backbone, task, num_classes, dropout=classifier_dropout)
     if task == "bert_pretrainer":
         model = BertPretrainer(backbone)
         hf_bert.port_pretraining_heads(porter, model)
@@ -165,14 +178,7 @@ def _load_tfllm(path, task, num_classes=None, pooling="cls", classifier_dropout=
         raise ConversionError(f"{path}: holds a {saved}, which cannot load as {task}")
     backbone = (Bert if family == "bert" else Gpt).from_config({**spec["backbone"], **overrides})
     head = spec.get("head", {})
-    if saved == "BertClassifier":
-        model = BertClassifier(backbone, head["num_classes"], pooling=head["pooling"], dropout=head["dropout"])
-    elif saved == "BertPretrainer":
-        model = BertPretrainer(backbone)
-    elif saved == "GptCausalLM":
-        model = GptCausalLM(backbone)
-    else:
-        model = backbone
+    model = HEADS[saved](backbone, **head) if saved in HEADS else backbone
     model.load_weights(os.path.join(path, WEIGHTS))
     if task in ("bert", "gpt"):
         return backbone
@@ -182,12 +188,23 @@ def _load_tfllm(path, task, num_classes=None, pooling="cls", classifier_dropout=
         if saved != "BertPretrainer":
             logging.info("%s: new randomly initialised MLM/NSP heads", path)
         return model if saved == "BertPretrainer" else BertPretrainer(backbone)
-    if saved == "BertClassifier" and num_classes in (None, head["num_classes"]):
+    if saved == HEADS_BY_TASK[task].__name__ and num_classes in (None, head.get("num_classes")):
         return model
+    return _new_bert_head(path, backbone, task, num_classes, pooling, classifier_dropout)
+
+
+
+def _new_bert_head(path, backbone, task, num_classes=None, pooling="cls", dropout=None):
+    """A randomly initialised classifier, tagger or span head on a loaded backbone (logged)."""
+    dropout = backbone.dropout if dropout is None else dropout
+    if task == "bert_span_qa":
+        logging.info("%s: new randomly initialised span head", path)
+        return BertSpanQA(backbone)
     if num_classes is None:
-        raise ConversionError(f"{path}: holds a {saved}; pass num_classes= for a new classifier head")
+        raise ConversionError(f"{path}: has no {HEADS_BY_TASK[task].__name__} head; pass num_classes= for a new one")
     logging.info("%s: new randomly initialised %d-class head", path, num_classes)
-    dropout = backbone.dropout if classifier_dropout is None else classifier_dropout
+    if task == "bert_token_classifier":
+        return BertTokenClassifier(backbone, num_classes, dropout=dropout)
     return BertClassifier(backbone, num_classes, pooling=pooling, dropout=dropout)
 
 
@@ -200,9 +217,7 @@ def save_pretrained(model, path, tokenizer=None):
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
     backbone = model if isinstance(model, (Bert, Gpt)) else model.backbone
-    head = {}
-    if isinstance(model, BertClassifier):
-        head = dict(num_classes=model.num_classes, pooling=model.pooling, dropout=model.dropout)
+    head = model.head_config() if isinstance(model, Task) else {}
     if tokenizer is None and isinstance(model, GptCausalLM):
         tokenizer = model.tokenizer
     with open(os.path.join(path, CONFIG), "w", encoding="utf-8") as f:

@@ -4,6 +4,9 @@ import keras
 from keras import ops
 
 from tfllm.models.bert.bert_backbone import Bert
+from tfllm.models.task import Task
+from tfllm.models.task import as_float32
+from tfllm.models.task import dense_logits
 
 
 def masked_mean(sequence, padding_mask):
@@ -13,7 +16,7 @@ def masked_mean(sequence, padding_mask):
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertClassifier(keras.Model):
+class BertClassifier(Task):
     """A `Bert` backbone, a pooled sentence vector, dropout, and a dense layer to class logits.
 
     Args:
@@ -26,6 +29,9 @@ class BertClassifier(keras.Model):
     Outputs float32 logits [B, num_classes] under any dtype policy.
     """
 
+    head_args = ("num_classes", "pooling", "dropout")
+    pretrained_task = "bert_classifier"
+
     def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, **kwargs):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
@@ -36,44 +42,10 @@ class BertClassifier(keras.Model):
         else:
             pooled = masked_mean(outputs["sequence_output"], inputs["padding_mask"])
         pooled = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
-        logits = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range),
-            dtype=backbone.dtype_policy,
-            name="logits",
-        )(pooled)
-        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(logits)
+        logits = dense_logits(backbone, num_classes, "logits")(pooled)
+        logits = as_float32(logits)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
         self.num_classes = num_classes
         self.pooling = pooling
         self.dropout = dropout
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """A `BertClassifier` from a tfllm, HF or Google folder: its stored head, or a new one with `num_classes=`."""
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, "bert_classifier", **kwargs)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
-        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
-
-        return save_pretrained(self, path, tokenizer)

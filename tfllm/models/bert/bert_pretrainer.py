@@ -3,9 +3,12 @@
 import keras
 from keras_hub.layers import MaskedLMHead
 
+from tfllm.models.task import Task
+from tfllm.models.task import as_float32
+
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertPretrainer(keras.Model):
+class BertPretrainer(Task):
     """`Bert` + MLM head + NSP head, as in Devlin et al. (2019).
 
     The MLM head is keras-hub's `MaskedLMHead` (dense + GELU + LayerNorm,
@@ -16,6 +19,9 @@ class BertPretrainer(keras.Model):
     Inputs: the backbone's dict plus `masked_lm_positions` (int32 [B, P]).
     Outputs: `{"mlm_logits": float32 [B, P, V], "nsp_logits": float32 [B, 2]}`.
     """
+
+    head_args = ()
+    pretrained_task = "bert_pretrainer"
 
     def __init__(self, backbone, **kwargs):
         inputs = dict(backbone.input)
@@ -33,35 +39,12 @@ class BertPretrainer(keras.Model):
         nsp_head = keras.layers.Dense(2, kernel_initializer=init, dtype=backbone.dtype_policy, name="nsp_head")
         mlm_logits = mlm_head(outputs["sequence_output"], mask_positions=inputs["masked_lm_positions"])
         nsp_logits = nsp_head(outputs["pooled_output"])
-        as_float32 = lambda name: keras.layers.Activation("linear", dtype="float32", name=name)  # noqa: E731
         super().__init__(
             inputs=inputs,
-            outputs={"mlm_logits": as_float32("mlm_logits")(mlm_logits),
-                     "nsp_logits": as_float32("nsp_logits")(nsp_logits)},
+            outputs={"mlm_logits": as_float32(mlm_logits, "mlm_logits"),
+                     "nsp_logits": as_float32(nsp_logits, "nsp_logits")},
             **kwargs,
         )
         self.backbone = backbone
         self.mlm_head = mlm_head
         self.nsp_head = nsp_head
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """A `BertPretrainer` with the checkpoint's MLM (cls/predictions) and NSP (cls/seq_relationship) heads."""
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, "bert_pretrainer", **kwargs)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
-        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
-
-        return save_pretrained(self, path, tokenizer)

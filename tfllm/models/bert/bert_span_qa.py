@@ -2,6 +2,9 @@
 
 import keras
 from keras import ops
+from tfllm.models.task import Task
+from tfllm.models.task import as_float32
+from tfllm.models.task import dense_logits
 
 # Added to padding positions: far below any real logit, yet finite, so a
 # softmax over them is exactly 0 and no NaN/inf reaches the loss.
@@ -9,7 +12,7 @@ PADDING_LOGIT = -1e9
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertSpanQA(keras.Model):
+class BertSpanQA(Task):
     """A `Bert` backbone and a dense layer giving each token a start and an end logit.
 
     As BERT's SQuAD head (and Hugging Face's `BertForQuestionAnswering`):
@@ -27,16 +30,14 @@ class BertSpanQA(keras.Model):
     under any dtype policy.
     """
 
+    head_args = ()
+    pretrained_task = "bert_span_qa"
+
     def __init__(self, backbone, **kwargs):
         inputs = backbone.input
         sequence = backbone(inputs)["sequence_output"]
-        logits = keras.layers.Dense(
-            2,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range),
-            dtype=backbone.dtype_policy,
-            name="span_logits",
-        )(sequence)
-        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(logits)
+        logits = dense_logits(backbone, 2, "span_logits")(sequence)
+        logits = as_float32(logits)
         padding_mask = inputs["padding_mask"]
         outputs = {
             name: ops.where(padding_mask, logits[..., i], PADDING_LOGIT)
@@ -44,16 +45,3 @@ class BertSpanQA(keras.Model):
         }
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.backbone = backbone
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)

@@ -3,10 +3,13 @@
 import keras
 
 from tfllm.models.bert.bert_backbone import Bert  # noqa: F401  (registers Bert for from_config)
+from tfllm.models.task import Task
+from tfllm.models.task import as_float32
+from tfllm.models.task import dense_logits
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertTokenClassifier(keras.Model):
+class BertTokenClassifier(Task):
     """A `Bert` backbone, dropout, and a dense layer from each token's vector to class logits.
 
     As BERT's NER head (Devlin et al., 2019, 5.3): logits on every position;
@@ -21,33 +24,16 @@ class BertTokenClassifier(keras.Model):
     Outputs float32 logits [B, T, num_classes] under any dtype policy.
     """
 
+    head_args = ("num_classes", "dropout")
+    pretrained_task = "bert_token_classifier"
+
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
         inputs = backbone.input
         sequence = backbone(inputs)["sequence_output"]
         sequence = keras.layers.Dropout(dropout, name="classifier_dropout")(sequence)
-        logits = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range),
-            dtype=backbone.dtype_policy,
-            name="logits",
-        )(sequence)
-        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(logits)
+        logits = dense_logits(backbone, num_classes, "logits")(sequence)
+        logits = as_float32(logits)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
         self.num_classes = num_classes
         self.dropout = dropout
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)

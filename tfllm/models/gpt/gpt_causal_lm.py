@@ -5,11 +5,13 @@ import numpy as np
 from keras import ops
 
 from tfllm import generation
-from tfllm.models.gpt.gpt_backbone import Gpt
+from tfllm.models.gpt.gpt_backbone import Gpt  # noqa: F401  (registers Gpt for from_config)
+from tfllm.models.task import Task
+from tfllm.models.task import as_float32
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class GptCausalLM(keras.Model):
+class GptCausalLM(Task):
     """Next-token logits from a `Gpt` backbone; the output projection is the token embedding (tied).
 
     `call` gives float32 logits [B, T, V] for training. `call_with_cache`
@@ -17,11 +19,14 @@ class GptCausalLM(keras.Model):
     incremental decoding.
     """
 
+    head_args = ()
+    pretrained_task = "gpt_causal_lm"
+
     def __init__(self, backbone, tokenizer=None, **kwargs):
         inputs = backbone.input
         hidden = backbone(inputs)
         logits = backbone.token_embedding(hidden, reverse=True)
-        logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(logits)
+        logits = as_float32(logits)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
         self.tokenizer = tokenizer  # optional: lets generate() take and return strings
@@ -153,25 +158,6 @@ class GptCausalLM(keras.Model):
         tokens = self._decoder(ids, mask, options, stop_token_ids)
         return generation.cut_generations(tokens, lengths, max_new_tokens, stop_token_ids)
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
-
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """A `GptCausalLM` (with its BPE tokenizer) from a tfllm or Hugging Face GPT-2 folder."""
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, "gpt_causal_lm", **kwargs)
 
 
 def _to_str(value):
