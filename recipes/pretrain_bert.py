@@ -114,13 +114,13 @@ def main(_):
         model = BertPretrainer(backbone)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.num_warmup_steps,
-            weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm,
+            **runtime.optimizer_options(FLAGS),
         )
     logging.info("BertPretrainer (%s) with %s parameters", FLAGS.preset, f"{model.count_params():,}")
     trainer = Trainer(
         model, optimizer, losses.pretraining_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns=METRICS, grad_accum_steps=FLAGS.grad_accum_steps,
-        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        **runtime.trainer_options(FLAGS),
         # Dynamic masks use stateful random ops, whose iterator state cannot be
         # saved: resume then re-creates the pipeline and skips the used batches.
         checkpoint_data_iterator=bool(FLAGS.input_files),

@@ -83,8 +83,8 @@ def main(_):
         model = GptCausalLM(Gpt(**config), tokenizer=tokenizer)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.warmup_steps,
-            weight_decay=FLAGS.weight_decay, decay="cosine", end_learning_rate=FLAGS.min_learning_rate,
-            beta_2=FLAGS.beta_2, clipnorm=FLAGS.clipnorm,
+            decay="cosine", end_learning_rate=FLAGS.min_learning_rate, beta_2=FLAGS.beta_2,
+            **runtime.optimizer_options(FLAGS),
         )
     logging.info("GPT with %s parameters", f"{model.count_params():,}")
     if is_chief(strategy):
@@ -92,7 +92,7 @@ def main(_):
     trainer = Trainer(
         model, optimizer, losses.token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"accuracy": losses.token_accuracy},
-        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        **runtime.trainer_options(FLAGS),
     )
 
     def train_data(ctx):

@@ -28,11 +28,11 @@ import tiny_training as tt  # noqa: E402
 BATCH = 8
 
 
-def make_trainer(model_dir, steps=10, **kwargs):
+def make_trainer(model_dir, steps=10, ema_momentum=None, **kwargs):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model = tt.build_model()
-        optimizer = create_optimizer(1e-2, total_steps=steps, warmup_steps=2)
+        optimizer = create_optimizer(1e-2, total_steps=steps, warmup_steps=2, ema_momentum=ema_momentum)
     kwargs.setdefault("global_batch_size", BATCH)
     return Trainer(
         model, optimizer, kwargs.pop("loss_fn", tt.loss_fn),
@@ -138,6 +138,36 @@ def test_evaluate_counts_every_example_once(tmp_path):
     reference = tt.numpy_eval(trainer.model, num_examples=13)
     assert results["loss"] == pytest.approx(reference["loss"], abs=1e-6)
     assert results["accuracy"] == pytest.approx(reference["accuracy"], abs=1e-7)
+
+
+def test_xla_compiled_steps_match_the_graph_loop(tmp_path):
+    data = tt.train_dataset_fn(BATCH)
+    graph = make_trainer(tmp_path / "graph")
+    graph.train(data, max_steps=10)
+    xla = make_trainer(tmp_path / "xla", jit_compile=True)
+    xla.train(data, max_steps=10)
+    assert max_weight_diff(graph.model, xla.model) <= 1e-5
+
+
+def test_ema_weights_are_the_moving_average_of_the_iterates(tmp_path):
+    """After training, the model holds avg_k = m * avg_(k-1) + (1 - m) * w_k (avg_1 = w_1) in numpy."""
+    data, momentum, steps = tt.train_dataset_fn(BATCH), 0.8, 6
+    plain = make_trainer(tmp_path / "plain", steps=steps, checkpoint_every=1)
+    average = None
+    for k in range(1, steps + 1):  # Each call resumes from the previous step's checkpoint.
+        plain.train(data, max_steps=k)
+        weights = [np.asarray(v) for v in plain.model.trainable_variables]
+        average = weights if average is None else [momentum * a + (1 - momentum) * w
+                                                   for a, w in zip(average, weights)]
+    ema = make_trainer(tmp_path / "ema", steps=steps, ema_momentum=momentum)
+    ema.train(data, max_steps=steps)
+    for a, v in zip(average, ema.model.trainable_variables):
+        np.testing.assert_allclose(np.asarray(v), a, atol=1e-6)
+    assert max(float(np.max(np.abs(w - a))) for w, a in zip(weights, average)) > 1e-3  # not the last iterate
+    # A finished run re-run from its checkpoint gets the same averaged weights.
+    again = make_trainer(tmp_path / "ema", steps=steps, ema_momentum=momentum)
+    again.train(data, max_steps=steps)
+    assert max_weight_diff(again.model, ema.model) == 0.0
 
 
 def test_grad_accumulation_matches_big_batch(tmp_path):

@@ -110,12 +110,16 @@ def create_optimizer(
     beta_2=0.999,
     epsilon=1e-6,
     clipnorm=1.0,
+    ema_momentum=None,
 ):
     """AdamW with the warmup/decay schedule and global-norm gradient clipping.
 
     Clipping uses the gradient summed over replicas (see `AdamW` above). Biases and LayerNorm `gamma`/`beta` are excluded from weight decay.
     `total_steps` counts optimizer updates (with gradient accumulation, one
-    update per `grad_accum_steps` micro-batches).
+    update per `grad_accum_steps` micro-batches). `ema_momentum` (e.g. 0.999)
+    also keeps an exponential moving average of the weights (Keras' `use_ema`),
+    which `Trainer` swaps in when training ends: an average over the last
+    ~1/(1 - momentum) updates generalises better than the last iterate.
     """
     optimizer = AdamW(
         learning_rate=create_learning_rate_schedule(
@@ -126,6 +130,8 @@ def create_optimizer(
         beta_2=beta_2,
         epsilon=epsilon,
         global_clipnorm=clipnorm,
+        use_ema=ema_momentum is not None,
+        ema_momentum=ema_momentum or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer

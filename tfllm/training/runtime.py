@@ -30,11 +30,26 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
     flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate (AdamW).")
     flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+    flags.DEFINE_float("ema_momentum", None, "Also keep an exponential moving average of the weights "
+                       "(e.g. 0.999) and evaluate and export with it at the end.", lower_bound=0.0,
+                       upper_bound=1.0)
+    flags.DEFINE_bool("jit_compile", False, "Compile each forward + backward pass with XLA. Faster for "
+                      "fixed-shape batches (GPT blocks); length-bucketed batches compile once per shape.")
     flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS), "Compute in bfloat16 or float16 "
                       "(float32 weights); fp16 adds dynamic loss scaling.")
     flags.DEFINE_integer("seed", seed, "Seed for initialisation, shuffling, dropout.")
     flags.DEFINE_integer("log_every", 100, "Log a progress line every N steps.")
     flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps.")
+
+
+def optimizer_options(FLAGS):
+    """The `create_optimizer` keyword arguments the common flags set."""
+    return dict(weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm, ema_momentum=FLAGS.ema_momentum)
+
+
+def trainer_options(FLAGS):
+    """The `Trainer` keyword arguments the common flags set."""
+    return dict(log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile)
 
 
 def setup(FLAGS):

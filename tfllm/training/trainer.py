@@ -65,6 +65,10 @@ class Trainer:
         checkpoint_data_iterator: on one device, save the `tf.data` iterator in
             the checkpoint (it includes shuffle buffers, which can be large);
             otherwise resume by skipping the batches already consumed.
+        jit_compile: compile each replica's forward + backward pass with XLA
+            (the optimizer update and the all-reduce stay outside). Pays off
+            for fixed-shape batches (GPT blocks); every new batch shape costs
+            a compilation, so leave it off for length-bucketed batches.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class Trainer:
         checkpoint_every=1000,
         max_checkpoints=3,
         checkpoint_data_iterator=True,
+        jit_compile=False,
     ):
         self.model = model
         self.loss_fn = loss_fn
@@ -121,6 +126,10 @@ class Trainer:
                 )
                 for v in self.model.trainable_variables
             ] if grad_accum_steps > 1 else []
+        self._forward_backward = (
+            tf.function(self._loss_and_gradients, jit_compile=True)
+            if jit_compile else self._loss_and_gradients
+        )
         self._train_fn = tf.function(self._train_steps)
         self._eval_fn = tf.function(self._eval_step, reduce_retracing=True)
 
@@ -136,13 +145,17 @@ class Trainer:
         for resume to see the same data.
 
         Returns `{"train": metrics of the last log window, "eval": the last
-        eval results}` (None where there were none).
+        eval results}` (None where there were none). With an EMA optimizer
+        (`create_optimizer(ema_momentum=...)`), the model holds the averaged
+        weights once `max_steps` is reached (checkpoints keep the raw ones and
+        the average), and the final evaluation uses them.
         """
         results = {"train": None, "eval": None}
         step = self.restore()
         check_same_step_on_all_workers(self.strategy, step, self.model_dir)
         if step >= max_steps:
             logging.info("Already trained to step %d of %d; nothing to do.", step, max_steps)
+            self._use_averaged_weights()
             return results
         iterator, checkpoint = self._make_train_iterator(train_dataset_fn, step)
         self._manager = self._checkpoint_manager(checkpoint)
@@ -171,11 +184,20 @@ class Trainer:
                 if sigterm:
                     logging.warning("SIGTERM: saved step %d; exiting.", step)
                     raise SystemExit(128 + signal.SIGTERM)
+                if step == max_steps:
+                    self._use_averaged_weights()
                 if eval_dataset_fn and (
                     (eval_every and step % eval_every == 0) or step == max_steps
                 ):
                     results["eval"] = self.evaluate(eval_dataset_fn)
         return results
+
+    def _use_averaged_weights(self):
+        """Swap in the optimizer's moving average of the weights, if it keeps one."""
+        if self.optimizer.use_ema:
+            self.optimizer.finalize_variable_values(self.model.trainable_variables)
+            logging.info("Using the exponential moving average of the weights (momentum %g).",
+                         self.optimizer.ema_momentum)
 
     def evaluate(self, eval_dataset_fn):
         """Mean loss and metrics over a finite dataset, each example once.
@@ -255,6 +277,22 @@ class Trainer:
 
     def _replica_gradients(self, batch):
         features, labels = batch
+        loss, outputs, per_example_loss, grads = self._forward_backward(features, labels)
+        stats = self._stats(labels, outputs, per_example_loss)
+        # Checked before anything is saved: the loop stops on the first
+        # update whose loss or gradients are NaN/inf. With loss scaling,
+        # overflowing gradients are normal (that update is skipped and the
+        # scale lowered), so only the loss counts.
+        finite = tf.math.is_finite(loss)
+        if not self.loss_scaling:
+            finite &= tf.math.is_finite(
+                tf.linalg.global_norm([g for g in grads if g is not None])
+            )
+        stats["nonfinite"] = (1.0 - tf.cast(finite, tf.float32), tf.constant(0.0))
+        return grads, stats
+
+    def _loss_and_gradients(self, features, labels):
+        """Forward and backward pass on one replica's batch (XLA-compiled with `jit_compile`)."""
         with tf.GradientTape() as tape:
             outputs = self.model(features, training=True)
             per_example_loss = tf.cast(self.loss_fn(labels, outputs), tf.float32)
@@ -277,18 +315,7 @@ class Trainer:
         # every row densely anyway (keras-team/keras#19992).
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
                  for g in grads]
-        stats = self._stats(labels, outputs, per_example_loss)
-        # Checked before anything is saved: the loop stops on the first
-        # update whose loss or gradients are NaN/inf. With loss scaling,
-        # overflowing gradients are normal (that update is skipped and the
-        # scale lowered), so only the loss counts.
-        finite = tf.math.is_finite(loss)
-        if not self.loss_scaling:
-            finite &= tf.math.is_finite(
-                tf.linalg.global_norm([g for g in grads if g is not None])
-            )
-        stats["nonfinite"] = (1.0 - tf.cast(finite, tf.float32), tf.constant(0.0))
-        return grads, stats
+        return loss, outputs, per_example_loss, grads
 
     def _eval_step(self, batch):
         def replica_eval(batch):
