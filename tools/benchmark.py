@@ -2,6 +2,8 @@
 
     python tools/benchmark.py generate                  # GPT-2-style L6 H384, batch 1 and 8
     python tools/benchmark.py generate --batch_sizes=1 --new_tokens=64 --repeats=3
+    python tools/benchmark.py train-bert                # BERT L4 H256 and L6 H384, batch 32 x 128
+    python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
 
 Both sides get the same configuration, random weights and inputs; each is
 warmed up (tracing and XLA compiles are timed separately, as "first call"),
@@ -31,17 +33,30 @@ flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
 flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache.")
 flags.DEFINE_bool("torch", False, "Add a PyTorch/transformers reference if installed.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and inputs.")
+flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert: model sizes.")
+flags.DEFINE_integer("bert_batch_size", 32, "train-bert: batch size.")
+flags.DEFINE_integer("bert_sequence_length", 128, "train-bert: tokens per example.")
+flags.DEFINE_integer("gpt_num_layers", 6, "train-gpt: Transformer layers.")
+flags.DEFINE_integer("gpt_num_heads", 6, "train-gpt: attention heads.")
+flags.DEFINE_integer("gpt_hidden_dim", 384, "train-gpt: model width.")
+flags.DEFINE_integer("gpt_batch_size", 8, "train-gpt: batch size.")
+flags.DEFINE_integer("gpt_sequence_length", 256, "train-gpt: tokens per example.")
 FLAGS = flags.FLAGS
 
-COMMANDS = ("generate",)
+COMMANDS = ("generate", "train-bert", "train-gpt")
 
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: benchmark.py {{{'|'.join(COMMANDS)}}} [flags]; got {argv[1:]}")
-    from tools.bench import generate  # noqa: PLC0415  (TensorFlow import after flag parsing)
+    if argv[1] == "generate":
+        from tools.bench import generate  # noqa: PLC0415  (TensorFlow import after flag parsing)
 
-    {"generate": generate.run}[argv[1]](FLAGS)
+        generate.run(FLAGS)
+    else:
+        from tools.bench import train  # noqa: PLC0415
+
+        train.run(FLAGS, argv[1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""`benchmark.py train-bert` / `train-gpt`: training step speed, tfllm vs keras-hub, same model and batch.
+
+tfllm runs its real training loop (`tfllm.training.Trainer`: AdamW with
+clipping, the NaN guard and metrics) one update per call. keras-hub runs
+`Model.train_on_batch` after `compile(optimizer=AdamW, loss=...)`, with and
+without XLA (`jit_compile`), which is what `fit` runs per step. Both get the
+same configuration, random weights and the same random batch.
+
+FLOPs per token (forward + backward = 3 x forward, 2 FLOPs per multiply-add):
+    BERT: 6 * N_nonembedding + 12 * L * d * T
+    GPT:  6 * (N_nonembedding + V * d) + 12 * L * d * T   (the tied output projection)
+where T is the sequence length; the second term is attention's two T x T
+matmuls per layer.
+"""
+
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+import tfllm  # noqa: F401  (sets the Keras backend)
+import keras
+import keras_hub
+
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import losses
+from tools.bench.timing import first_call_seconds
+from tools.bench.timing import matmul_peak_flops
+from tools.bench.timing import print_table
+from tools.bench.timing import spread
+from tools.bench.timing import time_alternately
+
+# (num_layers, hidden_dim, num_heads) of the BERT sizes the issue names.
+BERT_SIZES = {"L4_H256": (4, 256, 4), "L6_H384": (6, 384, 6)}
+
+
+def _embedding_params(model):
+    return sum(int(np.prod(w.shape)) for w in model.weights if "embedding" in w.path and w.trainable)
+
+
+def _tfllm_step(model, loss_fn, batch, global_batch_size, jit_compile):
+    """One update of the real Trainer loop per call, over a dataset repeating `batch`."""
+    optimizer = create_optimizer(1e-4, total_steps=10_000, warmup_steps=0)
+    trainer = Trainer(model, optimizer, loss_fn, global_batch_size, tempfile.mkdtemp(prefix="bench-"),
+                      log_every=10**9, checkpoint_every=10**9, jit_compile=jit_compile)
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    one = tf.constant(1, tf.int64)
+    return lambda: trainer._train_fn(iterator, one)[1].numpy()
+
+
+def _keras_step(model, loss, batch, jit_compile):
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4, global_clipnorm=1.0), loss=loss,
+                  jit_compile=jit_compile)
+    features, labels = batch
+    return lambda: model.train_on_batch(features, labels)
+
+
+def bert_variants(flags, size):
+    layers, width, heads = BERT_SIZES[size]
+    config = dict(vocabulary_size=30522, num_layers=layers, num_heads=heads, hidden_dim=width,
+                  intermediate_dim=4 * width, dropout=0.1, max_sequence_length=512)
+    batch, length = flags.bert_batch_size, flags.bert_sequence_length
+    rng = np.random.default_rng(flags.seed)
+    features = {
+        "token_ids": rng.integers(1, 30522, (batch, length)).astype("int32"),
+        "segment_ids": np.zeros((batch, length), "int32"),
+        "padding_mask": np.ones((batch, length), bool),
+    }
+    labels = rng.integers(0, 2, (batch,)).astype("int32")
+    keras.utils.set_random_seed(flags.seed)
+    variants = {}
+    for jit in (False, True):
+        ours = BertClassifier(Bert(**config), num_classes=2)
+        variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
+            ours, losses.classification_loss, (features, labels), batch, jit)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for jit in (False, True):
+        theirs = keras_hub.models.BertTextClassifier(
+            keras_hub.models.BertBackbone(**config), num_classes=2, preprocessor=None)
+        variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    n_nonembedding = ours.count_params() - _embedding_params(ours)
+    flops_per_token = 6 * n_nonembedding + 12 * layers * width * length
+    return variants, batch * length, flops_per_token, f"BERT {size} classifier, batch {batch} x {length}"
+
+
+def gpt_variants(flags):
+    layers, width, heads, vocab = flags.gpt_num_layers, flags.gpt_hidden_dim, flags.gpt_num_heads, 50257
+    length, batch = flags.gpt_sequence_length, flags.gpt_batch_size
+    config = dict(vocabulary_size=vocab, num_layers=layers, num_heads=heads, hidden_dim=width,
+                  intermediate_dim=4 * width, dropout=0.0, max_sequence_length=1024)
+    rng = np.random.default_rng(flags.seed)
+    tokens = rng.integers(1, vocab, (batch, length + 1)).astype("int32")
+    features = {"token_ids": tokens[:, :-1], "padding_mask": np.ones((batch, length), bool)}
+    labels = tokens[:, 1:]
+    keras.utils.set_random_seed(flags.seed)
+    variants = {}
+    for jit in (False, True):
+        ours = GptCausalLM(Gpt(**config))
+        variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
+            ours, losses.token_loss, (features, labels), batch, jit)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for jit in (False, True):
+        theirs = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**config), preprocessor=None)
+        variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    n_nonembedding = ours.count_params() - _embedding_params(ours)
+    flops_per_token = 6 * (n_nonembedding + vocab * width) + 12 * layers * width * length
+    return variants, batch * length, flops_per_token, f"GPT-2-style L{layers} H{width} V{vocab}, batch {batch} x {length}"
+
+
+def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
+    print(f"\n{title}: {flops_per_token / 1e6:.1f} MFLOP per token; {flags.repeats} timed steps each")
+    first = {name: first_call_seconds(fn) for name, fn in variants.items()}
+    times = time_alternately(variants, flags.repeats)
+    reference = spread(times["keras-hub fit"])[0]
+    rows = []
+    for name, seconds in times.items():
+        median, low, high = spread(seconds)
+        tokens_per_s = tokens_per_step / median
+        rows.append([name, f"{median:.3f}", f"{low:.3f}-{high:.3f}", f"{tokens_per_s:.0f}",
+                     f"{reference / median:.2f}", f"{tokens_per_s * flops_per_token / peak:.0%}",
+                     f"{first[name]:.1f}"])
+    print_table(["variant", "median s/step", "min-max s", "tokens/s", "speed vs keras-hub fit",
+                 "of matmul peak", "first step s"], rows)
+
+
+def run(flags, command):
+    peak = matmul_peak_flops()
+    print(f"fp32 matmul peak (2048^2 tf.matmul in a tf.function) measured now: {peak / 1e9:.0f} GFLOP/s")
+    if command == "train-bert":
+        for size in flags.bert_sizes:
+            report(*bert_variants(flags, size), flags, peak)
+    else:
+        report(*gpt_variants(flags), flags, peak)
