@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.errors import DataError
-from tfllm.data.text_classification import default_bucket_boundaries
+from tfllm.data.batching import batch_by_length
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece_offsets import WordPieceOffsets
@@ -312,15 +312,6 @@ def squad_dataset(features, batch_size, training, seed=None, input_context=None,
         return (x, *y) if y else x
 
     ds = ds.map(add_padding_mask)
-    if not training:
-        return ds.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    ds = ds.shuffle(max(len(token_ids), 1), seed=seed, reshuffle_each_iteration=True).repeat()
-    if bucket_boundaries is None:
-        bucket_boundaries = default_bucket_boundaries(max_seq_length or max(len(t) for t in token_ids))
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda x, y: tf.shape(x["token_ids"])[0],
-        bucket_boundaries=bucket_boundaries,
-        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-        drop_remainder=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return batch_by_length(ds, batch_size, training, len(token_ids),
+                           max_seq_length or max(len(t) for t in token_ids), seed=seed,
+                           bucket_boundaries=bucket_boundaries)

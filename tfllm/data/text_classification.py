@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfllm.data.batching import batch_by_length
+from tfllm.data.batching import default_bucket_boundaries  # noqa: F401  (re-exported for older imports)
 from tfllm.data.errors import DataError
 
 
@@ -117,15 +119,6 @@ def read_labeled_text(
     return texts, np.array(labels, dtype=np.int32)
 
 
-def default_bucket_boundaries(sequence_length):
-    """Upper-exclusive length boundaries: buckets of lengths <=8, <=16, ... <=L.
-
-    Steps of 8 up to 32 (where most short texts fall), then about x1.5.
-    """
-    edges = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
-    return [edge + 1 for edge in edges if edge < sequence_length]
-
-
 def classification_dataset(
     texts,
     labels,
@@ -190,24 +183,8 @@ def classification_dataset(
 
     ds = tf.data.Dataset.from_tensor_slices((features, labels))
     ds = ds.map(add_padding_mask)
-    if not training:
-        return ds.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    ds = ds.shuffle(
-        shuffle_buffer_size or max(num_examples, 1),
-        seed=seed,
-        reshuffle_each_iteration=True,
-    )
-    ds = ds.repeat()
-    if bucket_boundaries is None:
-        bucket_boundaries = default_bucket_boundaries(preprocessor.sequence_length)
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda x, y: tf.shape(x["token_ids"])[0],
-        bucket_boundaries=bucket_boundaries,
-        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-        drop_remainder=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return batch_by_length(ds, batch_size, training, num_examples, preprocessor.sequence_length, seed=seed,
+                           shuffle_buffer_size=shuffle_buffer_size, bucket_boundaries=bucket_boundaries)
 
 
 def steps_per_epoch(num_examples, global_batch_size, drop_remainder=True):

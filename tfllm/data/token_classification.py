@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfllm.data.text_classification import default_bucket_boundaries
+from tfllm.data.batching import batch_by_length
 from tfllm.tokenizers.word_piece import UNK
 
 
@@ -176,19 +176,8 @@ def tagging_dataset(
 
     ds = tf.data.Dataset.from_tensor_slices((encoded.token_ids, encoded.labels, encoded.label_weights))
     ds = ds.map(to_example)
-    if not training:
-        return ds.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    ds = ds.shuffle(shuffle_buffer_size or max(len(encoded), 1), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
-    if bucket_boundaries is None:
-        bucket_boundaries = default_bucket_boundaries(encoded.sequence_length)
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda x, y: tf.shape(x["token_ids"])[0],
-        bucket_boundaries=bucket_boundaries,
-        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-        drop_remainder=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return batch_by_length(ds, batch_size, training, len(encoded), encoded.sequence_length, seed=seed,
+                           shuffle_buffer_size=shuffle_buffer_size, bucket_boundaries=bucket_boundaries)
 
 
 def predict_word_tags(model, encoded, labels, batch_size=64):
