@@ -52,6 +52,18 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     return ops.einsum("bnts,bsnh->btnh", probs, value)
 
 
+def project(dense, x, training=None):
+    """`dense(x)`, plus the LoRA update `tfllm.peft` may attach as `dense.lora_update` (None by default).
+
+    Keras' own LoRA (`dense.enable_lora`) needs no hook: it lives in the
+    layer's `kernel`. This hook carries the cases Keras' LoRA does not cover
+    (see `tfllm.peft.methods.add_lora`).
+    """
+    output = dense(x)
+    update = getattr(dense, "lora_update", None)
+    return output if update is None else output + update(x, training=training)
+
+
 @keras.saving.register_keras_serializable(package="tfllm")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention with optional key/value cache for incremental decoding.
@@ -59,6 +71,12 @@ class MultiHeadAttention(keras.layers.Layer):
     Projections are `EinsumDense` layers named `query`, `key`, `value` and
     `attention_output`, one weight per published checkpoint tensor, so the
     checkpoint converters map names one to one.
+
+    Parameter-efficient fine-tuning hooks (`tfllm.peft`; None by default, so
+    plain models and their checkpoints are unchanged): `prefix` (learned
+    keys/values prepended to every sequence, the mask extended to see them),
+    `adapter` (applied to the output), and a LoRA update on any projection
+    (see `project`).
 
     Cache layout (as keras-hub's `CachedMultiHeadAttention`): a tensor
     [B, 2, max_length, N, H] holding keys and values. With
@@ -87,6 +105,8 @@ class MultiHeadAttention(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = True
+        self.prefix = None
+        self.adapter = None
 
     def build(self, query_shape, value_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
@@ -126,7 +146,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def compute_key_value(self, value):
         """Projected keys and values as a cache tensor [B, 2, S, N, H] (for cross-attention)."""
-        return ops.stack([self.key_dense(value), self.value_dense(value)], axis=1)
+        return ops.stack([project(self.key_dense, value), project(self.value_dense, value)], axis=1)
 
     def call(
         self,
@@ -138,20 +158,24 @@ class MultiHeadAttention(keras.layers.Layer):
         training=None,
     ):
         value = query if value is None else value
-        q = self.query_dense(query)
+        q = project(self.query_dense, query, training)
         if cache is None:
-            k, v = self.key_dense(value), self.value_dense(value)
+            k, v = project(self.key_dense, value, training), project(self.value_dense, value, training)
         elif cache_update_index is None:
             k, v = cache[:, 0], cache[:, 1]
         else:
             start = [0, cache_update_index, 0, 0]
-            k = ops.slice_update(cache[:, 0], start, self.key_dense(value))
-            v = ops.slice_update(cache[:, 1], start, self.value_dense(value))
+            k = ops.slice_update(cache[:, 0], start, project(self.key_dense, value, training))
+            v = ops.slice_update(cache[:, 1], start, project(self.value_dense, value, training))
             cache = ops.stack([k, v], axis=1)
+        if self.prefix is not None:  # Not stored in the cache: prepended at every step.
+            k, v, attention_mask = self.prefix(k, v, attention_mask)
         attended = scaled_dot_product_attention(
             q, k, v, mask=attention_mask, dropout=self.attention_dropout, training=training
         )
-        output = self.output_dense(attended)
+        output = project(self.output_dense, attended, training)
+        if self.adapter is not None:
+            output = self.adapter(output, training=training)
         return output if cache is None else (output, cache)
 
     def compute_output_shape(self, query_shape, value_shape=None):

@@ -2,6 +2,8 @@
 
 import keras
 
+from tfllm.layers.attention import project
+
 ACTIVATIONS = {
     "gelu": lambda x: keras.activations.gelu(x, approximate=False),  # BERT: exact erf GELU
     "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),  # GPT-2: tanh GELU
@@ -30,6 +32,7 @@ class FeedForward(keras.layers.Layer):
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self._activation_fn = get_activation(activation)
+        self.adapter = None
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -50,8 +53,10 @@ class FeedForward(keras.layers.Layer):
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
         self.built = True
 
-    def call(self, x):
-        return self.output_dense(self._activation_fn(self.intermediate_dense(x)))
+    def call(self, x, training=None):
+        hidden = self._activation_fn(project(self.intermediate_dense, x, training))
+        output = project(self.output_dense, hidden, training)
+        return output if self.adapter is None else self.adapter(output, training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -22,6 +22,14 @@ def restore_backbone(backbone, path):
 
     if tf.io.gfile.isdir(path) and is_pretrained_dir(path):
         return _restore_from_pretrained(backbone, path)
+    if tf.io.gfile.exists(f"{path.rstrip('/')}/peft_weights.npz"):
+        # Its checkpoints hold the frozen base weights; the adaptation lives in
+        # the PEFT layers, which a plain backbone would silently leave out.
+        raise ValueError(
+            f"--init_checkpoint={path} is a --peft run: initialising from it would drop its LoRA/adapter/prefix "
+            "weights. Start from the base checkpoint it was tuned from, or in code rebuild it with "
+            "tfllm.peft.load_peft_weights (and merge_lora) and save_pretrained the result."
+        )
     prefix = path
     for folder in (path, f"{path.rstrip('/')}/checkpoints"):
         if tf.io.gfile.isdir(folder) and tf.train.latest_checkpoint(folder):
