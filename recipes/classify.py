@@ -24,8 +24,9 @@ from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text
 from tfllm.data import steps_per_epoch
 from tfllm.export import export_classifier
-from tfllm.models import Bert
+from tfllm import peft
 from tfllm.models import BertClassifier
+from tfllm.models.bert.bert_run_files import save_run_config
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import fine_tuning
@@ -42,22 +43,10 @@ flags.DEFINE_string("label_column", "label", "Column holding integer labels 0..n
 flags.DEFINE_integer("num_classes", 2, "Number of classes.")
 flags.DEFINE_list("label_names", None, "Names of the classes, in label order (for the export).")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary; built from --train_file if missing. "
-                    "Default: <model_dir>/vocab.txt.")
-flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size when building one.")
-flags.DEFINE_bool("lowercase", True, "Lower-case text before WordPiece.")
-flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
-flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
 flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")
-flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
-                    "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
-                    "casing and size are then used.")
-flags.DEFINE_integer("max_seq_length", 128, "Texts are truncated to this many tokens (count is logged).")
-flags.DEFINE_float("epochs", 3, "Training epochs (may be fractional).")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
-flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (skipped if unset).")
-flags.DEFINE_string("model_name", "classifier", "Model name in the export path.")
-flags.DEFINE_integer("version", 1, "Model version in the export path.")
+fine_tuning.define_flags("--train_file", "classifier", "raw strings in, probabilities and labels out",
+                         dropout_help="Dropout in the encoder and before the classifier.")
+peft.define_flags()
 runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
@@ -77,14 +66,17 @@ def main(_):
     with strategy.scope():
         backbone = fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained)
         model = BertClassifier(backbone, FLAGS.num_classes, pooling=FLAGS.pooling, dropout=FLAGS.dropout)
+        peft.apply_flags(FLAGS, model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm,
+            **runtime.optimizer_options(FLAGS),
         )
+    if is_chief(strategy):  # lets tools/export.py rebuild the model
+        save_run_config(FLAGS.model_dir, "classifier", model, preprocessor, FLAGS.label_names)
     trainer = Trainer(
         model, optimizer, losses.classification_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"accuracy": losses.classification_accuracy},
-        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        **runtime.trainer_options(FLAGS),
     )
 
     def train_data(ctx):
@@ -106,6 +98,7 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
+    peft.save_flags(FLAGS, model, strategy)
     if eval_data:
         results = trainer.evaluate(eval_data)
         print(f"eval: accuracy {results['accuracy']:.4f}  loss {results['loss']:.4f}  "
@@ -114,6 +107,7 @@ def main(_):
             with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
                 json.dump(dict(results, examples=len(eval_texts), step=steps), f, indent=1)
     if FLAGS.export_dir and is_chief(strategy):
+        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_classifier(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
                                  label_names=FLAGS.label_names)
         print(f"exported: {path}", flush=True)

@@ -29,9 +29,11 @@ from tfllm.data.squad import parse_article_range
 from tfllm.data.squad import read_squad
 from tfllm.data.squad import squad_dataset
 from tfllm.data.squad import squad_features
+from tfllm.export import export_span_qa
 from tfllm.metrics import squad_scores
-from tfllm.models import Bert
+from tfllm import peft
 from tfllm.models import BertSpanQA
+from tfllm.models.bert.bert_run_files import save_run_config
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import fine_tuning
@@ -49,22 +51,15 @@ flags.DEFINE_string("eval_file", None, "SQuAD v1.1 JSON to evaluate on. Default:
 flags.DEFINE_string("eval_articles", None, "Articles of the evaluation file, START:END, e.g. 38:48. "
                     "Default: all articles of --eval_file; no evaluation if neither flag is set.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (logged).")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary; built from the training contexts and "
-                    "questions if missing. Default: <model_dir>/vocab.txt.")
-flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size when building one.")
-flags.DEFINE_bool("lowercase", True, "Lower-case text before WordPiece.")
-flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
-flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder.")
-flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
-                    "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
-                    "casing and size are then used.")
-flags.DEFINE_integer("max_seq_length", 384, "Tokens per window: [CLS] question [SEP] context [SEP].")
 flags.DEFINE_integer("doc_stride", 128, "Tokens between the starts of two windows of a long context.")
 flags.DEFINE_integer("max_query_length", 64, "Questions are cut to this many tokens (count is logged).")
 flags.DEFINE_integer("max_answer_length", 30, "Most tokens in a predicted answer.")
 flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question.")
-flags.DEFINE_float("epochs", 2, "Training epochs over the windows (may be fractional).")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
+fine_tuning.define_flags("the training contexts and questions", "span_qa",
+                         "question and context in, answer out; one window of --max_seq_length tokens, long "
+                         "contexts truncated", max_seq_length=384,
+                         max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP].", epochs=2)
+peft.define_flags()
 runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
@@ -115,14 +110,18 @@ def main(_):
 
     with strategy.scope():
         model = BertSpanQA(fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained))
+        peft.apply_flags(FLAGS, model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm,
+            **runtime.optimizer_options(FLAGS),
         )
+    serving = dict(max_query_length=FLAGS.max_query_length, max_answer_length=FLAGS.max_answer_length)
+    if is_chief(strategy):  # lets tools/export.py rebuild the model
+        save_run_config(FLAGS.model_dir, "span_qa", model, preprocessor, **serving)
     trainer = Trainer(
         model, optimizer, span_losses.span_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy},
-        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        **runtime.trainer_options(FLAGS),
     )
 
     def train_data(ctx):
@@ -132,8 +131,13 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
+    peft.save_flags(FLAGS, model, strategy)
     if eval_examples is not None:
         evaluate(trainer, eval_examples, tokenizer, window, steps, eval_file, strategy)
+    if FLAGS.export_dir and is_chief(strategy):
+        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
+        path = export_span_qa(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, **serving)
+        print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 

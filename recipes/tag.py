@@ -31,9 +31,11 @@ from tfllm.data.conll import to_bio
 from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.data.token_classification import predict_word_tags
 from tfllm.data.token_classification import tagging_dataset
+from tfllm.export import export_tagger
 from tfllm.metrics.entities import entity_scores
-from tfllm.models import Bert
+from tfllm import peft
 from tfllm.models import BertTokenClassifier
+from tfllm.models.bert.bert_run_files import save_run_config
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import fine_tuning
@@ -48,19 +50,12 @@ flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.")
 flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "Tag scheme of the files: iob1 (converted to BIO), "
                   "bio, or auto (IOB1 if any entity starts with I-).")
 flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences (logged).")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary; built from the words of --train_file if missing. "
-                    "Default: <model_dir>/vocab.txt.")
-flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size when building one.")
-flags.DEFINE_bool("lowercase", False, "Lower-case text before WordPiece (off: capitals are the best NER cue).")
-flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
-flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the tag layer.")
-flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
-                    "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
-                    "casing and size are then used.")
-flags.DEFINE_integer("max_seq_length", 128, "Sentences are cut to this many WordPiece tokens (cut words are "
-                     "counted, logged, and scored as 'O').")
-flags.DEFINE_float("epochs", 3, "Training epochs (may be fractional).")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
+fine_tuning.define_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
+                         lowercase=False, lowercase_help="off: capitals are the best NER cue",
+                         dropout_help="Dropout in the encoder and before the tag layer.",
+                         max_seq_length_help="Sentences are cut to this many WordPiece tokens (cut words are "
+                         "counted, logged, and scored as 'O').")
+peft.define_flags()
 runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
@@ -102,15 +97,18 @@ def main(_):
     with strategy.scope():
         backbone = fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained)
         model = BertTokenClassifier(backbone, len(labels), dropout=FLAGS.dropout)
+        peft.apply_flags(FLAGS, model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            weight_decay=FLAGS.weight_decay, clipnorm=FLAGS.clipnorm,
+            **runtime.optimizer_options(FLAGS),
         )
+    if is_chief(strategy):  # lets tools/export.py rebuild the model
+        save_run_config(FLAGS.model_dir, "tagger", model, preprocessor, labels)
     trainer = Trainer(
         model, optimizer, tagging_losses.masked_token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"token_accuracy": tagging_losses.token_accuracy,
                     "token_cross_entropy": tagging_losses.token_cross_entropy},
-        log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        **runtime.trainer_options(FLAGS),
     )
 
     def train_data(ctx):
@@ -122,6 +120,7 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
+    peft.save_flags(FLAGS, model, strategy)
     if FLAGS.eval_file:
         eval_sentences = read_tagged(FLAGS.eval_file)
         eval_encoded = encode_tagged_sentences(eval_sentences, preprocessor, labels, name=FLAGS.eval_file)
@@ -137,6 +136,10 @@ def main(_):
                 json.dump(dict(scores, loss=results["token_cross_entropy"],
                                labelled_token_accuracy=results["token_accuracy"], sentences=len(eval_sentences),
                                truncated_words=eval_encoded.num_truncated_words, step=steps), f, indent=1)
+    if FLAGS.export_dir and is_chief(strategy):
+        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
+        path = export_tagger(preprocessor, model, labels, FLAGS.export_dir, FLAGS.model_name, FLAGS.version)
+        print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 

@@ -16,7 +16,6 @@ from absl import flags
 from absl import logging
 
 import tfllm  # noqa: F401
-import tensorflow as tf
 
 from tfllm.data import language_modeling as lm_data
 from tfllm.models import Gpt

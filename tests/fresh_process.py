@@ -26,3 +26,35 @@ def serve_in_fresh_process(export_dir, inputs, signature="serving_default", time
     if proc.returncode != 0:
         raise AssertionError(f"serving process failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_REST_SCRIPT = r"""
+import importlib.util, json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+spec = importlib.util.spec_from_file_location("rest_predict", sys.argv[1])
+rest = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rest)
+loaded, replies = {}, []
+for export_dir, body in json.loads(sys.stdin.read()):
+    if export_dir not in loaded:
+        loaded[export_dir] = tf.saved_model.load(export_dir)
+    replies.append(rest.predict(loaded[export_dir], body))
+assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules, "the server process imported tfllm"
+print(json.dumps(replies))
+"""
+
+
+def rest_predict_in_fresh_process(requests, timeout=300):
+    """TF Serving REST replies (dicts) to `requests`, a list of `(savedmodel_dir, JSON body)`, all in one new
+    process that imports only TensorFlow and tensorflow_text (tools/rest_predict.py answers them)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
+    proc = subprocess.run(
+        [sys.executable, "-c", _REST_SCRIPT, str(tool)], input=json.dumps([(str(d), b) for d, b in requests]),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"serving process failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

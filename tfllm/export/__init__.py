@@ -1,6 +1,32 @@
-"""SavedModel export for TF Serving: raw strings in, named outputs out, tokenizer in the graph."""
+"""SavedModel export for TF Serving: raw strings in, named outputs out, tokenizer in the graph.
+
+One function per head, all writing `export_dir/<model_name>/<version>/`
+atomically with `assets.extra/tf_serving_warmup_requests`:
+
+| head | function | signature inputs -> outputs |
+| --- | --- | --- |
+| classifier | `export_classifier` | `text` -> `probabilities`, `label`, `label_name` |
+| embeddings | `export_embeddings` | `text` -> `pooled_output`, `mean_pooled_output` |
+| tagger | `export_tagger` | `text` -> `words`, `tags`, `scores`, `num_words` |
+| span_qa | `export_span_qa` | `question`, `context` -> `answer`, `score`, `answer_start`, `answer_end` |
+| gpt | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
+
+tools/export.py rebuilds a model from a run's --model_dir and calls these.
+"""
 
 from tfllm.export.classifier_export import ClassifierServingModule
 from tfllm.export.classifier_export import export_classifier
+from tfllm.export.embeddings_export import EmbeddingsServingModule
+from tfllm.export.embeddings_export import export_embeddings
+from tfllm.export.gpt_export import GptGenerationServingModule
+from tfllm.export.gpt_export import export_gpt
+from tfllm.export.serving_layout import WARMUP_FILE
+from tfllm.export.serving_layout import read_warmup_requests
 from tfllm.export.serving_layout import save_atomically
 from tfllm.export.serving_layout import version_dir
+from tfllm.export.span_qa_export import SpanQAServingModule
+from tfllm.export.span_qa_export import export_span_qa
+from tfllm.export.tagger_export import TaggerServingModule
+from tfllm.export.tagger_export import export_tagger
+
+HEADS = ("classifier", "embeddings", "tagger", "span_qa", "gpt")

@@ -3,8 +3,10 @@
 import tensorflow as tf
 
 from tfllm import generation
-from tfllm.export.serving_layout import save_atomically
-from tfllm.export.serving_layout import version_dir
+from tfllm.export.serving_layout import check_string_batch
+from tfllm.export.serving_layout import export_module
+from tfllm.export.serving_layout import string_batch_spec
+
 
 
 class GptGenerationServingModule(tf.Module):
@@ -36,7 +38,7 @@ class GptGenerationServingModule(tf.Module):
         self.stop_token_ids = tf.constant(list(stop_token_ids) or [-1], tf.int32)
 
     def _generate(self, prompt, max_new_tokens, temperature, top_k, seed):
-        tf.debugging.assert_rank(prompt, 1, message="`prompt` must be a 1-D batch of strings")
+        prompt = check_string_batch(prompt, "prompt")
         tf.debugging.assert_less_equal(
             max_new_tokens, self.max_new_tokens,
             message=f"max_new_tokens exceeds the exported maximum {self.max_new_tokens}",
@@ -78,13 +80,13 @@ class GptGenerationServingModule(tf.Module):
         new = tf.ragged.boolean_mask(new, before_stop)
         return {"generated": self.tokenizer.detokenize(new)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
+    @tf.function(input_signature=[string_batch_spec("prompt")])
     def serve(self, prompt):
         return self._generate(prompt, tf.constant(self.max_new_tokens), **{
             k: tf.constant(v) for k, v in self.defaults.items()})
 
     @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompt"),
+        string_batch_spec("prompt"),
         tf.TensorSpec([], tf.int32, name="max_new_tokens"),
         tf.TensorSpec([], tf.float32, name="temperature"),
         tf.TensorSpec([], tf.int32, name="top_k"),
@@ -93,15 +95,28 @@ class GptGenerationServingModule(tf.Module):
     def serve_with_options(self, prompt, max_new_tokens, temperature, top_k, seed):
         return self._generate(prompt, max_new_tokens, temperature, top_k, seed)
 
+    def signatures(self):  # tf.functions, traced once, inside tf.saved_model.save
+        return {
+            "serving_default": self.serve,
+            "generate": self.serve_with_options,
+        }
 
-def export_gpt(lm, export_dir, model_name="gpt", version=1, **options):
-    """Write the generation SavedModel to `export_dir/<model_name>/<version>/` atomically."""
+    def warmup_requests(self):
+        # Prompts made of tokens 1..8, so every character is in the vocabulary (char-level models).
+        ids = tf.constant([list(range(1, min(9, self.lm.backbone.vocabulary_size)))], tf.int32)
+        text = self.tokenizer.detokenize(ids).numpy()[0].decode("utf-8", "ignore")
+        prompts = [text, text[: len(text) // 2]]
+        options = dict(max_new_tokens=self.max_new_tokens, temperature=0.0, top_k=0, seed=0)
+        options = {k: tf.constant(v, tf.float32 if k == "temperature" else tf.int32) for k, v in options.items()}
+        return [("serving_default", {"prompt": prompts[:1]}), ("serving_default", {"prompt": prompts}),
+                ("generate", {"prompt": prompts, **options})]
+
+
+def export_gpt(lm, export_dir, model_name="gpt", version=1, warmup=True, **options):
+    """Write the generation SavedModel to `export_dir/<model_name>/<version>/` atomically; returns that path.
+
+    `options`: `max_new_tokens`, `temperature`, `top_k`, `seed`, `stop_token_ids` (see the module).
+    """
     module = GptGenerationServingModule(lm, **options)
-    signatures = {
-        "serving_default": module.serve.get_concrete_function(),
-        "generate": module.serve_with_options.get_concrete_function(),
-    }
-    return save_atomically(
-        lambda path: tf.saved_model.save(module, path, signatures=signatures),
-        version_dir(export_dir, model_name, version),
-    )
+    return export_module(module, module.signatures(), export_dir, model_name, version,
+                         module.warmup_requests() if warmup else ())

@@ -1,10 +1,11 @@
-"""TF Serving's directory layout and atomic SavedModel writes."""
+"""TF Serving's directory layout, atomic SavedModel writes, warmup requests, and string-batch input checks."""
 
 import os
 import shutil
 import uuid
 
 import tensorflow as tf
+from absl import logging
 
 
 def version_dir(export_dir, model_name, version):
@@ -40,3 +41,84 @@ def save_atomically(save_fn, final_dir):
         if tf.io.gfile.exists(tmp_dir):
             tf.io.gfile.rmtree(tmp_dir)
     return final_dir
+
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def write_warmup_requests(savedmodel_dir, requests, model_name):
+    """Write `assets.extra/tf_serving_warmup_requests`: one `PredictionLog` TFRecord per request.
+
+    TF Serving replays these when it loads the version (at most 1000), so the
+    first real request does not pay for lazy initialisation. `requests` is a
+    list of `(signature_name, {input name: value})` with values that
+    `tf.make_tensor_proto` accepts. Needs the `tensorflow-serving-api` protos
+    (`pip install tfllm[serving]`); without them no file is written and a
+    warning says so. Returns the file's path, or None.
+    """
+    try:
+        from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415  (optional extra)
+        from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+    except ImportError:
+        logging.warning("tensorflow-serving-api is not installed (pip install 'tfllm[serving]'): "
+                        "exporting without %s", WARMUP_FILE)
+        return None
+    if len(requests) > 1000:
+        raise ValueError(f"TF Serving replays at most 1000 warmup requests, got {len(requests)}")
+    path = os.path.join(savedmodel_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature_name, inputs in requests:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature_name
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(savedmodel_dir):
+    """The warmup file's requests as `(signature_name, {input name: numpy array})` (needs tensorflow-serving-api)."""
+    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+
+    requests = []
+    for record in tf.data.TFRecordDataset(os.path.join(savedmodel_dir, WARMUP_FILE)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        requests.append((request.model_spec.signature_name,
+                         {k: tf.make_ndarray(v) for k, v in request.inputs.items()}))
+    return requests
+
+
+def export_module(module, signatures, export_dir, model_name, version, warmup_requests=()):
+    """Save `module` with `signatures` to `export_dir/<model_name>/<version>/` atomically, with warmup requests.
+
+    The one place every head's export ends: TF Serving layout, atomic
+    version directory, `assets.extra/tf_serving_warmup_requests`.
+    Signatures are traced without XLA, so the server needs no XLA flag.
+    """
+
+    def save(path):
+        tf.saved_model.save(module, path, signatures=signatures)
+        if warmup_requests:
+            write_warmup_requests(path, list(warmup_requests), model_name)
+
+    return save_atomically(save, version_dir(export_dir, model_name, version))
+
+
+def string_batch_spec(name):
+    """Input spec of a batch of strings. Rank is left open so `check_string_batch` can reject bad ranks with a
+    clear message at run time: TF Serving does not check request shapes against the signature
+    (tensorflow/serving#1436)."""
+    return tf.TensorSpec(None, tf.string, name=name)
+
+
+def check_string_batch(tensor, name):
+    """`tensor` as a 1-D string batch `[batch]`, or an InvalidArgumentError naming the input."""
+    check = tf.debugging.Assert(tf.equal(tf.rank(tensor), 1), [
+        f"input `{name}` must be a 1-D batch of strings, shape [batch]; got shape", tf.shape(tensor)])
+    # Not tf.ensure_shape: its shape check can fire before the Assert, with a less helpful message.
+    with tf.control_dependencies([check]):
+        return tf.reshape(tensor, [-1])

@@ -79,6 +79,45 @@ class WordPieceOffsets:
             num_mismatched += batch[3]
         return ids, starts, ends, num_mismatched
 
+    def tokenize_in_graph(self, texts):
+        """The same ids and character offsets with TensorFlow ops only (for a serving graph).
+
+        Args:
+            texts: string tensor `[B]`.
+
+        Returns ragged `ids` (int32), `starts`, `ends` (int64) `[B, None]`,
+        equal to `__call__`'s (tested); no mismatch count.
+        """
+        lowercase, strip_accents = self.tokenizer.bert_lowercase, self.tokenizer.bert_strip_accents
+        chars = tf.strings.unicode_split(texts, "UTF-8")
+        pieces = tf.ragged.map_flat_values(normalize_text, chars, lowercase, strip_accents)
+        normalized = tf.strings.reduce_join(pieces, axis=-1)
+        words, word_starts, _ = tf_text.regex_split_with_offsets(normalized, *self._split)
+        ids, piece_starts, piece_ends = self._word_piece.tokenize_with_offsets(words)
+
+        # Byte offsets of every token within its text's normalized bytes.
+        word_start = tf.repeat(word_starts.flat_values, ids.values.row_lengths())
+        ids = ids.merge_dims(1, 2)
+        as_rows = lambda values, default: tf.RaggedTensor.from_row_splits(  # noqa: E731
+            values, ids.row_splits, validate=False).to_tensor(default)
+        start_byte = as_rows(word_start + piece_starts.flat_values, 0)
+        end_byte = as_rows(word_start + piece_ends.flat_values, 0)
+
+        # Where each original character's normalized bytes end, per text; the
+        # padding is larger than any offset so every row stays sorted.
+        char_bytes = tf.cast(tf.strings.length(pieces.flat_values), tf.int64)
+        ends_global = tf.cumsum(char_bytes)
+        text_first_byte = tf.gather(tf.concat([[0], ends_global], 0), chars.row_starts())
+        char_end_byte = tf.RaggedTensor.from_row_splits(
+            ends_global - tf.repeat(text_first_byte, chars.row_lengths()), chars.row_splits, validate=False
+        ).to_tensor(tf.int64.max)
+        start_char = tf.searchsorted(char_end_byte, start_byte, side="right", out_type=tf.int64)
+        end_char = tf.searchsorted(char_end_byte, end_byte, side="right", out_type=tf.int64)
+        end_char = tf.minimum(end_char, chars.row_lengths()[:, None])
+        lengths = ids.row_lengths()
+        return (ids, tf.RaggedTensor.from_tensor(start_char, lengths=lengths),
+                tf.RaggedTensor.from_tensor(end_char, lengths=lengths))
+
     def _tokenize(self, texts):
         lowercase, strip_accents = self.tokenizer.bert_lowercase, self.tokenizer.bert_strip_accents
         chars = tf.strings.unicode_split(tf.constant(texts, tf.string), "UTF-8")

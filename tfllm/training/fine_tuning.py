@@ -9,6 +9,7 @@ import os
 import time
 
 import tensorflow as tf
+from absl import flags
 from absl import logging
 
 from tfllm.models.bert.bert_backbone import Bert
@@ -19,6 +20,28 @@ from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
 from tfllm.training.init_checkpoint import restore_backbone
 from tfllm.training.strategy import is_chief
+
+
+def define_flags(vocab_source, model_name, export_outputs, lowercase=True, lowercase_help="",
+                 dropout_help="Dropout in the encoder.", max_seq_length=128,
+                 max_seq_length_help="Texts are truncated to this many tokens (count is logged).", epochs=3):
+    """The flags every BERT fine-tuning recipe has: vocabulary, model size, initialisation, schedule, export."""
+    flags.DEFINE_string("vocab_file", None, f"WordPiece vocabulary; built from {vocab_source} if missing. "
+                        "Default: <model_dir>/vocab.txt.")
+    flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size when building one.")
+    flags.DEFINE_bool("lowercase", lowercase, "Lower-case text before WordPiece" + (f" ({lowercase_help})."
+                                                                                    if lowercase_help else "."))
+    flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
+    flags.DEFINE_float("dropout", 0.1, dropout_help)
+    flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
+                        "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
+                        "casing and size are then used.")
+    flags.DEFINE_integer("max_seq_length", max_seq_length, max_seq_length_help)
+    flags.DEFINE_float("epochs", epochs, "Training epochs (may be fractional).")
+    flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear learning-rate warmup.")
+    flags.DEFINE_string("export_dir", None, f"Where to write the SavedModel ({export_outputs}; skipped if unset).")
+    flags.DEFINE_string("model_name", model_name, "Model name in the export path.")
+    flags.DEFINE_integer("version", 1, "Model version in the export path.")
 
 
 def vocabulary(FLAGS, train_texts, strategy):

@@ -1,0 +1,317 @@
+"""Every export head, served the way TF Serving would: REST bodies in a process with only TF + tensorflow_text.
+
+Tiny random models; each head's replies are compared with the same model
+run in this process through the training-time data path (preprocessor,
+`encode_tagged_sentences`, `squad_features` + `decode_answers`, `generate`).
+"""
+
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.fresh_process import rest_predict_in_fresh_process
+from tfllm import export
+from tfllm.data.conll import TaggedSentence
+from tfllm.data.span_decoding import decode_answers
+from tfllm.data.squad import SquadExample
+from tfllm.data.squad import squad_dataset
+from tfllm.data.squad import squad_features
+from tfllm.data.token_classification import encode_tagged_sentences
+from tfllm.data.token_classification import tagging_dataset
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import BertSpanQA
+from tfllm.models import BertTokenClassifier
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tfllm.models.bert.bert_classifier import masked_mean
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.bert.bert_run_files import save_run_config
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("the a of in is was film movie good bad paris france tower where who what when eiffel built "
+         "merkel angela visited on monday city river caf zurich").split()
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##e", "##s", "##ing", ".", ",", "?", "!", "'"]
+SENTENCES = ["The film was good!", "a bad, bad movie", "Café in Zürich", "", "who built the Eiffel tower?"]
+TAG_SENTENCES = ["Angela Merkel visited Paris on Monday.", "the city , the river",
+                 " ".join(["paris"] * 20),  # longer than the window: the last words are cut off
+                 "Zürich's café\u00a0visited"]
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+QA = [("Where is the tower?", "The Eiffel tower is in Paris, France."),
+      ("who visited?", "Angela Merkel visited Zürich's café on Monday."),
+      ("what?", ""),
+      ("when was the tower built", "the tower was built in Paris " * 6)]  # truncated to one window
+ATOL = 1e-5
+
+
+def preprocessor(sequence_length):
+    return BertPreprocessor(VOCAB, sequence_length=sequence_length, lowercase=True)
+
+
+def bert():
+    return Bert.from_preset("bert_nano", vocabulary_size=len(VOCAB), dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def export_tool():
+    """tools/export.py imported in this process (its flags join absl's global FLAGS)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_tool", ROOT / "tools" / "export.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def run_tool(tool, *args):
+    """`python tools/export.py ARGS` minus the interpreter start: parse the flags, run, reset; returns stdout."""
+    import contextlib
+    import io
+
+    tool.FLAGS.unparse_flags()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            tool.FLAGS(["export.py", *args])
+            tool.run_export()
+    finally:
+        tool.FLAGS.unparse_flags()
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, export_tool):
+    """Exports every head, then answers every request body in ONE fresh process (startup dominates)."""
+    tmp = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)
+    m = {}
+    m["pre"], m["qa_pre"] = preprocessor(16), preprocessor(32)
+    m["classifier"] = BertClassifier(bert(), 3, dropout=0.0)
+    m["tagger"] = BertTokenClassifier(bert(), len(TAGS), dropout=0.0)
+    m["qa"] = BertSpanQA(bert())
+    chars = CharTokenizer.from_text("abcdefgh xyz")
+    m["lm"] = GptCausalLM(Gpt.from_preset("gpt_nano", vocabulary_size=chars.vocabulary_size(), dropout=0.0),
+                          tokenizer=chars)
+    paths = {
+        "classifier": export.export_classifier(m["pre"], m["classifier"], tmp, "clf", 3,
+                                               label_names=["neg", "neutral", "pos"]),
+        "embeddings": export.export_embeddings(m["pre"], m["classifier"].backbone, tmp, "vectors"),
+        "tagger": export.export_tagger(m["pre"], m["tagger"], TAGS, tmp, "ner"),
+        "gpt": export.export_gpt(m["lm"], tmp, "gpt", max_new_tokens=6),
+    }
+    # span_qa goes through tools/export.py from a recipe-style model_dir (bert_run.json + checkpoint).
+    run = tmp / "qa_run"
+    save_run_config(run, "span_qa", m["qa"], m["qa_pre"], max_query_length=6, max_answer_length=4)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=m["qa"]), run / "checkpoints", 1).save(7)
+    printed = run_tool(export_tool, f"--model_dir={run}", "--head=span_qa", f"--export_dir={tmp}",
+                       "--model_name=qa", "--version=2")
+    assert "restored: " in printed and "ckpt-7" in printed
+    paths["span_qa"] = tmp / "qa" / "2"
+
+    questions, contexts = (list(x) for x in zip(*QA))
+    requests = {
+        "clf_rows": (paths["classifier"], {"instances": SENTENCES}),
+        "clf_columns": (paths["classifier"], {"inputs": {"text": SENTENCES}}),
+        "vectors": (paths["embeddings"], {"signature_name": "serving_default", "inputs": SENTENCES}),
+        "ner": (paths["tagger"], {"instances": TAG_SENTENCES}),
+        "qa_rows": (paths["span_qa"], {"instances": [{"question": q, "context": c} for q, c in QA]}),
+        "qa_columns": (paths["span_qa"], {"inputs": {"question": questions, "context": contexts}}),
+        "gpt": (paths["gpt"], {"inputs": {"prompt": ["abc", "h", "fgh a"]}}),
+        "gpt_options": (paths["gpt"], {"signature_name": "generate", "inputs": {
+            "prompt": ["abc", "h", "fgh a"], "max_new_tokens": 3, "temperature": 0.0, "top_k": 0, "seed": 0}}),
+        # Bad requests: a clear error each, no crash.
+        "bad_dtype": (paths["classifier"], {"instances": [1, 2]}),
+        "bad_rank": (paths["classifier"], {"inputs": {"text": [["nested", "list"]]}}),
+        "bad_scalar": (paths["embeddings"], {"inputs": "just one string"}),
+        "missing_input": (paths["span_qa"], {"instances": [{"question": "where?"}]}),
+        "missing_columnar": (paths["span_qa"], {"inputs": {"question": ["where?"]}}),
+        "batch_mismatch": (paths["span_qa"], {"inputs": {"question": ["a", "b"], "context": ["a"]}}),
+        "bad_signature": (paths["classifier"], {"signature_name": "nope", "instances": ["x"]}),
+        "too_many_tokens": (paths["gpt"], {"signature_name": "generate", "inputs": {
+            "prompt": ["abc"], "max_new_tokens": 7, "temperature": 0.0, "top_k": 0, "seed": 0}}),
+    }
+    warmups = []
+    for head, path in paths.items():
+        for signature, inputs in export.read_warmup_requests(path):
+            body = {"signature_name": signature, "inputs": {
+                k: np.char.decode(v.astype(bytes)).tolist() if v.dtype == object else v.tolist()
+                for k, v in inputs.items()}}
+            warmups.append((head, (path, body)))
+    keys = list(requests)
+    replies = rest_predict_in_fresh_process([requests[k] for k in keys] + [r for _, r in warmups])
+    return dict(models=m, paths=paths, replies=dict(zip(keys, replies)),
+                warmup=[(head, body, reply) for (head, (_, body)), reply in zip(warmups, replies[len(keys):])])
+
+
+def test_layout_and_warmup_file(served):
+    for head, path in served["paths"].items():
+        path = Path(path)
+        assert (path / "saved_model.pb").exists() and (path / export.WARMUP_FILE).exists(), head
+        assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
+    assert Path(served["paths"]["classifier"]).parts[-2:] == ("clf", "3")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    record = next(iter(tf.data.TFRecordDataset(str(Path(served["paths"]["tagger"]) / export.WARMUP_FILE))))
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    assert request.model_spec.name == "ner" and request.model_spec.signature_name == "serving_default"
+
+
+def test_warmup_requests_replay_through_the_signatures(served):
+    heads = {head for head, _, _ in served["warmup"]}
+    assert heads == set(export.HEADS)
+    for head, body, reply in served["warmup"]:
+        assert "error" not in reply, (head, reply)
+        batch = len(next(v for v in body["inputs"].values() if isinstance(v, list)))
+        outputs = reply["outputs"]
+        assert all(len(v) == batch for v in (outputs.values() if isinstance(outputs, dict) else [outputs])), head
+    assert any(body["signature_name"] == "generate" for head, body, _ in served["warmup"])
+
+
+def test_classifier_matches_keras_in_both_rest_formats(served):
+    m, replies = served["models"], served["replies"]
+    probabilities = tf.nn.softmax(m["classifier"](m["pre"](tf.constant(SENTENCES)))).numpy()
+    rows, columns = replies["clf_rows"]["predictions"], replies["clf_columns"]["outputs"]
+    assert [r["probabilities"] for r in rows] == columns["probabilities"]
+    np.testing.assert_allclose(np.array(columns["probabilities"]), probabilities, atol=ATOL, rtol=0)
+    assert columns["label"] == probabilities.argmax(-1).tolist()
+    assert columns["label_name"] == [["neg", "neutral", "pos"][i] for i in probabilities.argmax(-1)]
+
+
+def test_embeddings_match_the_backbone(served):
+    m = served["models"]
+    features = m["pre"](tf.constant(SENTENCES))
+    outputs = m["classifier"].backbone(features)
+    reply = served["replies"]["vectors"]["outputs"]
+    np.testing.assert_allclose(np.array(reply["pooled_output"]), outputs["pooled_output"].numpy(), atol=ATOL, rtol=0)
+    mean = masked_mean(outputs["sequence_output"], features["padding_mask"]).numpy()
+    np.testing.assert_allclose(np.array(reply["mean_pooled_output"]), mean, atol=ATOL, rtol=0)
+    assert np.array(reply["mean_pooled_output"]).shape == (len(SENTENCES), 32)
+
+
+def test_tagger_words_and_tags_match_training_time_encoding(served):
+    m = served["models"]
+    reply = served["replies"]["ner"]["predictions"]
+    words = [r["words"][: r["num_words"]] for r in reply]
+    # BERT's basic split: runs of word characters, each punctuation mark alone; NBSP is a space.
+    assert words == [re.findall(r"\w+|[^\w\s]", s) for s in TAG_SENTENCES]
+    encoded = encode_tagged_sentences([TaggedSentence(w, ["O"] * len(w), 1) for w in words], m["pre"], TAGS)
+    logits = [m["tagger"](x).numpy() for x, _ in tagging_dataset(encoded, 8, training=False)][0]
+    probabilities = tf.nn.softmax(logits).numpy()
+    for row, starts, r in zip(probabilities, encoded.word_starts, reply):
+        kept = len(starts)
+        expected = [TAGS[i] for i in row[starts].argmax(-1)] + ["O"] * (r["num_words"] - kept)
+        assert r["tags"][: r["num_words"]] == expected
+        np.testing.assert_allclose(r["scores"][:kept], row[starts].max(-1), atol=ATOL, rtol=0)
+        assert r["scores"][kept:] == [0.0] * (len(r["scores"]) - kept)
+        assert r["tags"][r["num_words"]:] == [""] * (len(r["tags"]) - r["num_words"])
+    assert reply[2]["num_words"] == 20 and reply[2]["tags"][14:] == ["O"] * 6  # 14 words fit in 16 tokens
+
+
+def test_span_qa_matches_squad_decoding(served):
+    m, replies = served["models"], served["replies"]
+    rows = replies["qa_rows"]["predictions"]
+    columns = replies["qa_columns"]["outputs"]
+    assert [r["answer"] for r in rows] == columns["answer"]
+    examples = [SquadExample(str(i), q, c, ["x"], [0]) for i, (q, c) in enumerate(QA)]
+    # One window of 32 tokens, as the serving graph: the stride is longer than any context here.
+    features = squad_features(examples, m["qa_pre"].tokenizer, max_seq_length=32, doc_stride=1000,
+                              max_query_length=6)
+    first = [int(np.flatnonzero(features.example_index == i)[0]) for i in range(len(examples))]
+    starts, ends = [], []
+    for inputs in squad_dataset(features, 16, training=False, with_labels=False):
+        outputs = m["qa"](inputs)
+        starts.extend(outputs["start_logits"].numpy())
+        ends.extend(outputs["end_logits"].numpy())
+    keep = [w for w in range(len(features)) if w in first]
+    features.max_context = [np.where(features.char_starts[w] >= 0, True, False) for w in range(len(features))]
+    for w in keep:
+        features_one = _select(features, [w])
+        _, n_best = decode_answers([examples[features.example_index[w]]], features_one,
+                                   [starts[w]], [ends[w]], max_answer_length=4, n_best_size=1)
+        best = next(iter(n_best.values()))
+        r = rows[features.example_index[w]]
+        if not best:
+            assert r["answer"] == "" and r["answer_start"] == -1 and r["score"] == -float("inf")
+            continue
+        assert r["answer"] == best[0]["text"] == QA[features.example_index[w]][1][r["answer_start"]:r["answer_end"]]
+        assert (r["answer_start"], r["answer_end"]) == (best[0]["char_start"], best[0]["char_end"])
+        assert abs(r["score"] - best[0]["score"]) <= ATOL
+    assert len(features) > len(examples)  # the long context needed several windows; serving kept the first
+
+
+def _select(features, windows):
+    """The features of some windows, their questions renumbered from 0."""
+    import dataclasses
+
+    pick = lambda xs: [xs[w] for w in windows]  # noqa: E731
+    return dataclasses.replace(
+        features, token_ids=pick(features.token_ids), segment_ids=pick(features.segment_ids),
+        start_positions=features.start_positions[windows], end_positions=features.end_positions[windows],
+        example_index=np.zeros(len(windows), np.int32), char_starts=pick(features.char_starts),
+        char_ends=pick(features.char_ends), max_context=pick(features.max_context))
+
+
+def test_gpt_matches_generate(served):
+    lm, replies = served["models"]["lm"], served["replies"]
+    expected = lm.generate(["abc", "h", "fgh a"], max_new_tokens=6, temperature=0, jit_compile=False)
+    assert replies["gpt"]["outputs"] == expected
+    # Greedy and char-level: 3 new tokens are the first 3 characters of 6.
+    assert replies["gpt_options"]["outputs"] == [text[:3] for text in expected]
+
+
+@pytest.mark.parametrize("request_name,message", [
+    ("bad_dtype", "JSON value 1 is not of the expected type string"),
+    ("bad_rank", "input `text` must be a 1-D batch of strings"),
+    ("bad_scalar", "input `text` must be a 1-D batch of strings"),
+    ("missing_input", "instance 0: missing named input `context`"),
+    ("missing_columnar", "missing: ['context']"),
+    ("batch_mismatch", "`question` and `context` must have the same batch size"),
+    ("bad_signature", 'signature name: "nope" not found'),
+    ("too_many_tokens", "exceeds the exported maximum 6"),
+])
+def test_bad_requests_get_a_clear_error(served, request_name, message):
+    reply = served["replies"][request_name]
+    assert set(reply) == {"error"} and message in reply["error"], reply
+
+
+def test_export_tool_errors_name_the_problem(export_tool, tmp_path):
+    from absl import app
+
+    run = tmp_path / "run"
+    save_run_config(run, "tagger", BertTokenClassifier(bert(), 2), preprocessor(8), ["O", "B-X"])
+    assert json.loads((run / "bert_run.json").read_text())["labels"] == ["O", "B-X"]
+    cases = [
+        ([f"--model_dir={run}", "--head=span_qa"], app.UsageError,
+         "it is a tagger run (heads for it: tagger, embeddings)"),
+        ([f"--model_dir={run}", "--head=tagger"], FileNotFoundError, "checkpoints: no checkpoint yet"),
+        ([f"--model_dir={run}", "--head=tagger", f"--checkpoint={run}/nope"], FileNotFoundError, "no such checkpoint"),
+        ([f"--model_dir={tmp_path}", "--head=classifier"], FileNotFoundError, "bert_run.json: not found"),
+        ([f"--model_dir={tmp_path}", "--head=gpt"], app.UsageError, "gpt_config.json not found"),
+        ([f"--model_dir={tmp_path / 'missing'}", "--head=gpt"], app.UsageError, "no such directory"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            run_tool(export_tool, f"--export_dir={tmp_path / 'out'}", *args)
+    from absl import flags
+
+    with pytest.raises(flags.IllegalFlagValueError, match="value should be one of"):
+        run_tool(export_tool, f"--model_dir={run}", "--export_dir=x", "--head=ner")
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_config_example_parses_as_a_model_server_config():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse((ROOT / "examples" / "models.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    names = [c.name for c in config.model_config_list.config]
+    assert names == ["sst2", "sst2_vectors", "ner", "qa", "gpt"]
+    assert all(c.base_path == f"/models/{c.name}" and c.model_platform == "tensorflow"
+               for c in config.model_config_list.config)
