@@ -274,4 +274,4 @@ def test_build_vocab_tool_rejects_other_types(tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert result.returncode != 0
-    assert "--type=unigram" in result.stderr and "<wordpiece|bpe>" in result.stderr
+    assert "--type=unigram" in result.stderr and "<wordpiece|bpe|sentencepiece>" in result.stderr

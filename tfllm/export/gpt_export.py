@@ -1,5 +1,6 @@
 """Export a GPT causal LM as a SavedModel: prompt strings in, generated strings out."""
 
+import numpy as np
 import tensorflow as tf
 
 from tfllm import generation
@@ -104,7 +105,8 @@ class GptGenerationServingModule(tf.Module):
     def warmup_requests(self):
         # Prompts made of tokens 1..8, so every character is in the vocabulary (char-level models).
         ids = tf.constant([list(range(1, min(9, self.lm.backbone.vocabulary_size)))], tf.int32)
-        text = self.tokenizer.detokenize(ids).numpy()[0].decode("utf-8", "ignore")
+        first = np.asarray(self.tokenizer.detokenize(ids)).reshape(-1)[0]  # a tensor (char) or a list (BPE)
+        text = first.decode("utf-8", "ignore") if isinstance(first, bytes) else str(first)
         prompts = [text, text[: len(text) // 2]]
         options = dict(max_new_tokens=self.max_new_tokens, temperature=0.0, top_k=0, seed=0)
         options = {k: tf.constant(v, tf.float32 if k == "temperature" else tf.int32) for k, v in options.items()}
