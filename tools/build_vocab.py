@@ -5,6 +5,14 @@
     python tools/build_vocab.py --type=bpe --input=../shared/data/tinyshakespeare/input.txt \
         --output=runs/shakespeare_bpe --vocab_size=4000
 
+`--type=sentencepiece` trains one SentencePiece model (unigram) over all
+inputs, e.g. both sides of a parallel corpus for a shared translation
+vocabulary, and writes it to --output (`recipes/translate.py --spm_model`):
+
+    python tools/build_vocab.py --type=sentencepiece --vocab_size=8000 \
+        --input=../shared/data/multi30k/train.en,../shared/data/multi30k/train.de \
+        --output=runs/multi30k/spm.model
+
 `--type=bpe` writes vocab.json and merges.txt (GPT-2's file formats, read by
 `tfllm.tokenizers.BytePairTokenizer`) into the --output folder; it is trained
 with Hugging Face `tokenizers`' `ByteLevelBPETokenizer`.
@@ -23,7 +31,8 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_bool("lowercase", True, "Lower-case and strip accents (BERT uncased; wordpiece only).")
 flags.DEFINE_string("text_column", None, "Text column of TSV/CSV inputs (default: 'sentence').")
-flags.DEFINE_enum("type", "wordpiece", ["wordpiece", "bpe"], "Tokenizer type: BERT WordPiece or GPT-2 byte-level BPE.")
+flags.DEFINE_enum("type", "wordpiece", ["wordpiece", "bpe", "sentencepiece"],
+                  "Tokenizer type: BERT WordPiece, GPT-2 byte-level BPE, or SentencePiece (translation).")
 flags.DEFINE_integer("min_frequency", 2, "BPE: minimum count of a pair to be merged.")
 FLAGS = flags.FLAGS
 
@@ -36,6 +45,13 @@ def main(argv):
         f"Building a {FLAGS.type} vocabulary of up to {FLAGS.vocab_size} tokens "
         f"from {', '.join(FLAGS.input)}"
     )
+    if FLAGS.type == "sentencepiece":
+        from tfllm.data.parallel_text import read_lines  # noqa: PLC0415
+        from tfllm.tokenizers.sentence_piece import train_sentence_piece  # noqa: PLC0415
+
+        texts = [line for path in FLAGS.input for line in read_lines(path)]
+        train_sentence_piece(texts, FLAGS.output, FLAGS.vocab_size)
+        return
     if FLAGS.type == "bpe":
         from tfllm.tokenizers.byte_pair import build_byte_pair_files  # noqa: PLC0415
 

@@ -8,3 +8,4 @@ from tfllm.models.bert.bert_span_qa import BertSpanQA
 from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
+from tfllm.models.seq2seq.seq2seq_transformer import Seq2SeqTransformer

@@ -9,3 +9,5 @@ from tfllm.tokenizers.word_piece import normalize_text
 from tfllm.tokenizers.word_piece import read_texts
 from tfllm.tokenizers.word_piece import save_vocabulary
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
+from tfllm.tokenizers.sentence_piece import load_sentence_piece
+from tfllm.tokenizers.sentence_piece import train_sentence_piece

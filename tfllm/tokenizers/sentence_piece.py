@@ -1,0 +1,57 @@
+"""SentencePiece subword vocabularies for translation: trained with `sentencepiece`, run in-graph by tensorflow-text.
+
+Why SentencePiece and not the BERT WordPiece of `word_piece.py` for
+translation: BERT's pre-tokenizer lower-cases (or not), splits punctuation
+and throws the spacing away, so detokenized output is "Ein Mann ." rather
+than "Ein Mann."; BLEU has to be computed on detokenized text against the
+raw references. SentencePiece treats the text as a raw character stream
+(spaces become "▁"), so `detokenize(tokenize(text))` gives the text back,
+case, umlauts, ß and punctuation spacing included, and one model covers
+both languages of a shared vocabulary.
+
+Ids are fixed: 0 = <pad>, 1 = <unk>, 2 = <s> (BOS), 3 = </s> (EOS).
+"""
+
+import io
+import os
+
+import keras_hub
+import tensorflow as tf
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+def train_sentence_piece(texts, path, vocab_size=8000, model_type="unigram", max_sentences=1_000_000):
+    """Trains a SentencePiece model on `texts` (an iterable of str) and writes it to `path`.
+
+    `model_type` is "unigram" (SentencePiece's default) or "bpe". Every
+    character is kept (`character_coverage=1.0`: Latin scripts are small).
+    Returns the serialized model (bytes).
+    """
+    import sentencepiece as spm  # noqa: PLC0415  (a keras-hub dependency; only needed to train)
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+        character_coverage=1.0, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
+        minloglevel=2, num_threads=2,
+    )
+    proto = model.getvalue()
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    tmp_path = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp_path, "wb") as f:
+        f.write(proto)
+    tf.io.gfile.rename(tmp_path, path, overwrite=True)  # atomic: other workers see all or nothing
+    return proto
+
+
+def load_sentence_piece(path):
+    """The in-graph tokenizer (keras-hub `SentencePieceTokenizer`, tensorflow-text ops) for a model file."""
+    path = os.fspath(path)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"SentencePiece model not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return keras_hub.tokenizers.SentencePieceTokenizer(proto=f.read(), dtype="int32")
