@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.fresh_process import rest_predict_in_fresh_process
+from tests.in_process_tool import in_process_tool
 from tfllm import export
 from tfllm.data.conll import TaggedSentence
 from tfllm.data.span_decoding import decode_answers
@@ -60,13 +61,9 @@ def bert():
 
 @pytest.fixture(scope="module")
 def export_tool():
-    """tools/export.py imported in this process (its flags join absl's global FLAGS)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_tool", ROOT / "tools" / "export.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    """tools/export.py imported in this process (its flags are removed again after this module)."""
+    with in_process_tool(ROOT / "tools" / "export.py") as tool:
+        yield tool
 
 
 def run_tool(tool, *args):

@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from tests.fresh_process import serve_in_fresh_process  # noqa: E402
+from tests.in_process_tool import in_process_tool  # noqa: E402
 from tests.test_tokenizers import HANDMADE  # noqa: E402
 from tfllm.convert import ConversionError  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
@@ -335,13 +336,9 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
 
 
 def test_convert_tool_hf_gpt2(hf_gpt2_dir, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "tools/convert_checkpoint.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.FLAGS(["convert_checkpoint.py", "--from=hf", "--model=gpt2"])
-    tool.main(["convert_checkpoint.py", str(hf_gpt2_dir), str(tmp_path / "out")])
+    with in_process_tool(REPO / "tools" / "convert_checkpoint.py") as tool:
+        tool.FLAGS(["convert_checkpoint.py", "--from=hf", "--model=gpt2"])
+        tool.main(["convert_checkpoint.py", str(hf_gpt2_dir), str(tmp_path / "out")])
     ids = np.arange(1, 9, dtype="int32")[None]
     x = {"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}
     np.testing.assert_allclose(GptCausalLM.from_pretrained(tmp_path / "out")(x),
