@@ -18,6 +18,7 @@ This is the SavedModel's own cost in one process: no HTTP/gRPC, no server-side b
 import argparse
 import csv
 import os
+import sys
 import threading
 import time
 
@@ -38,10 +39,11 @@ def read_texts(path, column):
 
 
 def run(fn, make_inputs, batch_size, threads, requests, warmup=5):
-    """Per-request latencies (s) and wall time with `threads` concurrent closed-loop clients."""
+    """Per-request latencies (s), wall time and failed requests with `threads` concurrent closed-loop clients."""
     for i in range(warmup):
         fn(**make_inputs(i, batch_size))
     latencies = [[] for _ in range(threads)]
+    errors = []
     start_barrier = threading.Barrier(threads + 1)
 
     def client(k):
@@ -49,7 +51,11 @@ def run(fn, make_inputs, batch_size, threads, requests, warmup=5):
         start_barrier.wait()
         for x in inputs:
             t = time.perf_counter()
-            fn(**x)
+            try:
+                fn(**x)
+            except Exception as e:  # noqa: BLE001  (counted and reported, the bench goes on)
+                errors.append(f"{type(e).__name__}: {str(e)[:200]}")
+                continue
             latencies[k].append(time.perf_counter() - t)
 
     workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
@@ -59,7 +65,10 @@ def run(fn, make_inputs, batch_size, threads, requests, warmup=5):
     t0 = time.perf_counter()
     for w in workers:
         w.join()
-    return np.concatenate(latencies), time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if errors:
+        print(f"{len(errors)} of {threads * requests} requests failed; first: {errors[0]}", flush=True)
+    return np.concatenate(latencies), wall, len(errors)
 
 
 def report(name, batch_size, latencies, wall):
@@ -107,17 +116,22 @@ def main():
                                    signatures["serving_default"](text=x)["probabilities"], atol=1e-6)
         runs["tokenize"] = (tokenize, runs["serving_default"][1])
         runs["classify_token_ids"] = (signatures["classify_token_ids"], ids_batch)
+    failed = 0
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         # Rounds alternate the signatures, so load from other processes hits them alike.
         results = {name: ([], 0.0) for name in runs}
         for _ in range(args.rounds):
             for name, (fn, make_inputs) in runs.items():
-                latencies, wall = run(fn, make_inputs, batch_size, args.threads, args.requests)
+                latencies, wall, errors = run(fn, make_inputs, batch_size, args.threads, args.requests)
                 results[name] = (results[name][0] + [latencies], results[name][1] + wall)
+                failed += errors
         p50 = {name: report(name, batch_size, np.concatenate(lat), wall) for name, (lat, wall) in results.items()}
         if "classify_token_ids" in p50:
             print(f"{'':>20}  batch {batch_size:>3}  tokenizer share of p50 latency: "
                   f"{1 - p50['classify_token_ids'] / p50['serving_default']:.0%}", flush=True)
+    print(f"errors: {failed}", flush=True)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
