@@ -15,7 +15,6 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.batching import batch_by_length
-from tfllm.data.batching import default_bucket_boundaries  # noqa: F401  (re-exported for older imports)
 from tfllm.data.errors import DataError
 
 

@@ -1,12 +1,12 @@
 """Export a GPT causal LM as a SavedModel: prompt strings in, generated strings out."""
 
-import numpy as np
 import tensorflow as tf
 
 from tfllm import generation
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import string_batch_spec
+from tfllm.tokenizers.strings import as_text
 
 
 
@@ -105,8 +105,7 @@ class GptGenerationServingModule(tf.Module):
     def warmup_requests(self):
         # Prompts made of tokens 1..8, so every character is in the vocabulary (char-level models).
         ids = tf.constant([list(range(1, min(9, self.lm.backbone.vocabulary_size)))], tf.int32)
-        first = np.asarray(self.tokenizer.detokenize(ids)).reshape(-1)[0]  # a tensor (char) or a list (BPE)
-        text = first.decode("utf-8", "ignore") if isinstance(first, bytes) else str(first)
+        text = as_text(self.tokenizer.detokenize(ids), errors="ignore")  # a tensor (char) or a list (BPE)
         prompts = [text, text[: len(text) // 2]]
         options = dict(max_new_tokens=self.max_new_tokens, temperature=0.0, top_k=0, seed=0)
         options = {k: tf.constant(v, tf.float32 if k == "temperature" else tf.int32) for k, v in options.items()}

@@ -8,6 +8,7 @@ from tfllm import generation
 from tfllm.models.gpt.gpt_backbone import Gpt  # noqa: F401  (registers Gpt for from_config)
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
+from tfllm.tokenizers.strings import as_text
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -100,8 +101,8 @@ class GptCausalLM(Task):
             else lists of ids.
         """
         single = isinstance(prompts, str)
-        as_text = single or (len(prompts) > 0 and isinstance(prompts[0], str))
-        if as_text:
+        strings_in = single or (len(prompts) > 0 and isinstance(prompts[0], str))
+        if strings_in:
             if self.tokenizer is None:
                 raise ValueError("generate() got strings but this model has no tokenizer; pass token ids")
             prompts = [p.numpy().tolist() if hasattr(p, "numpy") else list(p)
@@ -111,11 +112,11 @@ class GptCausalLM(Task):
             top_k = min(top_k, self.backbone.vocabulary_size)  # k past the vocabulary means "all"
         options = dict(temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, seed=seed)
         new_tokens = self._generate_sliding(prompts, max_new_tokens, options, stop_token_ids, jit_compile)
-        if not as_text:
+        if not strings_in:
             return new_tokens
         texts = [self.tokenizer.detokenize(np.array([t], "int32") if t else np.zeros((1, 0), "int32"))
                  for t in new_tokens]
-        texts = [_to_str(t) for t in texts]
+        texts = [as_text(t) for t in texts]
         return texts[0] if single else texts
 
     def _generate_sliding(self, prompts, max_new_tokens, options, stop_token_ids, jit_compile):
@@ -158,9 +159,3 @@ class GptCausalLM(Task):
         tokens = self._decoder(ids, mask, options, stop_token_ids)
         return generation.cut_generations(tokens, lengths, max_new_tokens, stop_token_ids)
 
-
-
-def _to_str(value):
-    value = value.numpy() if hasattr(value, "numpy") else value
-    value = np.asarray(value).reshape(-1)[0] if np.ndim(value) else value
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -10,6 +10,7 @@ from tfllm.models.seq2seq.seq2seq_transformer import Seq2SeqTransformer
 from tfllm.tokenizers.sentence_piece import BOS_ID
 from tfllm.tokenizers.sentence_piece import EOS_ID
 from tfllm.tokenizers.sentence_piece import load_sentence_piece
+from tfllm.tokenizers.strings import as_text
 
 CONFIG_FILE = "seq2seq_config.json"
 
@@ -67,7 +68,7 @@ def translate_texts(model, tokenizer, texts, batch_size=64, num_beams=4, length_
         for i, tokens in zip(chunk, generated):
             outputs[i] = tokens
     texts = tokenizer.detokenize(tf.ragged.constant(outputs, dtype=tf.int32, ragged_rank=1))
-    return [_to_str(t) for t in texts]
+    return [as_text(t) for t in texts]
 
 
 def _tokenize(tokenizer, texts):
@@ -76,8 +77,3 @@ def _tokenize(tokenizer, texts):
         ragged = tokenizer(tf.constant(list(texts[start:start + 8192])))
         ids.extend(ragged.to_list() if hasattr(ragged, "to_list") else ragged)
     return ids
-
-
-def _to_str(value):
-    value = value.numpy() if hasattr(value, "numpy") else value
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
