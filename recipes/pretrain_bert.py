@@ -12,7 +12,9 @@ or from raw text with dynamic masking (new masks and pairs every epoch):
 
 Text files are one sentence per line, a blank line between documents
 (or running text with --split_sentences). Re-running resumes from the latest
-checkpoint. Fine-tune with the same preset and vocabulary:
+checkpoint. At the end the model and its tokenizer are also written to
+<model_dir>/pretrained/ (a folder `from_pretrained` reads). Fine-tune with the
+same preset and vocabulary:
 
     python recipes/classify.py --preset=bert_mini --vocab_file=runs/pretrain/vocab.txt \
         --init_checkpoint=runs/pretrain ...
@@ -137,6 +139,11 @@ def main(_):
     if is_chief(strategy):
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "pretrain_results.json"), "w") as f:
             json.dump(dict(results, step=FLAGS.max_steps, seconds=seconds), f, indent=1)
+        # A folder from_pretrained reads (BertPretrainer, BertClassifier, ...;
+        # recipes/prompt_classify.py --pretrained, tools/export.py).
+        path = model.save_pretrained(os.path.join(FLAGS.model_dir, "pretrained"),
+                                     tokenizer=WordPieceTokenizer(vocabulary, lowercase=FLAGS.lowercase))
+        logging.info("Pretrained model (MLM + NSP heads, tokenizer) saved to %s", path)
 
 
 if __name__ == "__main__":
