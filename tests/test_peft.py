@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from tests import numpy_reference as ref
+from tests.fresh_process import serve_in_fresh_process
 from tests.test_classify_recipe import write_toy_tsv
 from tfllm import peft
 from tfllm.layers import FeedForward
@@ -21,6 +22,7 @@ from tfllm.layers import MultiHeadAttention
 from tfllm.layers.attention import project
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
+from tfllm.models.bert import bert_run_files
 from tfllm.training import create_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +115,7 @@ def test_lora_dropout_drops_only_the_low_rank_path():
     assert (kept | zero).all() and 0.3 < kept.mean() < 0.7
 
 
-def test_merged_lora_equals_unmerged_and_leaves_plain_weights():
+def test_merged_lora_equals_unmerged_and_leaves_plain_weights(tmp_path):
     model, x = nano_classifier(), nano_inputs()
     peft.apply_peft(model, "lora", rank=4, alpha=8, targets="all")
     randomize(peft.peft_weights(model))
@@ -128,6 +130,10 @@ def test_merged_lora_equals_unmerged_and_leaves_plain_weights():
     plain.set_weights(model.get_weights())
     np.testing.assert_allclose(plain(x).numpy(), unmerged, atol=1e-5)
     assert peft.merge_lora(model) == 0
+    # Nor does TensorFlow's object graph (what checkpoints and SavedModels save) keep the LoRA weights.
+    prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "merged"))
+    saved = [name for name, _ in tf.train.list_variables(prefix)]
+    assert any("kernel" in n for n in saved) and not [n for n in saved if "lora" in n.lower()]
 
 
 # ---- Adapters and prefixes ------------------------------------------------------
@@ -261,6 +267,7 @@ def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
         "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16", "--batch_size=32", "--epochs=15",
         "--learning_rate=2e-2", "--dropout=0.0", "--pooling=mean", "--strategy=cpu", "--log_every=60",
         "--peft=lora", "--lora_rank=4", "--lora_alpha=8", "--lora_targets=query,value",
+        f"--export_dir={tmp_path / 'export'}", "--model_name=toy", "--label_names=negative,positive",
     ], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = re.search(r"PEFT .*'method': 'lora'.*: ([\d,]+) trainable of ([\d,]+) parameters \(([\d.]+)%\)",
@@ -272,6 +279,19 @@ def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["accuracy"] > 0.85, results  # 0.945 when written
     assert (model_dir / "peft_weights.npz").exists()
+
+    # The export has LoRA merged into plain kernels and serves what the unmerged model computes.
+    export = tmp_path / "export" / "toy" / "1"
+    exported_variables = [name for name, _ in tf.train.list_variables(str(export / "variables" / "variables"))]
+    assert exported_variables and not [n for n in exported_variables if "lora" in n.lower()]
+    spec = bert_run_files.read_run_config(str(model_dir))
+    unmerged, preprocessor = bert_run_files.build_model(spec)
+    bert_run_files.restore(unmerged, bert_run_files.find_checkpoint(str(model_dir)))
+    assert [v for v in unmerged.weights if "lora" in v.path]
+    texts = ["the plot was really good", "a boring film", "quite a dull story , the acting was lovely"]
+    want = tf.nn.softmax(unmerged(preprocessor(tf.constant(texts)))).numpy()
+    served = serve_in_fresh_process(export, {"text": texts})
+    np.testing.assert_allclose(np.array(served["probabilities"]), want, atol=1e-5, rtol=0)
 
 
 def test_init_checkpoint_from_a_peft_run_is_refused(tmp_path):

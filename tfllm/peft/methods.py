@@ -177,6 +177,7 @@ def merge_lora(model):
             for name in ("lora_kernel_a", "lora_kernel_b"):
                 # What Keras' `del layer.<variable>` does, without its gc.collect() (~1 s each here).
                 dense._untrack_variable(getattr(dense, name))
+                _untrack_for_saving(dense, name)
                 object.__delattr__(dense, name)
             dense.lora_enabled, dense.lora_rank, dense.lora_alpha = False, None, None
             merged += 1
@@ -320,7 +321,15 @@ def _attach(parent, name, sublayer):
 
 def _detach(parent, name):
     parent._tracker.untrack(getattr(parent, name))
+    _untrack_for_saving(parent, name)
     object.__setattr__(parent, name, None)
+
+
+def _untrack_for_saving(parent, name):
+    """Forget `name` in TensorFlow's object graph too (Keras' tracker is separate): else SavedModels and
+    checkpoints still hold the removed weights."""
+    if hasattr(parent, "_delete_tracking"):
+        parent._delete_tracking(name)
 
 
 @contextlib.contextmanager
