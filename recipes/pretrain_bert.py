@@ -135,10 +135,10 @@ def main(_):
     for split in ("train", "eval"):
         if results[split]:
             metrics = "  ".join(f"{name} {results[split][name]:.4f}" for name in ("loss", *METRICS))
-            print(f"{split}: {metrics}  (step {FLAGS.max_steps}, this run trained for {seconds:.0f} s)", flush=True)
+            print(f"{split}: {metrics}  (step {results['steps']}, this run trained for {seconds:.0f} s)", flush=True)
     if is_chief(strategy):
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "pretrain_results.json"), "w") as f:
-            json.dump(dict(results, step=FLAGS.max_steps, seconds=seconds), f, indent=1)
+            json.dump(dict(results, step=results["steps"], seconds=seconds), f, indent=1)
         # A folder from_pretrained reads (BertPretrainer, BertClassifier, ...;
         # recipes/prompt_classify.py --pretrained, tools/export.py).
         path = model.save_pretrained(os.path.join(FLAGS.model_dir, "pretrained"),

@@ -194,11 +194,11 @@ def main(_):
                 training=False, bos_id=bos, eos_id=eos, input_context=ctx)
 
     start = time.time()
-    trainer.train(train_data, steps, eval_dataset_fn=eval_data, eval_every=FLAGS.eval_every or None)
+    results = trainer.train(train_data, steps, eval_dataset_fn=eval_data, eval_every=FLAGS.eval_every or None)
     train_seconds = time.time() - start
     logging.info("Training took %.0f s", train_seconds)
     if eval_data and is_chief(strategy):
-        evaluate_bleu(model, tokenizer, steps, train_seconds)
+        evaluate_bleu(model, tokenizer, results["steps"], train_seconds)
     wait_for_all_workers(strategy)
 
 

@@ -120,7 +120,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, caplog):
     # Re-running a finished run is a no-op.
     caplog.clear()
     again = make_trainer(tmp_path / "b", checkpoint_every=100)
-    assert again.train(data, max_steps=10) == {"train": None, "eval": None}
+    assert again.train(data, max_steps=10) == {"train": None, "eval": None, "steps": 10}
     assert "nothing to do" in caplog.text
     assert max_weight_diff(again.model, resumed.model) == 0.0
 
@@ -130,6 +130,19 @@ def test_resume_matches_uninterrupted_run(tmp_path, caplog):
         tf.train.latest_checkpoint(tmp_path / "b" / "checkpoints")
     ).expect_partial()
     assert max_weight_diff(bare, resumed.model) == 0.0
+
+
+def test_time_budget_stops_at_the_next_boundary_and_finishes_like_the_last_step(tmp_path):
+    """An exhausted budget ends the run after its first update: checkpoint, eval, steps=1, with the same
+    weights as a run told to stop at 1 (the schedule still ends at 20)."""
+    data, evaluation = tt.train_dataset_fn(BATCH), tt.eval_dataset_fn(BATCH, num_examples=16)
+    budget = make_trainer(tmp_path / "budget", steps=20, time_budget_seconds=1e-9)
+    results = budget.train(data, max_steps=20, eval_dataset_fn=evaluation)
+    assert results["steps"] == 1 and results["eval"] is not None
+    assert tf.train.latest_checkpoint(tmp_path / "budget" / "checkpoints").endswith("ckpt-1")
+    reference = make_trainer(tmp_path / "one", steps=20)
+    reference.train(data, max_steps=1)
+    assert max_weight_diff(budget.model, reference.model) == 0.0
 
 
 def test_evaluate_counts_every_example_once(tmp_path):

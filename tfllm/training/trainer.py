@@ -65,6 +65,10 @@ class Trainer:
         checkpoint_data_iterator: on one device, save the `tf.data` iterator in
             the checkpoint (it includes shuffle buffers, which can be large);
             otherwise resume by skipping the batches already consumed.
+        time_budget_seconds: stop this run after about this long (checked
+            after every `steps_per_execution` updates): save, swap in the EMA
+            weights and evaluate, as at `max_steps`.
+            The schedule still ends at `max_steps`; `train` returns the steps done.
         jit_compile: compile each replica's forward + backward pass with XLA
             (the optimizer update and the all-reduce stay outside). Pays off
             for fixed-shape batches (GPT blocks); every new batch shape costs
@@ -87,6 +91,7 @@ class Trainer:
         max_checkpoints=3,
         checkpoint_data_iterator=True,
         jit_compile=False,
+        time_budget_seconds=None,
     ):
         self.model = model
         self.loss_fn = loss_fn
@@ -101,6 +106,7 @@ class Trainer:
         self.log_every = log_every
         self.checkpoint_every = checkpoint_every
         self.max_checkpoints = max_checkpoints
+        self.time_budget_seconds = time_budget_seconds
         # Distributed iterators cannot be checkpointed (tensorflow#56372), so
         # only a plain one-device iterator can be; see `_make_train_iterator`.
         self.iterator_checkpointable = checkpoint_data_iterator and isinstance(
@@ -156,10 +162,11 @@ class Trainer:
         if step >= max_steps:
             logging.info("Already trained to step %d of %d; nothing to do.", step, max_steps)
             self._use_averaged_weights()
-            return results
+            return dict(results, steps=step)
         iterator, checkpoint = self._make_train_iterator(train_dataset_fn, step)
         self._manager = self._checkpoint_manager(checkpoint)
         window, window_start = None, time.time()
+        deadline = window_start + self.time_budget_seconds if self.time_budget_seconds else None
         with self._writer("train").as_default(), _sigterm_received() as sigterm:
             while step < max_steps:
                 n = self._steps_to_next_boundary(step, max_steps, eval_every)
@@ -174,22 +181,28 @@ class Trainer:
                 self.step.assign(step)
                 self._check_loss_scale(step)
                 window = _add(window, stats)
-                if step % self.log_every == 0 or step == max_steps:
+                out_of_time = deadline is not None and time.time() >= deadline and step < max_steps
+                if out_of_time:
+                    logging.warning("Time budget of %.0f s reached at step %d of %d: finishing here.",
+                                    self.time_budget_seconds, step, max_steps)
+                last = step == max_steps or out_of_time
+                if step % self.log_every == 0 or last:
                     results["train"] = self._log_train(
                         step, max_steps, window, time.time() - window_start
                     )
                     window, window_start = None, time.time()
-                if step % self.checkpoint_every == 0 or step == max_steps or sigterm:
+                if step % self.checkpoint_every == 0 or last or sigterm:
                     self._save(step)
                 if sigterm:
                     logging.warning("SIGTERM: saved step %d; exiting.", step)
                     raise SystemExit(128 + signal.SIGTERM)
-                if step == max_steps:
+                if last:
                     self._use_averaged_weights()
-                if eval_dataset_fn and (
-                    (eval_every and step % eval_every == 0) or step == max_steps
-                ):
+                if eval_dataset_fn and ((eval_every and step % eval_every == 0) or last):
                     results["eval"] = self.evaluate(eval_dataset_fn)
+                if out_of_time:
+                    break
+        results["steps"] = step
         return results
 
     def _use_averaged_weights(self):
