@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfllm.data import parallel_text
 from tfllm.data import steps_per_epoch
+from tfllm.export import export_translator
 from tfllm.models import Seq2SeqTransformer
 from tfllm.models.seq2seq import seq2seq_run_files as run_files
 from tfllm.tokenizers import sentence_piece
@@ -70,6 +71,10 @@ flags.DEFINE_integer("decode_batch_size", 64, "Sentences decoded at once.")
 flags.DEFINE_integer("max_eval_examples", 0, "Evaluate BLEU on the first N pairs only (0: all).")
 flags.DEFINE_string("input_file", None, "--mode=translate: sentences to translate (default: stdin).")
 flags.DEFINE_string("output_file", None, "--mode=translate: where to write translations (default: stdout).")
+flags.DEFINE_string("export_dir", None, "--mode=train: also export a SavedModel (source strings in, "
+                    "translations out, beam search inside) to <export_dir>/<model_name>/<version>/.")
+flags.DEFINE_string("model_name", "translator", "Model name in the export path.")
+flags.DEFINE_integer("version", 1, "Export version (TF Serving).")
 runtime.define_common_flags(batch_size=64, learning_rate=1e-3)
 
 
@@ -199,6 +204,11 @@ def main(_):
     logging.info("Training took %.0f s", train_seconds)
     if eval_data and is_chief(strategy):
         evaluate_bleu(model, tokenizer, results["steps"], train_seconds)
+    if FLAGS.export_dir and is_chief(strategy):
+        path = export_translator(model, tokenizer, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
+                                 num_beams=FLAGS.num_beams, length_penalty=FLAGS.length_penalty,
+                                 max_source_length=FLAGS.max_source_length)
+        print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)
 
 

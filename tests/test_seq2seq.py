@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tfllm  # noqa: F401
+from tests.fresh_process import serve_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
@@ -315,11 +316,19 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
             "--preset=transformer_tiny", "--vocab_size=20", "--batch_size=32", "--max_steps=250",
             "--warmup_steps=30", "--learning_rate=5e-3", "--dropout=0", "--label_smoothing=0.1",
             "--num_beams=2", "--log_every=100", "--checkpoint_every=250", "--strategy=cpu"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(args + [f"--export_dir={tmp_path / 'export'}"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["bleu"] > 90, proc.stdout
     assert results["examples"] == 40 and results["num_beams"] == 2 and "nrefs:1" in results["signature"]
+
+    # The export (tokenizer + beam search + detokenizer in one graph) translates the same, served by a process
+    # that imports only TensorFlow and tensorflow_text.
+    sources = (tmp_path / "val.src").read_text().splitlines()
+    served = serve_in_fresh_process(tmp_path / "export" / "translator" / "1", {"source": sources})
+    assert served["translation"] == (model_dir / "eval_translations.txt").read_text().splitlines()
+    assert len(served["score"]) == 40 and all(score < 0 for score in served["score"])
 
     proc = subprocess.run(args[:3] + ["--mode=translate", "--num_beams=1", "--strategy=cpu"], input="a b c d\nh g f\n",
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

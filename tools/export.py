@@ -5,6 +5,7 @@
     python tools/export.py --model_dir=runs/squad --head=span_qa --export_dir=runs/serving --model_name=qa
     python tools/export.py --model_dir=runs/sst2 --head=embeddings --export_dir=runs/serving --model_name=sst2_vectors
     python tools/export.py --model_dir=runs/shakespeare_char --head=gpt --export_dir=runs/serving --model_name=gpt
+    python tools/export.py --model_dir=runs/multi30k --head=translator --export_dir=runs/serving --model_name=en_de
     python tools/export.py --model_dir=all-MiniLM-L6-v2/ --head=embeddings --export_dir=runs/serving --model_name=minilm
 
 --model_dir is the run's --model_dir (recipes/classify.py, tag.py, qa.py
@@ -52,6 +53,8 @@ flags.DEFINE_integer("max_new_tokens", 128, "gpt: most tokens generated (also th
 flags.DEFINE_float("temperature", 0.0, "gpt: serving_default's temperature (0 = greedy).")
 flags.DEFINE_integer("top_k", 0, "gpt: serving_default's top-k (0 = off).")
 flags.DEFINE_integer("seed", 0, "gpt: serving_default's sampling seed.")
+flags.DEFINE_integer("num_beams", 4, "translator: beam size (1 = greedy).")
+flags.DEFINE_float("length_penalty", 0.6, "translator: GNMT length penalty alpha.")
 flags.mark_flags_as_required(["model_dir", "head", "export_dir"])
 
 # Which run tasks each BERT head can be exported from.
@@ -119,6 +122,21 @@ def run_export():
         path = export.export_gpt(lm, FLAGS.export_dir, name, FLAGS.version, warmup=FLAGS.warmup,
                                  max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
                                  top_k=FLAGS.top_k, seed=FLAGS.seed)
+        print(f"exported: {path}", flush=True)
+        return
+
+    if FLAGS.head == "translator":
+        from tfllm.models.seq2seq import seq2seq_run_files  # noqa: PLC0415
+
+        if not os.path.exists(os.path.join(FLAGS.model_dir, seq2seq_run_files.CONFIG_FILE)):
+            fail(f"--head=translator needs a recipes/translate.py --model_dir ({seq2seq_run_files.CONFIG_FILE} "
+                 f"not found in {FLAGS.model_dir})")
+        checkpoint = bert_run_files.find_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
+        model, tokenizer, checkpoint = seq2seq_run_files.load_run(FLAGS.model_dir, checkpoint)
+        print(f"restored: {checkpoint}", flush=True)
+        path = export.export_translator(model, tokenizer, FLAGS.export_dir, name, FLAGS.version,
+                                        num_beams=FLAGS.num_beams, length_penalty=FLAGS.length_penalty,
+                                        warmup=FLAGS.warmup)
         print(f"exported: {path}", flush=True)
         return
 

@@ -10,6 +10,7 @@ atomically with `assets.extra/tf_serving_warmup_requests`:
 | tagger | `export_tagger` | `text` -> `words`, `tags`, `scores`, `num_words` |
 | span_qa | `export_span_qa` | `question`, `context` -> `answer`, `score`, `answer_start`, `answer_end` |
 | gpt | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
+| translator | `export_translator` | `source` -> `translation`, `score` (beam search in the graph) |
 
 tools/export.py rebuilds a model from a run's --model_dir and calls these.
 """
@@ -28,5 +29,7 @@ from tfllm.export.span_qa_export import SpanQAServingModule
 from tfllm.export.span_qa_export import export_span_qa
 from tfllm.export.tagger_export import TaggerServingModule
 from tfllm.export.tagger_export import export_tagger
+from tfllm.export.translation_export import TranslationServingModule
+from tfllm.export.translation_export import export_translator
 
-HEADS = ("classifier", "embeddings", "tagger", "span_qa", "gpt")
+HEADS = ("classifier", "embeddings", "tagger", "span_qa", "gpt", "translator")

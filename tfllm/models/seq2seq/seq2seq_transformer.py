@@ -149,7 +149,9 @@ class Seq2SeqTransformer(PresetMixin, keras.Model):
         self.normalize_first = normalize_first
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
-        self._decoders = {}
+        # Traced decoding loops by settings; set past TF's attribute tracking so
+        # SavedModel export does not try to save them.
+        object.__setattr__(self, "_decoders", {})
 
     # ---- Incremental decoding ------------------------------------------------
 
