@@ -40,6 +40,8 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
     flags.DEFINE_integer("seed", seed, "Seed for initialisation, shuffling, dropout.")
     flags.DEFINE_integer("log_every", 100, "Log a progress line every N steps.")
     flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps.")
+    flags.DEFINE_integer("steps_per_execution", 1, "Optimizer updates per host call (fewer round trips on "
+                         "TPUs); logs, checkpoints and evals still land on their exact steps.", lower_bound=1)
     flags.DEFINE_float("time_budget_minutes", None, "Stop training after about this many minutes of this run "
                        "(checkpoint, evaluate and export as at the last step).", lower_bound=0.0)
 
@@ -53,7 +55,7 @@ def trainer_options(FLAGS):
     """The `Trainer` keyword arguments the common flags set."""
     budget = FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
     return dict(log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile,
-                time_budget_seconds=budget)
+                steps_per_execution=FLAGS.steps_per_execution, time_budget_seconds=budget)
 
 
 def setup(FLAGS):
