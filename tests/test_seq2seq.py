@@ -329,6 +329,10 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     served = serve_in_fresh_process(tmp_path / "export" / "translator" / "1", {"source": sources})
     assert served["translation"] == (model_dir / "eval_translations.txt").read_text().splitlines()
     assert len(served["score"]) == 40 and all(score < 0 for score in served["score"])
+    # Token accuracy of the reversal, position by position against the references: >= 99%.
+    references = [line.split() for line in (tmp_path / "val.tgt").read_text().splitlines()]
+    hits = sum(h == r for hyp, ref in zip(served["translation"], references) for h, r in zip(hyp.split(), ref))
+    assert hits / sum(map(len, references)) >= 0.99, list(zip(served["translation"], references))
 
     proc = subprocess.run(args[:3] + ["--mode=translate", "--num_beams=1", "--strategy=cpu"], input="a b c d\nh g f\n",
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
