@@ -52,6 +52,8 @@ flags.DEFINE_string("verbalizer", "terrible,great", "Label word per class id, 'w
 flags.DEFINE_integer("shots", 0, "Training examples per class (0: zero-shot).", lower_bound=0)
 flags.DEFINE_enum("method", "prompt", ["prompt", "finetune"], "--model=mlm --shots>0: train the cloze question "
                   "(PET-style) or a new classifier head on [CLS] (standard fine-tuning) on the same examples.")
+flags.DEFINE_bool("calibrate", False, "Contextual calibration (Zhao et al., 2021): divide class probabilities by "
+                  "those of content-free inputs (N/A, empty, [MASK]) in the same prompt. Not with --method=finetune.")
 flags.DEFINE_integer("train_steps", 100, "Optimizer updates for --shots>0 with --model=mlm.")
 flags.DEFINE_integer("sequence_length", 128, "Tokens per input (template included).")
 flags.DEFINE_integer("max_eval_examples", 0, "Evaluate on the first N rows only (0: all).")
@@ -64,6 +66,8 @@ def check_flags():
         raise flags.IllegalFlagValueError(f"--shots={FLAGS.shots} needs --train_file to draw the examples from")
     if FLAGS.model == "gpt" and FLAGS.method == "finetune":
         raise flags.IllegalFlagValueError("--method=finetune needs --model=mlm (a BERT encoder)")
+    if FLAGS.method == "finetune" and FLAGS.calibrate:
+        raise flags.IllegalFlagValueError("--calibrate applies to prompts (--method=prompt or --model=gpt)")
     if FLAGS.method == "finetune" and not FLAGS.shots:
         raise flags.IllegalFlagValueError("--method=finetune needs --shots > 0")
     try:
@@ -127,7 +131,10 @@ def run_mlm(template, verbalizer, shots, evaluation, strategy):
         encode = lambda texts: prompting.encode_cloze(tokenizer, template, texts, FLAGS.sequence_length)[0]  # noqa
     if FLAGS.shots:
         train(model, losses.classification_loss, encode(shots[0]), shots[1], strategy)
-    return predict_logits(model, encode(evaluation[0]))
+    scores = predict_logits(model, encode(evaluation[0]))
+    if FLAGS.calibrate:
+        scores = prompting.calibrate(scores, predict_logits(model, encode(list(prompting.CONTENT_FREE_INPUTS))))
+    return scores
 
 
 def run_gpt(template, verbalizer, shots, evaluation):
@@ -136,7 +143,13 @@ def run_gpt(template, verbalizer, shots, evaluation):
     order = np.random.default_rng(FLAGS.seed).permutation(len(shots[1]))  # classes interleaved, not in blocks
     demonstrations = [(shots[0][i], int(shots[1][i])) for i in order]
     prefixes = prompting.in_context_prefixes(template, verbalizer, demonstrations, evaluation[0])
-    return prompting.label_log_likelihoods(model, tokenizer, template, verbalizer, prefixes)
+    scores = prompting.label_log_likelihoods(model, tokenizer, template, verbalizer, prefixes)
+    if FLAGS.calibrate:
+        content_free = prompting.in_context_prefixes(template, verbalizer, demonstrations,
+                                                     list(prompting.CONTENT_FREE_INPUTS))
+        scores = prompting.calibrate(scores, prompting.label_log_likelihoods(
+            model, tokenizer, template, verbalizer, content_free))
+    return scores
 
 
 def main(_):
@@ -152,6 +165,7 @@ def main(_):
     accuracy = float((predictions == evaluation[1]).mean())
     method = "in_context" if FLAGS.model == "gpt" else FLAGS.method
     results = dict(accuracy=accuracy, examples=len(predictions), shots_per_class=FLAGS.shots, method=method,
+                   calibrated=FLAGS.calibrate,
                    model=FLAGS.model, pretrained=FLAGS.pretrained, template=FLAGS.template,
                    verbalizer=verbalizer.words, seed=FLAGS.seed, seconds=round(time.time() - start, 1),
                    predicted_class_counts=np.bincount(predictions, minlength=len(verbalizer)).tolist())
@@ -159,7 +173,8 @@ def main(_):
         results.update(train_steps=FLAGS.train_steps, learning_rate=FLAGS.learning_rate)
     with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "prompt_results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(f"{method} {FLAGS.shots}-shot accuracy {accuracy:.4f} on {len(predictions)} examples of "
+    calibrated = " (calibrated)" if FLAGS.calibrate else ""
+    print(f"{method}{calibrated} {FLAGS.shots}-shot accuracy {accuracy:.4f} on {len(predictions)} examples of "
           f"{FLAGS.eval_file} (predicted per class: {results['predicted_class_counts']})", flush=True)
 
 

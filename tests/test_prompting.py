@@ -174,8 +174,8 @@ def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_pat
         (tmp_path / name).write_text("label\tsentence\n" + "".join(rows))
     template = "{sentence} It was [MASK]"
     proc = run_prompt_recipe(tmp_path, f"--pretrained={hf_gpt2_dir}", "--model=gpt", "--shots=1",
-                      f"--template={template}", "--verbalizer=bad,good", "--seed=5",
-                      f"--model_dir={tmp_path / 'icl'}")
+                             f"--template={template}", "--verbalizer=bad,good", "--seed=5", "--calibrate",
+                             f"--model_dir={tmp_path / 'icl'}")
     results = json.loads((tmp_path / "icl" / "prompt_results.json").read_text())
 
     # The same prompt the recipe builds: 1 demonstration per class (seed 5), in a seeded order.
@@ -188,8 +188,27 @@ def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_pat
     eval_texts, eval_labels = read_labeled_text(str(tmp_path / "dev.tsv"))
     ref = T.GPT2LMHeadModel.from_pretrained(str(hf_gpt2_dir)).eval()
     ref_tok = T.GPT2Tokenizer.from_pretrained(str(hf_gpt2_dir))
-    scores = [[gpt2_log_likelihood(ref, ref_tok, f"{context}{t} It was", f" {w}") for w in ("bad", "good")]
-              for t in eval_texts]
-    assert results["method"] == "in_context" and results["examples"] == 12
+
+    def scores(texts):
+        return [[gpt2_log_likelihood(ref, ref_tok, f"{context}{t} It was", f" {w}") for w in ("bad", "good")]
+                for t in texts]
+
+    # Contextual calibration by the content-free queries "N/A", "" and "[MASK]" in the same prompt.
+    calibrated = prompting.calibrate(scores(eval_texts), scores(["N/A", "", "[MASK]"]))
+    assert results["method"] == "in_context" and results["examples"] == 12 and results["calibrated"]
     assert "lost their oldest tokens" not in proc.stderr
-    assert results["accuracy"] == pytest.approx(float((np.argmax(scores, 1) == eval_labels).mean()))
+    assert results["accuracy"] == pytest.approx(float((np.argmax(calibrated, 1) == eval_labels).mean()))
+
+
+def test_contextual_calibration_matches_the_paper_formula():
+    """softmax(W p) with W = diag(p_cf)^-1 (Zhao et al. 2021, eq. 2 with b = 0), p_cf the mean content-free p."""
+    rng = np.random.default_rng(0)
+    scores, content_free = rng.normal(size=(6, 3)), rng.normal(size=(3, 3))
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+    p_cf = softmax(content_free).mean(0)
+    expected = softmax(scores) / p_cf
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.exp(prompting.calibrate(scores, content_free)), expected, rtol=1e-12)
+    # A lone content-free input is then scored uniformly; a constant shift of the scores changes nothing.
+    np.testing.assert_allclose(np.exp(prompting.calibrate(content_free[:1], content_free[:1])), 1 / 3, rtol=1e-12)
+    np.testing.assert_allclose(prompting.calibrate(scores + 5, content_free), prompting.calibrate(scores, content_free))

@@ -7,9 +7,14 @@
 - `in_context_prefixes(...)` + `label_log_likelihoods(...)`: k demonstrations
   and the query for a `GptCausalLM`, each class scored by its word's likelihood.
 
+- `calibrate(scores, content_free_scores)`: contextual calibration, which
+  removes a prompt's prior toward some label words.
+
 `recipes/prompt_classify.py` runs all of them on a labelled TSV.
 """
 
+from tfllm.prompting.calibration import CONTENT_FREE_INPUTS
+from tfllm.prompting.calibration import calibrate
 from tfllm.prompting.cloze import LabelWordLogits
 from tfllm.prompting.cloze import cloze_classifier
 from tfllm.prompting.cloze import encode_cloze
