@@ -161,7 +161,8 @@ def test_layout_and_warmup_file(served):
 
 def test_warmup_requests_replay_through_the_signatures(served):
     heads = {head for head, _, _ in served["warmup"]}
-    assert heads == set(export.HEADS)
+    # The translator needs a trained seq2seq run: tests/test_seq2seq.py replays its warmup requests.
+    assert heads == set(export.HEADS) - {"translator"}
     for head, body, reply in served["warmup"]:
         assert "error" not in reply, (head, reply)
         batch = len(next(v for v in body["inputs"].values() if isinstance(v, list)))

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tfllm  # noqa: F401
+from tests.fresh_process import rest_predict_in_fresh_process
 from tests.fresh_process import serve_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
@@ -329,6 +330,15 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     served = serve_in_fresh_process(tmp_path / "export" / "translator" / "1", {"source": sources})
     assert served["translation"] == (model_dir / "eval_translations.txt").read_text().splitlines()
     assert len(served["score"]) == 40 and all(score < 0 for score in served["score"])
+    from tfllm.export import read_warmup_requests  # noqa: PLC0415
+
+    warmup = read_warmup_requests(str(tmp_path / "export" / "translator" / "1"))
+    assert [(signature, len(inputs["source"])) for signature, inputs in warmup] == [("serving_default", 1),
+                                                                                 ("serving_default", 2)]
+    replies = rest_predict_in_fresh_process([
+        (tmp_path / "export" / "translator" / "1", {"inputs": {"source": [t.decode() for t in inputs["source"]]}})
+        for _, inputs in warmup])
+    assert [len(reply["outputs"]["translation"]) for reply in replies] == [1, 2], replies
     # Token accuracy of the reversal, position by position against the references: >= 99%.
     references = [line.split() for line in (tmp_path / "val.tgt").read_text().splitlines()]
     hits = sum(h == r for hyp, ref in zip(served["translation"], references) for h, r in zip(hyp.split(), ref))
