@@ -14,6 +14,7 @@ from absl import logging
 
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
+from tfllm.tokenizers.strings import token_id_lists
 
 
 def read_lines(path):
@@ -37,11 +38,7 @@ def read_parallel_text(source_path, target_path):
 
 def tokenize(tokenizer, texts, batch_size=8192):
     """Token ids of each text (lists of int), tokenized in-graph in big batches."""
-    ids = []
-    for start in range(0, len(texts), batch_size):
-        ragged = tokenizer(tf.constant(texts[start:start + batch_size]))
-        ids.extend(ragged.to_list() if hasattr(ragged, "to_list") else ragged)
-    return ids
+    return token_id_lists(tokenizer, texts, batch_size)
 
 
 def filter_by_length(source_ids, target_ids, max_source_length, max_target_length, name="data"):

@@ -19,7 +19,7 @@ from absl import logging
 from keras import ops
 
 from tfllm.prompting.templates import PromptTemplate
-from tfllm.prompting.templates import tokenize_texts
+from tfllm.tokenizers.strings import token_id_lists
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import MASK
 from tfllm.tokenizers.word_piece import PAD
@@ -62,14 +62,14 @@ def encode_cloze(tokenizer, template, sentences, sequence_length):
     """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
     ids = {t: tokenizer.token_to_id(t) for t in (CLS, SEP, MASK, PAD)}
-    head, middle, tail = (tokenize_texts(tokenizer, [text])[0] if text.strip() else []
+    head, middle, tail = (token_id_lists(tokenizer, [text])[0] if text.strip() else []
                           for text in (template.before_sentence, template.before_mask, template.after_mask))
     budget = sequence_length - (3 + len(head) + len(middle) + len(tail))  # [CLS], [MASK], [SEP]
     if budget < 1:
         raise ValueError(f"{template!r} needs {sequence_length - budget + 1} tokens with a one-token sentence; "
                          f"sequence_length is {sequence_length}")
     rows, positions, num_truncated = [], [], 0
-    for sentence in tokenize_texts(tokenizer, list(sentences)):
+    for sentence in token_id_lists(tokenizer, list(sentences)):
         num_truncated += len(sentence) > budget
         before = [ids[CLS], *head, *sentence[:budget], *middle]
         positions.append(len(before))

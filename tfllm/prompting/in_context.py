@@ -13,7 +13,7 @@ from absl import logging
 from keras import ops
 
 from tfllm.prompting.templates import PromptTemplate
-from tfllm.prompting.templates import tokenize_texts
+from tfllm.tokenizers.strings import token_id_lists
 
 
 def in_context_prefixes(template, verbalizer, demonstrations, sentences, separator="\n"):
@@ -35,9 +35,9 @@ def label_log_likelihoods(model, tokenizer, template, verbalizer, prefixes, batc
     """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
     max_length = model.backbone.max_sequence_length
-    label_ids = tokenize_texts(tokenizer, [template.label_continuation(w) for w in verbalizer.words])
+    label_ids = token_id_lists(tokenizer, [template.label_continuation(w) for w in verbalizer.words])
     longest_label = max(len(ids) for ids in label_ids)
-    prefix_ids = tokenize_texts(tokenizer, list(prefixes))
+    prefix_ids = token_id_lists(tokenizer, list(prefixes))
     cut = 0
     sequences = []
     for n, ids in enumerate(prefix_ids):

@@ -9,6 +9,8 @@ scored on each label word (see `cloze.py` and `in_context.py`).
 
 import numpy as np
 
+from tfllm.tokenizers.strings import token_id_lists
+
 SENTENCE = "{sentence}"
 MASK = "[MASK]"
 
@@ -76,7 +78,7 @@ class Verbalizer:
         """One vocabulary id per label word; a masked LM fills one slot, so each word must be one token."""
         ids = []
         for i, word in enumerate(self.words):
-            pieces = _token_list(tokenizer, word)
+            pieces = token_id_lists(tokenizer, [word])[0]
             if len(pieces) != 1 or pieces[0] == tokenizer.token_to_id(tokenizer.oov_token):
                 tokens = [tokenizer.id_to_token(p) for p in pieces]
                 raise ValueError(f"verbalizer word {word!r} (class {i}) is {tokens} in this vocabulary; a cloze "
@@ -97,16 +99,3 @@ def sample_per_class(labels, shots, num_classes, seed):
         picked.append(rng.choice(candidates, size=shots, replace=False))
     return np.concatenate(picked) if picked else np.zeros(0, int)
 
-
-def _token_list(tokenizer, text):
-    ids = tokenizer([text])[0]
-    return [int(i) for i in (ids.numpy() if hasattr(ids, "numpy") else ids)]
-
-
-def tokenize_texts(tokenizer, texts, batch_size=4096):
-    """Token-id lists for many texts, tokenized in batches in-graph."""
-    out = []
-    for start in range(0, len(texts), batch_size):
-        ids = tokenizer(list(texts[start : start + batch_size]))
-        out.extend(ids.to_list() if hasattr(ids, "to_list") else [list(map(int, r)) for r in ids])
-    return out

@@ -11,6 +11,7 @@ from tfllm.tokenizers.sentence_piece import BOS_ID
 from tfllm.tokenizers.sentence_piece import EOS_ID
 from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.strings import as_text
+from tfllm.tokenizers.strings import token_id_lists
 
 CONFIG_FILE = "seq2seq_config.json"
 
@@ -49,7 +50,7 @@ def translate_texts(model, tokenizer, texts, batch_size=64, num_beams=4, length_
     if not texts:
         return []
     max_source_length = min(max_source_length or model.max_sequence_length, model.max_sequence_length)
-    ids = [row[:max_source_length] or [EOS_ID] for row in _tokenize(tokenizer, texts)]
+    ids = [row[:max_source_length] or [EOS_ID] for row in token_id_lists(tokenizer, texts)]
     order = np.argsort([len(row) for row in ids], kind="stable")
     batch_size = min(batch_size, len(ids))
     outputs = [None] * len(texts)
@@ -70,10 +71,3 @@ def translate_texts(model, tokenizer, texts, batch_size=64, num_beams=4, length_
     texts = tokenizer.detokenize(tf.ragged.constant(outputs, dtype=tf.int32, ragged_rank=1))
     return [as_text(t) for t in texts]
 
-
-def _tokenize(tokenizer, texts):
-    ids = []
-    for start in range(0, len(texts), 8192):
-        ragged = tokenizer(tf.constant(list(texts[start:start + 8192])))
-        ids.extend(ragged.to_list() if hasattr(ragged, "to_list") else ragged)
-    return ids
