@@ -108,10 +108,8 @@ def train(model, loss_fn, features, labels, strategy):
     trainer.train(dataset_fn, FLAGS.train_steps)
 
 
-def predict_logits(model, features, batch_size=64):
-    outputs = [model.predict_on_batch({k: v[i : i + batch_size] for k, v in features.items()})
-               for i in range(0, len(next(iter(features.values()))), batch_size)]
-    return np.concatenate(outputs)
+def predict_logits(model, features):
+    return model.predict(features, batch_size=64, verbose=0)
 
 
 def run_mlm(template, verbalizer, shots, evaluation, strategy):
@@ -123,9 +121,7 @@ def run_mlm(template, verbalizer, shots, evaluation, strategy):
             model = prompting.cloze_classifier(BertPretrainer.from_pretrained(FLAGS.pretrained),
                                                verbalizer.single_token_ids(tokenizer))
     if FLAGS.method == "finetune":
-        preprocessor = BertPreprocessor(list(tokenizer.vocabulary), sequence_length=FLAGS.sequence_length,
-                                        lowercase=tokenizer.bert_lowercase,
-                                        strip_accents=tokenizer.bert_strip_accents)
+        preprocessor = BertPreprocessor.from_pretrained(FLAGS.pretrained, sequence_length=FLAGS.sequence_length)
         encode = lambda texts: {k: v.numpy() for k, v in preprocessor(tf.constant(texts)).items()}  # noqa: E731
     else:
         encode = lambda texts: prompting.encode_cloze(tokenizer, template, texts, FLAGS.sequence_length)[0]  # noqa

@@ -20,8 +20,7 @@ def log_softmax(scores):
 
 def content_free_log_prior(content_free_scores):
     """Mean class probabilities over the content-free inputs' scores `[M, C]`, as log-probabilities `[C]`."""
-    probabilities = np.exp(log_softmax(content_free_scores)).mean(axis=0)
-    return np.log(probabilities / probabilities.sum())
+    return np.log(np.exp(log_softmax(content_free_scores)).mean(axis=0))
 
 
 def calibrate(scores, content_free_scores):
