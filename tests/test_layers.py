@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from tests import numpy_reference as ref
+from tfllm.layers import EinsumDense
 from tfllm.layers import FeedForward
 from tfllm.layers import MultiHeadAttention
 from tfllm.layers import SinusoidalPositionEmbedding
@@ -83,6 +84,31 @@ def test_multi_head_attention_matches_numpy_self_and_cross():
     got = layer(x, memory, attention_mask=mask)
     want = ref.multi_head_attention(attention_weights(layer), x, memory, mask)
     np.testing.assert_allclose(got, want, atol=TOL)
+
+
+@pytest.mark.parametrize("equation,in_shape,kernel_shape,out_shape,bias_axes", [
+    ("btd,dnh->btnh", (3, 5, 8), (8, 2, 4), (None, 2, 4), "nh"),
+    ("btnh,nhd->btd", (3, 5, 2, 4), (2, 4, 8), (None, 8), "d"),
+])
+def test_einsum_dense_matches_numpy_with_static_shapes_and_lora(equation, in_shape, kernel_shape, out_shape,
+                                                                  bias_axes):
+    # tfllm's EinsumDense swaps Keras' contraction for tf.einsum (speed); it
+    # must compute the same thing in a traced function with known shapes,
+    # including the LoRA update Keras folds into `kernel`.
+    import tensorflow as tf
+    layer = EinsumDense(equation, output_shape=out_shape, bias_axes=bias_axes)
+    layer.build(in_shape)
+    layer.bias.assign(randn(*layer.bias.shape))
+    x = randn(*in_shape)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec(in_shape, tf.float32)])
+    expected = np.einsum(equation, x, layer.kernel.numpy()) + layer.bias.numpy()
+    np.testing.assert_allclose(traced(x).numpy(), expected, atol=TOL)
+    layer.enable_lora(2)
+    layer.lora_kernel_b.assign(randn(*layer.lora_kernel_b.shape))
+    merged = layer._kernel.numpy() + np.reshape(
+        layer.lora_kernel_a.numpy() @ layer.lora_kernel_b.numpy() * (layer.lora_alpha / layer.lora_rank),
+        kernel_shape)
+    np.testing.assert_allclose(layer(x).numpy(), np.einsum(equation, x, merged) + layer.bias.numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("activation,fn", [("gelu", ref.gelu), ("gelu_approximate", ref.gelu_tanh),

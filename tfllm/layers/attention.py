@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from tfllm.layers.einsum_dense import EinsumDense
+
 
 def padding_to_attention_mask(padding_mask):
     """[B, S] (True = real token) -> [B, 1, 1, S] boolean mask for every query and head."""
@@ -68,9 +70,10 @@ def project(dense, x, training=None):
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention with optional key/value cache for incremental decoding.
 
-    Projections are `EinsumDense` layers named `query`, `key`, `value` and
-    `attention_output`, one weight per published checkpoint tensor, so the
-    checkpoint converters map names one to one.
+    Projections are `EinsumDense` layers (tfllm's: see `einsum_dense.py` for
+    why) named `query`, `key`, `value` and `attention_output`, one weight per
+    published checkpoint tensor, so the checkpoint converters map names one
+    to one.
 
     Parameter-efficient fine-tuning hooks (`tfllm.peft`; None by default, so
     plain models and their checkpoints are unchanged): `prefix` (learned
@@ -115,7 +118,7 @@ class MultiHeadAttention(keras.layers.Layer):
         bias = "nh" if self.use_bias else None
 
         def projection(name, input_shape):
-            layer = keras.layers.EinsumDense(
+            layer = EinsumDense(
                 "btd,dnh->btnh",
                 output_shape=heads,
                 bias_axes=bias,
@@ -129,7 +132,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.query_dense = projection("query", query_shape)
         self.key_dense = projection("key", value_shape)
         self.value_dense = projection("value", value_shape)
-        self.output_dense = keras.layers.EinsumDense(
+        self.output_dense = EinsumDense(
             "btnh,nhd->btd",
             output_shape=(None, hidden_dim),
             bias_axes="d" if self.use_bias else None,
