@@ -107,11 +107,13 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.max_checkpoints = max_checkpoints
         self.time_budget_seconds = time_budget_seconds
-        # Distributed iterators cannot be checkpointed (tensorflow#56372), so
-        # only a plain one-device iterator can be; see `_make_train_iterator`.
-        self.iterator_checkpointable = checkpoint_data_iterator and isinstance(
-            self.strategy, tf.distribute.OneDeviceStrategy
-        )
+        # One device reads a plain tf.data iterator, never a distributed one:
+        # `distribute_datasets_from_function` wraps it in a MultiDeviceIterator
+        # (a GeneratorDataset), which made BERT-mini pretraining steps 1.55x
+        # slower here (2.76 vs 1.77 s, 4.5x the system CPU time). Distributed
+        # iterators also cannot be checkpointed (tensorflow#56372).
+        self.plain_iterator = isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+        self.iterator_checkpointable = checkpoint_data_iterator and self.plain_iterator
         self.is_chief = is_chief(self.strategy)
         # The number of optimizer updates done; saved in every checkpoint.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -219,7 +221,10 @@ class Trainer:
         replica without `drop_remainder`; a short last batch, and replicas
         that get no data at the end, are handled by tf.distribute.
         """
-        dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
+        if self.plain_iterator:
+            dataset = eval_dataset_fn(tf.distribute.InputContext())
+        else:
+            dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
         totals = None
         for batch in dataset:
             totals = _add(totals, self._eval_fn(batch))
@@ -423,11 +428,11 @@ class Trainer:
             per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
             return dataset_fn(context).skip(skip * per_pipeline)
 
-        if self.iterator_checkpointable:
+        if self.plain_iterator:
             iterator = iter(skipping_dataset_fn(tf.distribute.InputContext()))
             if restore_iterator:
                 tf.train.Checkpoint(data_iterator=iterator).read(latest).expect_partial()
-            checkpoint = self._checkpoint(iterator)
+            checkpoint = self._checkpoint(iterator if self.iterator_checkpointable else None)
         else:
             dataset = self.strategy.distribute_datasets_from_function(skipping_dataset_fn)
             iterator, checkpoint = iter(dataset), self._checkpoint()
