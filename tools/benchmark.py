@@ -4,6 +4,8 @@
     python tools/benchmark.py generate --batch_sizes=1 --new_tokens=64 --repeats=3
     python tools/benchmark.py train-bert                # BERT L4 H256 and L6 H384, batch 32 x 128
     python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
+    python tools/benchmark.py serve                     # BERT classifier SavedModels, raw strings in
+    python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
 
 Both sides get the same configuration, random weights and inputs; each is
 warmed up (tracing and XLA compiles are timed separately, as "first call"),
@@ -41,18 +43,33 @@ flags.DEFINE_integer("gpt_num_heads", 6, "train-gpt: attention heads.")
 flags.DEFINE_integer("gpt_hidden_dim", 384, "train-gpt: model width.")
 flags.DEFINE_integer("gpt_batch_size", 8, "train-gpt: batch size.")
 flags.DEFINE_integer("gpt_sequence_length", 256, "train-gpt: tokens per example.")
+flags.DEFINE_string("serve_size", "L4_H256", "serve: BERT size (L4_H256 or L6_H384).")
+flags.DEFINE_integer("serve_sequence_length", 128, "serve: the preprocessor's sequence length.")
+flags.DEFINE_integer("serve_requests", 20, "serve: requests per timed round.")
+flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                      "../../shared/data/sst2/dev.tsv")),
+                    "serve: TSV with a `sentence` column to send (train-bert reads train.tsv beside it).")
 FLAGS = flags.FLAGS
 
-COMMANDS = ("generate", "train-bert", "train-gpt")
+COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection")
 
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: benchmark.py {{{'|'.join(COMMANDS)}}} [flags]; got {argv[1:]}")
+    # Imported after flag parsing: TensorFlow start-up is slow and --help should not wait for it.
     if argv[1] == "generate":
-        from tools.bench import generate  # noqa: PLC0415  (TensorFlow import after flag parsing)
+        from tools.bench import generate  # noqa: PLC0415
 
         generate.run(FLAGS)
+    elif argv[1] == "serve":
+        from tools.bench import serve  # noqa: PLC0415
+
+        serve.run(FLAGS)
+    elif argv[1] == "projection":
+        from tools.bench import projection  # noqa: PLC0415
+
+        projection.run(FLAGS)
     else:
         from tools.bench import train  # noqa: PLC0415
 

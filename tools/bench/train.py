@@ -13,7 +13,10 @@ where T is the sequence length; the second term is attention's two T x T
 matmuls per layer.
 """
 
+import csv
+import os
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +27,8 @@ import keras_hub
 
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
+from tfllm.models import BertPreprocessor
+from tfllm.data import classification_dataset
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tfllm.training import Trainer
@@ -43,14 +48,61 @@ def _embedding_params(model):
     return sum(int(np.prod(w.shape)) for w in model.weights if "embedding" in w.path and w.trainable)
 
 
+def _trainer(model, loss_fn, global_batch_size, jit_compile=False):
+    optimizer = create_optimizer(1e-4, total_steps=10_000, warmup_steps=0)
+    return Trainer(model, optimizer, loss_fn, global_batch_size, tempfile.mkdtemp(prefix="bench-"),
+                   log_every=10**9, checkpoint_every=10**9, jit_compile=jit_compile)
+
+
 def _tfllm_step(model, loss_fn, batch, global_batch_size, jit_compile):
     """One update of the real Trainer loop per call, over a dataset repeating `batch`."""
-    optimizer = create_optimizer(1e-4, total_steps=10_000, warmup_steps=0)
-    trainer = Trainer(model, optimizer, loss_fn, global_batch_size, tempfile.mkdtemp(prefix="bench-"),
-                      log_every=10**9, checkpoint_every=10**9, jit_compile=jit_compile)
+    trainer = _trainer(model, loss_fn, global_batch_size, jit_compile)
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
     one = tf.constant(1, tf.int64)
     return lambda: trainer._train_fn(iterator, one)[1].numpy()
+
+
+def input_wait_share(flags, config):
+    """Input cost of `classification_dataset` (SST-2 train text) per batch, against a training step.
+
+    The real pipeline (shuffle, length buckets, padding; tokenized once up
+    front, as recipes/classify.py does) is timed alone for `steps` batches
+    once its shuffle buffer is full; then the Trainer trains on exactly those
+    batches from memory. Input time / (input + step time) bounds the share of
+    a step spent waiting for input: `prefetch` overlaps the two, so the
+    real wait is at most that.
+    """
+    path = os.path.join(os.path.dirname(flags.serve_text_file), "train.tsv")
+    if not os.path.exists(path):
+        print(f"input wait: {path} not found; skipped")
+        return
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    texts, labels = [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+    from tools.bench.serve import word_vocabulary  # noqa: PLC0415  (one vocabulary rule for both benchmarks)
+
+    vocabulary = word_vocabulary(texts)
+    preprocessor = BertPreprocessor(vocabulary, sequence_length=flags.bert_sequence_length)
+    batch, steps = flags.bert_batch_size, 4 * flags.repeats
+    iterator = iter(classification_dataset(texts, labels, preprocessor, batch, training=True, seed=flags.seed))
+    next(iterator)  # fills the shuffle buffer (the whole data set)
+    start = time.perf_counter()
+    batches = [next(iterator) for _ in range(steps)]
+    input_seconds = (time.perf_counter() - start) / steps
+    cached = tf.data.Dataset.from_tensors(batches[0])
+    for b in batches[1:]:
+        cached = cached.concatenate(tf.data.Dataset.from_tensors(b))
+    model = BertClassifier(Bert(**dict(config, vocabulary_size=len(vocabulary))), num_classes=2)
+    trainer = _trainer(model, losses.classification_loss, batch)
+    n = tf.constant(steps, tf.int64)
+    trainer._train_fn(iter(cached), n)[1].numpy()  # trace and warm up
+    start = time.perf_counter()
+    trainer._train_fn(iter(cached), n)[1].numpy()
+    step_seconds = (time.perf_counter() - start) / steps
+    print(f"input (SST-2 train text, classification_dataset, batch {batch}, {steps} batches): "
+          f"{input_seconds * 1e3:.1f} ms per batch alone, training step on those batches "
+          f"{step_seconds * 1e3:.0f} ms -> input is at most "
+          f"{input_seconds / (input_seconds + step_seconds):.1%} of a step")
 
 
 def _keras_step(model, loss, batch, jit_compile):
@@ -85,7 +137,7 @@ def bert_variants(flags, size):
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * n_nonembedding + 12 * layers * width * length
-    return variants, batch * length, flops_per_token, f"BERT {size} classifier, batch {batch} x {length}"
+    return variants, batch * length, flops_per_token, f"BERT {size} classifier, batch {batch} x {length}", config
 
 
 def gpt_variants(flags):
@@ -133,6 +185,8 @@ def run(flags, command):
     print(f"fp32 matmul peak (2048^2 tf.matmul in a tf.function) measured now: {peak / 1e9:.0f} GFLOP/s")
     if command == "train-bert":
         for size in flags.bert_sizes:
-            report(*bert_variants(flags, size), flags, peak)
+            *variants, config = bert_variants(flags, size)
+            report(*variants, flags, peak)
+        input_wait_share(flags, config)
     else:
         report(*gpt_variants(flags), flags, peak)

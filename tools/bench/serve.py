@@ -1,0 +1,120 @@
+"""`benchmark.py serve`: raw strings in, class probabilities out, tfllm's SavedModel vs keras-hub's.
+
+Both sides are a BERT classifier of the same size with random weights and the
+same WordPiece vocabulary (every word of the texts, plus BERT's special
+tokens), tokenizing inside the graph, loaded back from a SavedModel in this
+process, as a server would run them:
+- tfllm: `tfllm.export.export_classifier` (what every recipe's `--export_dir` writes);
+- keras-hub: `BertTextClassifier` with its `BertTextClassifierPreprocessor`,
+  saved with `keras.export.ExportArchive` (an endpoint that runs the
+  preprocessor, then the model, then a softmax).
+Requests are batches of `--batch_sizes` texts from `--serve_text_file`, timed
+alternately. No HTTP/gRPC: `tools/serve_bench.py` adds concurrent clients.
+"""
+
+import csv
+import os
+import re
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+import tfllm  # noqa: F401  (sets the Keras backend)
+import keras
+import keras_hub
+
+from tfllm.export import export_classifier
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import BertPreprocessor
+from tfllm.tokenizers import RESERVED_TOKENS
+from tools.bench.timing import first_call_seconds
+from tools.bench.timing import print_table
+from tools.bench.timing import spread
+from tools.bench.timing import time_alternately
+from tools.bench.train import BERT_SIZES
+
+FALLBACK_TEXTS = ["a gripping , beautifully acted film .", "dull and far too long .", "not bad at all .",
+                  "the plot is thin but the performances carry it through to a satisfying end ."]
+
+
+def read_texts(path):
+    if not path or not os.path.exists(path):
+        print(f"{path!r} not found: timing {len(FALLBACK_TEXTS)} built-in sentences")
+        return FALLBACK_TEXTS
+    with open(path, encoding="utf-8") as f:
+        return [row["sentence"] for row in csv.DictReader(f, delimiter="\t")]
+
+
+def word_vocabulary(texts):
+    """BERT's special tokens, then every lower-cased word and punctuation mark of `texts`."""
+    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
+    return list(RESERVED_TOKENS) + words
+
+
+def export_tfllm(config, vocabulary, sequence_length, directory):
+    model = BertClassifier(Bert(**config), num_classes=2)
+    path = export_classifier(BertPreprocessor(vocabulary, sequence_length=sequence_length), model, directory,
+                             model_name="tfllm", warmup=False)
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda texts: signature(text=texts)["probabilities"]
+
+
+def export_keras_hub(config, vocabulary, sequence_length, directory):
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True), sequence_length=sequence_length)
+    model = keras_hub.models.BertTextClassifier(keras_hub.models.BertBackbone(**config), num_classes=2,
+                                                preprocessor=None)
+    model(preprocessor(tf.constant(["build"])))  # ExportArchive needs built layers.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(preprocessor)
+
+    def serve(text):
+        return {"probabilities": tf.nn.softmax(model(preprocessor(text), training=False), axis=-1)}
+
+    archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    path = os.path.join(directory, "keras_hub")
+    archive.write_out(path, verbose=False)
+    loaded = tf.saved_model.load(path)
+    return lambda texts: loaded.serve(texts)["probabilities"]
+
+
+def run(flags):
+    texts = read_texts(flags.serve_text_file)
+    vocabulary = word_vocabulary(texts)
+    layers, width, heads = BERT_SIZES[flags.serve_size]
+    config = dict(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=heads, hidden_dim=width,
+                  intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
+    keras.utils.set_random_seed(flags.seed)
+    directory = tempfile.mkdtemp(prefix="bench-serve-")
+    sides = {
+        "tfllm SavedModel": export_tfllm(config, vocabulary, flags.serve_sequence_length, directory),
+        "keras-hub SavedModel": export_keras_hub(config, vocabulary, flags.serve_sequence_length, directory),
+    }
+    print(f"BERT {flags.serve_size} classifier, {len(vocabulary):,}-token vocabulary, sequence length "
+          f"{flags.serve_sequence_length}; {len(texts):,} texts from {flags.serve_text_file}; "
+          f"{flags.repeats} rounds of {flags.serve_requests} requests each")
+    rng = np.random.default_rng(flags.seed)
+    rows = []
+    for batch in map(int, flags.batch_sizes):
+        requests = [tf.constant([texts[i] for i in rng.integers(0, len(texts), batch)])
+                    for _ in range(flags.serve_requests)]
+
+        def serve_all(fn):
+            return lambda: [fn(r).numpy() for r in requests]
+
+        variants = {name: serve_all(fn) for name, fn in sides.items()}
+        first = {name: first_call_seconds(lambda fn=fn: fn(requests[0]).numpy()) for name, fn in sides.items()}
+        times = time_alternately(variants, flags.repeats)
+        reference = spread(times["keras-hub SavedModel"])[0]
+        for name, seconds in times.items():
+            median, low, high = spread(seconds)
+            per_request = median / flags.serve_requests
+            rows.append([batch, name, f"{per_request * 1e3:.1f}",
+                         f"{low / flags.serve_requests * 1e3:.1f}-{high / flags.serve_requests * 1e3:.1f}",
+                         f"{batch / per_request:.0f}", f"{reference / median:.2f}", f"{first[name]:.2f}"])
+    print()
+    print_table(["batch", "variant", "median ms/request", "min-max ms", "examples/s", "speed vs keras-hub",
+                 "first call s"], rows)
