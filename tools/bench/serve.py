@@ -12,7 +12,6 @@ Requests are batches of `--batch_sizes` texts from `--serve_text_file`, timed
 alternately. No HTTP/gRPC: `tools/serve_bench.py` adds concurrent clients.
 """
 
-import csv
 import os
 import re
 import tempfile
@@ -24,6 +23,7 @@ import tfllm  # noqa: F401  (sets the Keras backend)
 import keras
 import keras_hub
 
+from tfllm.data.text_classification import read_table_column
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
@@ -43,8 +43,7 @@ def read_texts(path):
     if not path or not os.path.exists(path):
         print(f"{path!r} not found: timing {len(FALLBACK_TEXTS)} built-in sentences")
         return FALLBACK_TEXTS
-    with open(path, encoding="utf-8") as f:
-        return [row["sentence"] for row in csv.DictReader(f, delimiter="\t")]
+    return read_table_column(path, "sentence")
 
 
 def word_vocabulary(texts):

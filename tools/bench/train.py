@@ -13,7 +13,6 @@ where T is the sequence length; the second term is attention's two T x T
 matmuls per layer.
 """
 
-import csv
 import os
 import tempfile
 import time
@@ -25,10 +24,11 @@ import tfllm  # noqa: F401  (sets the Keras backend)
 import keras
 import keras_hub
 
+from tfllm.data import classification_dataset
+from tfllm.data import read_labeled_text
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
-from tfllm.data import classification_dataset
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tfllm.training import Trainer
@@ -76,9 +76,7 @@ def input_wait_share(flags, config):
     if not os.path.exists(path):
         print(f"input wait: {path} not found; skipped")
         return
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    texts, labels = [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+    texts, labels = read_labeled_text(path)
     from tools.bench.serve import word_vocabulary  # noqa: PLC0415  (one vocabulary rule for both benchmarks)
 
     vocabulary = word_vocabulary(texts)
