@@ -181,6 +181,10 @@ def test_ema_weights_are_the_moving_average_of_the_iterates(tmp_path):
     again = make_trainer(tmp_path / "ema", steps=steps, ema_momentum=momentum)
     again.train(data, max_steps=steps)
     assert max_weight_diff(again.model, ema.model) == 0.0
+    # --ema_momentum=0 (how a command line overrides a flagfile's EMA) trains the plain iterates.
+    off = make_trainer(tmp_path / "off", steps=steps, ema_momentum=0.0)
+    off.train(data, max_steps=steps)
+    assert max_weight_diff(off.model, plain.model) == 0.0
 
 
 def test_grad_accumulation_matches_big_batch(tmp_path):

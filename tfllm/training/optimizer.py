@@ -116,8 +116,8 @@ def create_optimizer(
 
     Clipping uses the gradient summed over replicas (see `AdamW` above). Biases and LayerNorm `gamma`/`beta` are excluded from weight decay.
     `total_steps` counts optimizer updates (with gradient accumulation, one
-    update per `grad_accum_steps` micro-batches). `ema_momentum` (e.g. 0.999)
-    also keeps an exponential moving average of the weights (Keras' `use_ema`),
+    update per `grad_accum_steps` micro-batches). `ema_momentum` (e.g. 0.999;
+    None or 0 for none) also keeps an exponential moving average of the weights (Keras' `use_ema`),
     which `Trainer` swaps in when training ends: an average over the last
     ~1/(1 - momentum) updates generalises better than the last iterate.
     """
@@ -130,7 +130,7 @@ def create_optimizer(
         beta_2=beta_2,
         epsilon=epsilon,
         global_clipnorm=clipnorm,
-        use_ema=ema_momentum is not None,
+        use_ema=bool(ema_momentum),  # None or 0: off (0 overrides a flagfile's value)
         ema_momentum=ema_momentum or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)

@@ -31,7 +31,7 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
     flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
     flags.DEFINE_float("ema_momentum", None, "Also keep an exponential moving average of the weights "
-                       "(e.g. 0.999) and evaluate and export with it at the end.", lower_bound=0.0,
+                       "(e.g. 0.999) and evaluate and export with it at the end; 0 = none.", lower_bound=0.0,
                        upper_bound=1.0)
     flags.DEFINE_bool("jit_compile", False, "Compile each forward + backward pass with XLA. Faster for "
                       "fixed-shape batches (GPT blocks); length-bucketed batches compile once per shape.")

@@ -221,12 +221,8 @@ class Trainer:
         replica without `drop_remainder`; a short last batch, and replicas
         that get no data at the end, are handled by tf.distribute.
         """
-        if self.plain_iterator:
-            dataset = eval_dataset_fn(tf.distribute.InputContext())
-        else:
-            dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
         totals = None
-        for batch in dataset:
+        for batch in self._dataset(eval_dataset_fn):
             totals = _add(totals, self._eval_fn(batch))
         if totals is None:
             raise ValueError("The eval dataset is empty.")
@@ -428,15 +424,10 @@ class Trainer:
             per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
             return dataset_fn(context).skip(skip * per_pipeline)
 
-        if self.plain_iterator:
-            iterator = iter(skipping_dataset_fn(tf.distribute.InputContext()))
-            if restore_iterator:
-                tf.train.Checkpoint(data_iterator=iterator).read(latest).expect_partial()
-            checkpoint = self._checkpoint(iterator if self.iterator_checkpointable else None)
-        else:
-            dataset = self.strategy.distribute_datasets_from_function(skipping_dataset_fn)
-            iterator, checkpoint = iter(dataset), self._checkpoint()
+        iterator = iter(self._dataset(skipping_dataset_fn))
+        checkpoint = self._checkpoint(iterator if self.iterator_checkpointable else None)
         if restore_iterator:
+            tf.train.Checkpoint(data_iterator=iterator).read(latest).expect_partial()
             logging.info("Data position: restored the saved tf.data iterator.")
         elif step:
             why = ("no iterator in the checkpoint" if self.iterator_checkpointable
@@ -444,6 +435,13 @@ class Trainer:
             logging.info("Data position: skipped the %d global batches already used (%s).",
                          skip, why)
         return iterator, checkpoint
+
+    def _dataset(self, dataset_fn):
+        """`dataset_fn(input_context)`'s batches for this strategy: a plain dataset on one device
+        (see `plain_iterator`), a distributed one otherwise."""
+        if self.plain_iterator:
+            return dataset_fn(tf.distribute.InputContext())
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _checkpoint_manager(self, checkpoint):
         # Under MultiWorkerMirroredStrategy every worker must take part in a

@@ -13,7 +13,6 @@ alternately. No HTTP/gRPC: `tools/serve_bench.py` adds concurrent clients.
 """
 
 import os
-import re
 import tempfile
 
 import numpy as np
@@ -23,34 +22,17 @@ import tfllm  # noqa: F401  (sets the Keras backend)
 import keras
 import keras_hub
 
-from tfllm.data.text_classification import read_table_column
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
-from tfllm.tokenizers import RESERVED_TOKENS
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
+from tools.bench.text import read_texts
+from tools.bench.text import word_vocabulary
 from tools.bench.train import BERT_SIZES
-
-FALLBACK_TEXTS = ["a gripping , beautifully acted film .", "dull and far too long .", "not bad at all .",
-                  "the plot is thin but the performances carry it through to a satisfying end ."]
-
-
-def read_texts(path):
-    if not path or not os.path.exists(path):
-        print(f"{path!r} not found: timing {len(FALLBACK_TEXTS)} built-in sentences")
-        return FALLBACK_TEXTS
-    return read_table_column(path, "sentence")
-
-
-def word_vocabulary(texts):
-    """BERT's special tokens, then every lower-cased word and punctuation mark of `texts`."""
-    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
-    return list(RESERVED_TOKENS) + words
-
 
 def export_tfllm(config, vocabulary, sequence_length, directory):
     model = BertClassifier(Bert(**config), num_classes=2)

@@ -34,6 +34,7 @@ from tfllm.models import GptCausalLM
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import losses
+from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import matmul_peak_flops
 from tools.bench.timing import print_table
@@ -77,8 +78,6 @@ def input_wait_share(flags, config):
         print(f"input wait: {path} not found; skipped")
         return
     texts, labels = read_labeled_text(path)
-    from tools.bench.serve import word_vocabulary  # noqa: PLC0415  (one vocabulary rule for both benchmarks)
-
     vocabulary = word_vocabulary(texts)
     preprocessor = BertPreprocessor(vocabulary, sequence_length=flags.bert_sequence_length)
     batch, steps = flags.bert_batch_size, 4 * flags.repeats
