@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fresh_process import serve_calls_in_fresh_process
 from tests.fresh_process import serve_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,50 +52,41 @@ def test_exported_generation_matches_in_process_generate(run):
     lm, _ = load_run(tmp / "model")
     path = export_gpt(lm, tmp / "export", model_name="toy", max_new_tokens=16)
     prompts = ["abc", "fgh abcd", "h"]
-    served = serve_in_fresh_process(path, {"prompt": prompts})
-    assert served["generated"] == lm.generate(prompts, max_new_tokens=16, temperature=0, jit_compile=False)
-
     options = {"prompt": prompts, "max_new_tokens": 5, "temperature": 1.0, "top_k": 3, "seed": 7}
-    a = serve_in_fresh_process(path, options, signature="generate")
-    b = serve_in_fresh_process(path, options, signature="generate")
-    assert a == b and all(len(t) == 5 for t in a["generated"])  # seeded and cut to the request
-
     too_many = dict(options, max_new_tokens=17)
-    with pytest.raises(AssertionError, match="exceeds the exported maximum 16"):
-        serve_in_fresh_process(path, too_many, signature="generate")
+    greedy, a, b, refused = serve_calls_in_fresh_process([
+        (path, "serving_default", {"prompt": prompts}), (path, "generate", options), (path, "generate", options),
+        (path, "generate", too_many)])
+    assert greedy["generated"] == lm.generate(prompts, max_new_tokens=16, temperature=0, jit_compile=False)
+    assert a == b and all(len(t) == 5 for t in a["generated"])  # seeded and cut to the request
+    assert "exceeds the exported maximum 16" in refused["error"]
 
 
-def test_bpe_path_build_vocab_train_generate_and_serve(tmp_path):
-    """tools/build_vocab.py --type=bpe -> train_gpt.py --tokenizer=bpe -> generate.py and the export agree."""
+def test_bpe_path_train_generate_and_serve(tmp_path):
+    """BPE files (as tools/build_vocab.py --type=bpe writes them, tested in test_byte_pair.py) ->
+    train_gpt.py --tokenizer=bpe -> generate and the export agree."""
+    import tfllm  # noqa: F401
+    from tfllm.export.gpt_export import export_gpt
+    from tfllm.models.gpt.gpt_run_files import load_run
+    from tfllm.tokenizers.byte_pair import build_byte_pair_files
+
     text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
     (tmp_path / "text.txt").write_text(text)
-    common = dict(capture_output=True, text=True, cwd=ROOT, timeout=600)
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "build_vocab.py"), "--type=bpe",
-                           f"--input={tmp_path / 'text.txt'}", f"--output={tmp_path / 'bpe'}",
-                           "--vocab_size=300"], **common)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    build_byte_pair_files([str(tmp_path / "text.txt")], str(tmp_path / "bpe"), 300, log=lambda *a: None)
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_gpt.py"), f"--text_file={tmp_path / 'text.txt'}",
                            f"--model_dir={tmp_path / 'model'}", "--tokenizer=bpe",
                            f"--bpe_vocab={tmp_path / 'bpe' / 'vocab.json'}",
                            f"--bpe_merges={tmp_path / 'bpe' / 'merges.txt'}", "--num_layers=1", "--num_heads=2",
                            "--hidden_dim=32", "--block_size=24", "--batch_size=16", "--max_steps=100",
                            "--warmup_steps=10", "--learning_rate=1e-2", "--eval_every=100", "--log_every=50",
-                           "--strategy=cpu"], **common)
+                           "--strategy=cpu"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     loss = float([l for l in proc.stdout.splitlines() if l.startswith("validation:")][0].split()[2])
     assert loss < 0.5, proc.stdout  # a 1-layer model learns the repeated sentence (uniform: ln 300 = 5.7)
 
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "generate.py"), f"--model_dir={tmp_path / 'model'}",
-                           "--prompt=the quick", "--max_new_tokens=12", "--temperature=0", "--jit_compile=false"],
-                          **common)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "brown fox jumps over the lazy dog" in proc.stdout
-
-    import tfllm  # noqa: F401
-    from tfllm.export.gpt_export import export_gpt
-    from tfllm.models.gpt.gpt_run_files import load_run
-
-    lm, _ = load_run(tmp_path / "model")
+    lm, _ = load_run(tmp_path / "model")  # what recipes/generate.py loads
+    [continuation] = lm.generate(["the quick"], max_new_tokens=12, temperature=0, jit_compile=False)
+    assert "brown fox jumps over the lazy dog" in continuation
     path = export_gpt(lm, tmp_path / "export", model_name="toy_bpe", max_new_tokens=8)
     prompts = ["the quick", "over the lazy"]
     served = serve_in_fresh_process(path, {"prompt": prompts})

@@ -14,7 +14,6 @@ import tensorflow as tf
 
 import tfllm  # noqa: F401
 from tests.fresh_process import rest_predict_in_fresh_process
-from tests.fresh_process import serve_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
@@ -324,21 +323,22 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     assert results["bleu"] > 90, proc.stdout
     assert results["examples"] == 40 and results["num_beams"] == 2 and "nrefs:1" in results["signature"]
 
-    # The export (tokenizer + beam search + detokenizer in one graph) translates the same, served by a process
-    # that imports only TensorFlow and tensorflow_text.
-    sources = (tmp_path / "val.src").read_text().splitlines()
-    served = serve_in_fresh_process(tmp_path / "export" / "translator" / "1", {"source": sources})
-    assert served["translation"] == (model_dir / "eval_translations.txt").read_text().splitlines()
-    assert len(served["score"]) == 40 and all(score < 0 for score in served["score"])
+    # The export (tokenizer + beam search + detokenizer in one graph) translates the same, served through the
+    # TF Serving REST format by a process that imports only TensorFlow and tensorflow_text; so do its warmup
+    # requests.
     from tfllm.export import read_warmup_requests  # noqa: PLC0415
 
-    warmup = read_warmup_requests(str(tmp_path / "export" / "translator" / "1"))
+    export = tmp_path / "export" / "translator" / "1"
+    sources = (tmp_path / "val.src").read_text().splitlines()
+    warmup = read_warmup_requests(str(export))
     assert [(signature, len(inputs["source"])) for signature, inputs in warmup] == [("serving_default", 1),
                                                                                  ("serving_default", 2)]
-    replies = rest_predict_in_fresh_process([
-        (tmp_path / "export" / "translator" / "1", {"inputs": {"source": [t.decode() for t in inputs["source"]]}})
-        for _, inputs in warmup])
-    assert [len(reply["outputs"]["translation"]) for reply in replies] == [1, 2], replies
+    replies = rest_predict_in_fresh_process([(export, {"inputs": {"source": sources}})] + [
+        (export, {"inputs": {"source": [t.decode() for t in inputs["source"]]}}) for _, inputs in warmup])
+    served = replies[0]["outputs"]
+    assert served["translation"] == (model_dir / "eval_translations.txt").read_text().splitlines()
+    assert len(served["score"]) == 40 and all(score < 0 for score in served["score"])
+    assert [len(reply["outputs"]["translation"]) for reply in replies[1:]] == [1, 2], replies[1:]
     # Token accuracy of the reversal, position by position against the references: >= 99%.
     references = [line.split() for line in (tmp_path / "val.tgt").read_text().splitlines()]
     hits = sum(h == r for hyp, ref in zip(served["translation"], references) for h, r in zip(hyp.split(), ref))
