@@ -6,6 +6,11 @@
     python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
     python tools/benchmark.py serve                     # BERT classifier SavedModels, raw strings in
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
+    python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
+
+`--torch` adds PyTorch/`transformers` (eager) rows to train-bert, train-gpt,
+generate and char-lm when both are installed (`pip install torch==2.13.0
+transformers`; they are never tfllm dependencies).
 
 Both sides get the same configuration, random weights and inputs; each is
 warmed up (tracing and XLA compiles are timed separately, as "first call"),
@@ -33,7 +38,7 @@ flags.DEFINE_integer("vocabulary_size", 50257, "Vocabulary size (GPT-2's by defa
 flags.DEFINE_integer("max_sequence_length", 1024, "Position table size.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
 flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache.")
-flags.DEFINE_bool("torch", False, "Add a PyTorch/transformers reference if installed.")
+flags.DEFINE_bool("torch", False, "Add PyTorch/transformers (eager) rows if both are installed.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and inputs.")
 flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert: model sizes.")
 flags.DEFINE_integer("bert_batch_size", 32, "train-bert: batch size.")
@@ -49,9 +54,12 @@ flags.DEFINE_integer("serve_requests", 20, "serve: requests per timed round.")
 flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                       "../../shared/data/sst2/dev.tsv")),
                     "serve: TSV with a `sentence` column to send (train-bert reads train.tsv beside it).")
+flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     "../../shared/data/tinyshakespeare/input.txt")),
+                    "char-lm: the Tiny Shakespeare text.")
 FLAGS = flags.FLAGS
 
-COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection")
+COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm")
 
 
 def main(argv):
@@ -66,6 +74,10 @@ def main(argv):
         from tools.bench import serve  # noqa: PLC0415
 
         serve.run(FLAGS)
+    elif argv[1] == "char-lm":
+        from tools.bench import char_lm  # noqa: PLC0415
+
+        char_lm.run(FLAGS)
     elif argv[1] == "projection":
         from tools.bench import projection  # noqa: PLC0415
 

@@ -16,6 +16,7 @@ from keras import ops
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tools.bench import torch_reference
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.timing import read_bandwidth_bytes
@@ -31,7 +32,7 @@ def build_models(flags):
     ours = GptCausalLM(Gpt(**config))
     theirs = keras_hub.models.GPT2CausalLM(backbone=keras_hub.models.GPT2Backbone(**config), preprocessor=None)
     theirs.compile(sampler="greedy")
-    return ours, theirs
+    return ours, theirs, config
 
 
 def uncached_decoder(lm):
@@ -56,7 +57,7 @@ def weight_bytes_per_step(lm):
 
 
 def run(flags):
-    ours, theirs = build_models(flags)
+    ours, theirs, config = build_models(flags)
     bandwidth = read_bandwidth_bytes()
     step_bytes = weight_bytes_per_step(ours)
     print(f"GPT-2-style L{flags.num_layers} H{flags.hidden_dim} heads {flags.num_heads} V{flags.vocabulary_size}: "
@@ -74,6 +75,8 @@ def run(flags):
             "tfllm cached": lambda: ours.generate(prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0),
             "keras-hub": lambda: theirs.generate({"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
         }
+        if flags.torch and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
+            variants["PyTorch transformers"] = generate
         if flags.uncached:
             variants["tfllm uncached"] = lambda: uncached(ids, mask, {"temperature": 0})
         first = {name: first_call_seconds(fn) for name, fn in variants.items()}

@@ -34,6 +34,7 @@ from tfllm.models import GptCausalLM
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import losses
+from tools.bench import torch_reference
 from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import matmul_peak_flops
@@ -41,6 +42,7 @@ from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
 
+TORCH = "PyTorch eager"
 # (num_layers, hidden_dim, num_heads) of the BERT sizes the issue names.
 BERT_SIZES = {"L4_H256": (4, 256, 4), "L6_H384": (6, 384, 6)}
 
@@ -132,6 +134,8 @@ def bert_variants(flags, size):
         theirs = keras_hub.models.BertTextClassifier(
             keras_hub.models.BertBackbone(**config), num_classes=2, preprocessor=None)
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    if flags.torch and (step := torch_reference.bert_train_step(config, features["token_ids"], labels)):
+        variants[TORCH] = step
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * n_nonembedding + 12 * layers * width * length
     return variants, batch * length, flops_per_token, f"BERT {size} classifier, batch {batch} x {length}", config
@@ -156,6 +160,8 @@ def gpt_variants(flags):
     for jit in (False, True):
         theirs = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**config), preprocessor=None)
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    if flags.torch and (step := torch_reference.gpt_train_step(config, features["token_ids"])):
+        variants[TORCH] = step
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * (n_nonembedding + vocab * width) + 12 * layers * width * length
     return variants, batch * length, flops_per_token, f"GPT-2-style L{layers} H{width} V{vocab}, batch {batch} x {length}"
@@ -175,6 +181,10 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
                      f"{first[name]:.1f}"])
     print_table(["variant", "median s/step", "min-max s", "tokens/s", "speed vs keras-hub fit",
                  "of matmul peak", "first step s"], rows)
+    if TORCH in times:
+        torch_median = spread(times[TORCH])[0]
+        print("; ".join(f"{name} {torch_median / spread(seconds)[0]:.2f}x {TORCH}"
+                        for name, seconds in times.items() if name.startswith("tfllm")))
 
 
 def run(flags, command):

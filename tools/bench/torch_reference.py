@@ -1,0 +1,99 @@
+"""`--torch`: the PyTorch/`transformers` side of the benchmarks (eager, as people run it), when installed.
+
+Each function returns a callable timed like the TensorFlow variants, built
+from the same configuration and the same token arrays; `None` (with the
+reason printed) when torch or transformers is missing. PyTorch uses every
+core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
+"""
+
+import importlib.util
+import os
+
+import numpy as np
+
+
+def available():
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"--torch: {' and '.join(missing)} not installed; PyTorch rows skipped "
+              "(pip install torch==2.13.0 transformers)")
+        return False
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    return True
+
+
+def gpt2(config):
+    """A randomly initialised `transformers.GPT2LMHeadModel` of a tfllm `Gpt` configuration."""
+    import transformers  # noqa: PLC0415
+
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=config["vocabulary_size"], n_positions=config["max_sequence_length"],
+        n_embd=config["hidden_dim"], n_layer=config["num_layers"], n_head=config["num_heads"],
+        n_inner=config["intermediate_dim"], resid_pdrop=config["dropout"], embd_pdrop=config["dropout"],
+        attn_pdrop=config["dropout"], bos_token_id=config["vocabulary_size"] - 1,
+        eos_token_id=config["vocabulary_size"] - 1))
+
+
+def _train_step(model, inputs):
+    """One AdamW update with global-norm clipping 1.0, like the TensorFlow variants; returns the loss."""
+    import torch  # noqa: PLC0415
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(**inputs).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    return step
+
+
+def gpt_train_step(config, token_ids):
+    """`GPT2LMHeadModel` trained on `token_ids` [batch, length] (the labels are the inputs, shifted inside)."""
+    if not available():
+        return None
+    import torch  # noqa: PLC0415
+
+    ids = torch.from_numpy(np.asarray(token_ids, np.int64))
+    return _train_step(gpt2(config), {"input_ids": ids, "labels": ids})
+
+
+def bert_train_step(config, token_ids, labels):
+    """`BertForSequenceClassification` (2 classes) trained on `token_ids` [batch, length] and `labels`."""
+    if not available():
+        return None
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=config["vocabulary_size"], hidden_size=config["hidden_dim"],
+        num_hidden_layers=config["num_layers"], num_attention_heads=config["num_heads"],
+        intermediate_size=config["intermediate_dim"], max_position_embeddings=config["max_sequence_length"],
+        hidden_dropout_prob=config["dropout"], attention_probs_dropout_prob=config["dropout"], num_labels=2))
+    return _train_step(model, {"input_ids": torch.from_numpy(np.asarray(token_ids, np.int64)),
+                               "labels": torch.from_numpy(np.asarray(labels, np.int64))})
+
+
+def gpt_generate(config, prompts, new_tokens):
+    """Greedy `GPT2LMHeadModel.generate` of exactly `new_tokens` per row (no early stop), key/value cache on."""
+    if not available():
+        return None
+    import torch  # noqa: PLC0415
+
+    model = gpt2(dict(config, dropout=0.0)).eval()
+    ids = torch.from_numpy(np.asarray(prompts, np.int64))
+
+    def generate():
+        with torch.inference_mode():
+            return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                  max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0,
+                                  use_cache=True)
+
+    return generate
