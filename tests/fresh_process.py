@@ -27,13 +27,7 @@ print(json.dumps(results, default=lambda b: b.decode()))
 def serve_calls_in_fresh_process(calls, timeout=300):
     """Outputs (dicts of lists) of each `(export_dir, signature, inputs)` call, all in ONE new process
     (its start-up, ~8 s here, dominates); a call the graph rejects gives `{"error": message}`."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], input=json.dumps([(str(d), s, i) for d, s, i in calls]),
-        capture_output=True, text=True, timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"serving process failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _run_script(_SCRIPT, [], [(str(d), s, i) for d, s, i in calls], timeout)
 
 
 def serve_in_fresh_process(export_dir, inputs, signature="serving_default", timeout=300):
@@ -67,9 +61,14 @@ def rest_predict_in_fresh_process(requests, timeout=300):
     from pathlib import Path  # noqa: PLC0415
 
     tool = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
+    return _run_script(_REST_SCRIPT, [str(tool)], [(str(d), b) for d, b in requests], timeout)
+
+
+def _run_script(script, args, payload, timeout):
+    """Run `script` in a new interpreter with `payload` as JSON on stdin; its last stdout line, parsed."""
     proc = subprocess.run(
-        [sys.executable, "-c", _REST_SCRIPT, str(tool)], input=json.dumps([(str(d), b) for d, b in requests]),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", script, *args], input=json.dumps(payload), capture_output=True, text=True,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise AssertionError(f"serving process failed:\n{proc.stderr[-3000:]}")

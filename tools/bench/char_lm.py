@@ -38,7 +38,8 @@ def run_tfllm(text_file, jit_compile, seed):
     model_dir = tempfile.mkdtemp(prefix="bench-char-")
     command = [sys.executable, os.path.join(ROOT, "recipes", "train_gpt.py"), f"--text_file={text_file}",
                f"--model_dir={model_dir}", "--tokenizer=char", "--dropout=0", "--strategy=cpu",
-               f"--jit_compile={str(jit_compile).lower()}", f"--seed={seed}", "--eval_every=2000", *flags]
+               f"--jit_compile={str(jit_compile).lower()}", f"--seed={seed}",
+               f"--eval_every={SETTING['max_steps']}", *flags]  # one validation, at the end
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start

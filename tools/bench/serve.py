@@ -26,13 +26,14 @@ from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
+from tools.bench.text import read_texts
+from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
-from tools.bench.text import read_texts
-from tools.bench.text import word_vocabulary
 from tools.bench.train import BERT_SIZES
+
 
 def export_tfllm(config, vocabulary, sequence_length, directory):
     model = BertClassifier(Bert(**config), num_classes=2)

@@ -6,12 +6,14 @@ reason printed) when torch or transformers is missing. PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
+import functools
 import importlib.util
 import os
 
 import numpy as np
 
 
+@functools.cache  # once per process: the message, the thread count and the seed
 def available():
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing:
