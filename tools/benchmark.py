@@ -7,6 +7,7 @@
     python tools/benchmark.py serve                     # BERT classifier SavedModels, raw strings in
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
     python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
+    python tools/benchmark.py decode-profile            # one cached decoding step split: blocks, LM head, cache
 
 `--torch` adds PyTorch/`transformers` (eager) rows to train-bert, train-gpt,
 generate and char-lm when both are installed (`pip install torch==2.13.0
@@ -59,7 +60,7 @@ flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirn
                     "char-lm: the Tiny Shakespeare text.")
 FLAGS = flags.FLAGS
 
-COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm")
+COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm", "decode-profile")
 
 
 def main(argv):
@@ -78,6 +79,10 @@ def main(argv):
         from tools.bench import char_lm  # noqa: PLC0415
 
         char_lm.run(FLAGS)
+    elif argv[1] == "decode-profile":
+        from tools.bench import decode_profile  # noqa: PLC0415
+
+        decode_profile.run(FLAGS)
     elif argv[1] == "projection":
         from tools.bench import projection  # noqa: PLC0415
 

@@ -35,6 +35,8 @@ from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import losses
 from tools.bench import torch_reference
+from tools.bench.matmuls import MatmulsAlone
+from tools.bench.matmuls import step_matmul_shapes
 from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import matmul_peak_flops
@@ -43,6 +45,7 @@ from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
 
 TORCH = "PyTorch eager"
+MATMULS = "the step's matmuls alone"
 # (num_layers, hidden_dim, num_heads) of the BERT sizes the issue names.
 BERT_SIZES = {"L4_H256": (4, 256, 4), "L6_H384": (6, 384, 6)}
 
@@ -136,6 +139,7 @@ def bert_variants(flags, size):
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
     if flags.torch and (step := torch_reference.bert_train_step(config, features["token_ids"], labels)):
         variants[TORCH] = step
+    variants[MATMULS] = MatmulsAlone(step_matmul_shapes(batch, length, layers, width, heads))
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * n_nonembedding + 12 * layers * width * length
     return variants, batch * length, flops_per_token, f"BERT {size} classifier, batch {batch} x {length}", config
@@ -162,6 +166,7 @@ def gpt_variants(flags):
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
     if flags.torch and (step := torch_reference.gpt_train_step(config, features["token_ids"])):
         variants[TORCH] = step
+    variants[MATMULS] = MatmulsAlone(step_matmul_shapes(batch, length, layers, width, heads, output_width=vocab))
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * (n_nonembedding + vocab * width) + 12 * layers * width * length
     return variants, batch * length, flops_per_token, f"GPT-2-style L{layers} H{width} V{vocab}, batch {batch} x {length}"
@@ -171,6 +176,7 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
     print(f"\n{title}: {flops_per_token / 1e6:.1f} MFLOP per token; {flags.repeats} timed steps each")
     first = {name: first_call_seconds(fn) for name, fn in variants.items()}
     times = time_alternately(variants, flags.repeats)
+    matmul_seconds = spread(times.pop(MATMULS))[0]
     reference = spread(times["keras-hub fit"])[0]
     rows = []
     for name, seconds in times.items():
@@ -185,6 +191,12 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
         torch_median = spread(times[TORCH])[0]
         print("; ".join(f"{name} {torch_median / spread(seconds)[0]:.2f}x {TORCH}"
                         for name, seconds in times.items() if name.startswith("tfllm")))
+    ours = spread(times["tfllm Trainer"])[0]
+    print(f"Profile: {MATMULS} (projections, the LM head, attention's two T x T products and the gradients of all, "
+          f"{variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s, "
+          f"{variants[MATMULS].flops / matmul_seconds / peak:.0%} of peak: {matmul_seconds / ours:.0%} of tfllm "
+          f"Trainer's step; the other {1 - matmul_seconds / ours:.0%} is softmax and masking, LayerNorm, GELU, "
+          "dropout, the optimizer and embedding gradients")
 
 
 def run(flags, command):

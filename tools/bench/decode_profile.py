@@ -1,0 +1,119 @@
+"""`benchmark.py decode-profile`: where one cached decoding step's time goes, against the bandwidth roofline.
+
+`generate` reports tfllm's greedy decoding at ~40-50% of the roofline
+(weight bytes per step / read bandwidth). This splits one step of the same
+GPT, each part run --new_tokens times inside one compiled `while_loop` (no
+Python or dispatch cost between steps), with the bytes each part must read:
+- the whole step (`GptCausalLM.call_with_cache` + argmax), as `generate` runs it;
+- the Transformer blocks alone (embeddings, blocks, final norm, cache update);
+- the tied LM head alone (hidden state -> vocabulary logits + argmax);
+- the blocks' matrix-vector products alone: the same weight shapes, nothing
+  else (no attention, norms or cache), i.e. what the blocks would cost if
+  they were only the weight reads they are made of;
+- the blocks with a 4x longer cache: the extra time is the cost of moving
+  the cache, which the roofline does not count.
+"""
+
+import numpy as np
+
+import tfllm  # noqa: F401  (sets the Keras backend)
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tools.bench.timing import print_table
+from tools.bench.timing import read_bandwidth_bytes
+from tools.bench.timing import spread
+from tools.bench.timing import time_alternately
+
+
+def decode_loop(part, lm, batch, cache_length, start, steps):
+    """A compiled function running `part(token, cache, index, hidden)` for `steps` positions from `start`."""
+    hidden_dim = lm.backbone.hidden_dim
+
+    def run():
+        def body(index, cache, hidden, total):
+            out, cache, hidden = part(tf.ones((batch, 1), "int32"), cache, index, hidden)
+            return index + 1, cache, hidden, total + tf.cast(tf.reduce_sum(out), "float32")
+
+        loop_vars = (tf.constant(start), lm.init_cache(batch, cache_length), tf.zeros((batch, 1, hidden_dim)),
+                     tf.constant(0.0))
+        return tf.while_loop(lambda index, *_: index < start + steps, body, loop_vars)[-1]
+
+    return tf.function(run, jit_compile=True)
+
+
+def step_parts(lm):
+    """{name: part} for `decode_loop`: the whole step, the blocks alone, the tied head alone."""
+    backbone = lm.backbone
+
+    def whole(token, cache, index, hidden):
+        logits, hidden, cache = lm.call_with_cache(token, cache, index)
+        return ops.argmax(logits[:, 0], -1), cache, hidden
+
+    def blocks(token, cache, index, hidden):
+        x = backbone.embeddings(token, start_index=index)
+        layer_caches = []
+        for i, block in enumerate(backbone.decoder_blocks):
+            x, layer_cache = block(x, self_attention_cache=cache[:, i], self_attention_cache_update_index=index)
+            layer_caches.append(layer_cache)
+        x = backbone.final_norm(x)
+        return x, ops.stack(layer_caches, axis=1), x
+
+    def head(token, cache, index, hidden):
+        moving = hidden + ops.cast(index, hidden.dtype) * 1e-6  # a new input each step, so nothing is hoisted
+        return ops.argmax(backbone.token_embedding(moving, reverse=True)[:, 0], -1), cache, hidden
+
+    return {"whole step": whole, "blocks": blocks, "LM head": head}
+
+
+def matvec_loop(shapes, batch, steps):
+    """A compiled loop of `steps` rounds of x @ W over random weights of `shapes`, nothing else."""
+    weights = [tf.Variable(tf.random.stateless_normal(s, seed=(i, 0)) * 0.02) for i, s in enumerate(shapes)]
+    width = shapes[0][0]
+
+    def run():
+        def body(i, x):
+            h = x
+            for w in weights:  # consecutive shapes chain after cutting q/k/v's 3d outputs to d
+                h = tf.matmul(h[:, : w.shape[0]], w)
+            return i + 1, x + 1e-3 * h[:, :width]
+
+        return tf.while_loop(lambda i, x: i < steps, body, (tf.constant(0), tf.ones((batch, width))))[1]
+
+    return tf.function(run, jit_compile=True)
+
+
+def run(flags):
+    keras.utils.set_random_seed(flags.seed)
+    d, n_layers, vocab = flags.hidden_dim, flags.num_layers, flags.vocabulary_size
+    lm = GptCausalLM(Gpt(vocabulary_size=vocab, num_layers=n_layers, num_heads=flags.num_heads, hidden_dim=d,
+                         intermediate_dim=4 * d, dropout=0.0, max_sequence_length=flags.max_sequence_length))
+    batch, steps, start = 1, flags.new_tokens, flags.prompt_length
+    cache_length = start + steps
+    bandwidth = read_bandwidth_bytes()
+    shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * n_layers
+    head_bytes = 4 * vocab * d
+    block_bytes = 4 * sum(a * b for a, b in shapes)
+    parts = step_parts(lm)
+    loops = {name: decode_loop(part, lm, batch, cache_length, start, steps) for name, part in parts.items()}
+    loops["blocks, cache 4x longer"] = decode_loop(parts["blocks"], lm, batch, 4 * cache_length, start, steps)
+    loops["blocks' matvecs only"] = matvec_loop(shapes, batch, steps)
+    read = {"whole step": head_bytes + block_bytes, "LM head": head_bytes}
+    for name, loop in loops.items():
+        loop()  # trace and compile
+    times = time_alternately({name: lambda loop=loop: np.asarray(loop()) for name, loop in loops.items()},
+                             flags.repeats)
+    print(f"GPT L{n_layers} H{d} V{vocab}, batch 1, {steps} steps from position {start} (cache {cache_length}); "
+          f"read bandwidth {bandwidth / 1e9:.1f} GB/s; weights per step: blocks {block_bytes / 1e6:.0f} MB, "
+          f"LM head {head_bytes / 1e6:.0f} MB")
+    rows = []
+    for name, seconds in times.items():
+        per_step = spread(seconds)[0] / steps
+        needed = read.get(name, block_bytes)
+        rows.append([name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
+                     f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
+    print()
+    print_table(["part", "ms per step", "roofline ms", "of roofline", "weight GB/s"], rows)
