@@ -195,8 +195,8 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
     print(f"Profile: {MATMULS} (projections, the LM head, attention's two T x T products and the gradients of all, "
           f"{variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s, "
           f"{variants[MATMULS].flops / matmul_seconds / peak:.0%} of peak: {matmul_seconds / ours:.0%} of tfllm "
-          f"Trainer's step; the other {1 - matmul_seconds / ours:.0%} is softmax and masking, LayerNorm, GELU, "
-          "dropout, the optimizer and embedding gradients")
+          f"Trainer's step; the other {1 - matmul_seconds / ours:.0%} is the softmaxes (attention, loss) and masking, "
+          "LayerNorm, GELU, dropout, the optimizer and embedding gradients")
 
 
 def run(flags, command):
