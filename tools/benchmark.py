@@ -26,6 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
 from absl import app
 from absl import flags
 
@@ -38,7 +39,7 @@ flags.DEFINE_integer("hidden_dim", 384, "Model width.")
 flags.DEFINE_integer("vocabulary_size", 50257, "Vocabulary size (GPT-2's by default).")
 flags.DEFINE_integer("max_sequence_length", 1024, "Position table size.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
-flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache.")
+flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache (smallest batch).")
 flags.DEFINE_bool("torch", False, "Add PyTorch/transformers (eager) rows if both are installed.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and inputs.")
 flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert: model sizes.")

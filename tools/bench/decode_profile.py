@@ -70,7 +70,7 @@ def step_parts(lm):
 
 
 def matvec_loop(shapes, batch, steps):
-    """A compiled loop of `steps` rounds of x @ W over random weights of `shapes`, nothing else."""
+    """A compiled loop of `steps` rounds of [batch, k] @ W over random weights of `shapes`, nothing else."""
     weights = [tf.Variable(tf.random.stateless_normal(s, seed=(i, 0)) * 0.02) for i, s in enumerate(shapes)]
     width = shapes[0][0]
 
@@ -91,29 +91,30 @@ def run(flags):
     d, n_layers, vocab = flags.hidden_dim, flags.num_layers, flags.vocabulary_size
     lm = GptCausalLM(Gpt(vocabulary_size=vocab, num_layers=n_layers, num_heads=flags.num_heads, hidden_dim=d,
                          intermediate_dim=4 * d, dropout=0.0, max_sequence_length=flags.max_sequence_length))
-    batch, steps, start = 1, flags.new_tokens, flags.prompt_length
+    steps, start = flags.new_tokens, flags.prompt_length
     cache_length = start + steps
     bandwidth = read_bandwidth_bytes()
     shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * n_layers
     head_bytes = 4 * vocab * d
     block_bytes = 4 * sum(a * b for a, b in shapes)
-    parts = step_parts(lm)
-    loops = {name: decode_loop(part, lm, batch, cache_length, start, steps) for name, part in parts.items()}
-    loops["blocks, cache 4x longer"] = decode_loop(parts["blocks"], lm, batch, 4 * cache_length, start, steps)
-    loops["blocks' matvecs only"] = matvec_loop(shapes, batch, steps)
     read = {"whole step": head_bytes + block_bytes, "LM head": head_bytes}
-    for name, loop in loops.items():
-        loop()  # trace and compile
-    times = time_alternately({name: lambda loop=loop: np.asarray(loop()) for name, loop in loops.items()},
-                             flags.repeats)
-    print(f"GPT L{n_layers} H{d} V{vocab}, batch 1, {steps} steps from position {start} (cache {cache_length}); "
+    print(f"GPT L{n_layers} H{d} V{vocab}, {steps} steps from position {start} (cache {cache_length}); "
           f"read bandwidth {bandwidth / 1e9:.1f} GB/s; weights per step: blocks {block_bytes / 1e6:.0f} MB, "
           f"LM head {head_bytes / 1e6:.0f} MB")
-    rows = []
-    for name, seconds in times.items():
-        per_step = spread(seconds)[0] / steps
-        needed = read.get(name, block_bytes)
-        rows.append([name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
-                     f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
-    print()
-    print_table(["part", "ms per step", "roofline ms", "of roofline", "weight GB/s"], rows)
+    parts = step_parts(lm)
+    for batch in sorted(map(int, flags.batch_sizes)):
+        loops = {name: decode_loop(part, lm, batch, cache_length, start, steps) for name, part in parts.items()}
+        loops["blocks, cache 4x longer"] = decode_loop(parts["blocks"], lm, batch, 4 * cache_length, start, steps)
+        loops["blocks' matvecs only"] = matvec_loop(shapes, batch, steps)
+        for loop in loops.values():
+            loop()  # trace and compile
+        times = time_alternately({name: lambda loop=loop: np.asarray(loop()) for name, loop in loops.items()},
+                                 flags.repeats)
+        rows = []
+        for name, seconds in times.items():
+            per_step = spread(seconds)[0] / steps
+            needed = read.get(name, block_bytes)
+            rows.append([batch, name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
+                         f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
+        print()
+        print_table(["batch", "part", "ms per step", "roofline ms", "of roofline", "weight GB/s"], rows)

@@ -18,9 +18,9 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
+import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
+import tensorflow as tf
 import keras
 import keras_hub
 
@@ -169,7 +169,8 @@ def gpt_variants(flags):
     variants[MATMULS] = MatmulsAlone(step_matmul_shapes(batch, length, layers, width, heads, output_width=vocab))
     n_nonembedding = ours.count_params() - _embedding_params(ours)
     flops_per_token = 6 * (n_nonembedding + vocab * width) + 12 * layers * width * length
-    return variants, batch * length, flops_per_token, f"GPT-2-style L{layers} H{width} V{vocab}, batch {batch} x {length}"
+    title = f"GPT-2-style L{layers} H{width} V{vocab}, batch {batch} x {length}"
+    return variants, batch * length, flops_per_token, title
 
 
 def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
@@ -193,8 +194,8 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
                         for name, seconds in times.items() if name.startswith("tfllm")))
     ours = spread(times["tfllm Trainer"])[0]
     print(f"Profile: {MATMULS} (projections, the LM head, attention's two T x T products and the gradients of all, "
-          f"{variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s, "
-          f"{variants[MATMULS].flops / matmul_seconds / peak:.0%} of peak: {matmul_seconds / ours:.0%} of tfllm "
+          f"{variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s "
+          f"({variants[MATMULS].flops / matmul_seconds / 1e9:.0f} GFLOP/s): {matmul_seconds / ours:.0%} of tfllm "
           f"Trainer's step; the other {1 - matmul_seconds / ours:.0%} is the softmaxes (attention, loss) and masking, "
           "LayerNorm, GELU, dropout, the optimizer and embedding gradients")
 
