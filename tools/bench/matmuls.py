@@ -30,7 +30,13 @@ def step_matmul_shapes(batch, length, layers, width, heads, output_width=0):
 
 
 class MatmulsAlone:
-    """Runs every product of `shapes` (random operands, made once) in one `tf.function`; `flops` per call."""
+    """Runs every product of `shapes` in one `tf.function`; `flops` per call.
+
+    Operands are variables (one per distinct shape), read afresh for every
+    product: with plain tensors, grappler would fold or merge the repeated
+    identical products (the same shapes recur in every layer) and the
+    matmuls would look faster than they are.
+    """
 
     def __init__(self, shapes, seed=0):
         self.flops = sum(2 * c * m * k * n for c, m, k, n in shapes)
@@ -39,12 +45,13 @@ class MatmulsAlone:
             for shape in ((c, m, k), (c, k, n)):
                 if shape not in operands:
                     dims = shape if c > 1 else shape[1:]
-                    operands[shape] = tf.random.stateless_normal(dims, seed=(seed, len(operands)))
+                    operands[shape] = tf.Variable(tf.random.stateless_normal(dims, seed=(seed, len(operands))))
 
         @tf.function
         def run():
             # One scalar per product, so none is pruned; the sums read each output once.
-            return tf.add_n([tf.reduce_sum(tf.matmul(operands[(c, m, k)], operands[(c, k, n)]))
+            return tf.add_n([tf.reduce_sum(tf.matmul(operands[(c, m, k)].read_value(),
+                                                     operands[(c, k, n)].read_value()))
                              for c, m, k, n in shapes])
 
         self._run = run
