@@ -193,8 +193,8 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
         print("; ".join(f"{name} {torch_median / spread(seconds)[0]:.2f}x {TORCH}"
                         for name, seconds in times.items() if name.startswith("tfllm")))
     ours = spread(times["tfllm Trainer"])[0]
-    print(f"Profile: {MATMULS} (projections, the LM head, attention's two T x T products and the gradients of all, "
-          f"{variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s "
+    print(f"Profile: {MATMULS} (the projections, a GPT's LM head, attention's two T x T products and the "
+          f"gradients of all, {variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s "
           f"({variants[MATMULS].flops / matmul_seconds / 1e9:.0f} GFLOP/s): {matmul_seconds / ours:.0%} of tfllm "
           f"Trainer's step; the other {1 - matmul_seconds / ours:.0%} is the softmaxes (attention, loss) and masking, "
           "LayerNorm, GELU, dropout, the optimizer and embedding gradients")
