@@ -59,6 +59,7 @@ flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dir
 flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                      "../../shared/data/tinyshakespeare/input.txt")),
                     "char-lm: the Tiny Shakespeare text.")
+flags.DEFINE_bool("char_without_xla", False, "char-lm: also run train_gpt.py without --jit_compile (~4 min more).")
 FLAGS = flags.FLAGS
 
 COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm", "decode-profile")

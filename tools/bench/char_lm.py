@@ -5,8 +5,9 @@ wide, block 64, batch 12, dropout 0, AdamW lr 1e-3 (beta_2 0.99, weight decay
 0.1 on matrices), 100 warmup steps, cosine to 1e-4 over 2,000 steps, the
 first 90% of the text for training, and reaches a validation loss of ~1.88
 nats/char. Both sides run that setting here, one after the other:
-- tfllm: `recipes/train_gpt.py` as a user runs it (a new process, so the
-  wall time includes TensorFlow's start-up and the first trace);
+- tfllm: `recipes/train_gpt.py --jit_compile` as a user runs it (a new
+  process, so the wall time includes TensorFlow's start-up and the first
+  trace; `--char_without_xla` adds the run without XLA, ~4 more minutes);
 - PyTorch (`--torch`): a nanoGPT-style loop around `transformers`'
   `GPT2LMHeadModel` in this process (random blocks per step, eager, no
   `torch.compile`), timed from building the model.
@@ -113,7 +114,7 @@ def run(flags):
         raise FileNotFoundError(f"--char_text_file: {text_file} not found (Tiny Shakespeare input.txt)")
     print("nanoGPT CPU setting: " + ", ".join(f"{k} {v}" for k, v in SETTING.items()) + "; dropout 0")
     rows = []
-    for jit in (False, True):
+    for jit in ((False, True) if flags.char_without_xla else (True,)):
         seconds, training, loss = run_tfllm(text_file, jit, flags.seed)
         rows.append([f"tfllm train_gpt.py{' --jit_compile' if jit else ''}", f"{seconds:.0f}", f"{training:.0f}",
                      f"{loss:.3f}"])
