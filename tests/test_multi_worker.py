@@ -110,8 +110,10 @@ def test_two_workers_train_checkpoint_once_and_export(tmp_path):
     assert last_progress[0] and last_progress[0] == last_progress[1]  # global, all-reduced
     assert "Saved checkpoint" in chief_log and "Saved checkpoint" not in worker_log
     assert "exported:" in chief_log and "exported:" not in worker_log
-    # Nothing left by the workers' temporary checkpoints, nothing of theirs in model_dir.
-    assert not list((tmp_path / "tmp0").iterdir()) and not list((tmp_path / "tmp1").iterdir())
+    # Nothing left by the workers' temporary checkpoints, nothing of theirs in model_dir. (Autograph writes
+    # its generated modules to TMPDIR and deletes them at exit; Python's bytecode cache of them may stay.)
+    for index in range(2):
+        assert [p.name for p in (tmp_path / f"tmp{index}").iterdir() if p.name != "__pycache__"] == []
     checkpoints = tmp_path / "model" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == [
         "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index",
