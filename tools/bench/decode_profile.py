@@ -23,6 +23,8 @@ from keras import ops
 
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tools.bench.generate import gpt_config
+from tools.bench.matmuls import block_weight_shapes
 from tools.bench.timing import print_table
 from tools.bench.timing import read_bandwidth_bytes
 from tools.bench.timing import spread
@@ -89,12 +91,11 @@ def matvec_loop(shapes, batch, steps):
 def run(flags):
     keras.utils.set_random_seed(flags.seed)
     d, n_layers, vocab = flags.hidden_dim, flags.num_layers, flags.vocabulary_size
-    lm = GptCausalLM(Gpt(vocabulary_size=vocab, num_layers=n_layers, num_heads=flags.num_heads, hidden_dim=d,
-                         intermediate_dim=4 * d, dropout=0.0, max_sequence_length=flags.max_sequence_length))
+    lm = GptCausalLM(Gpt(**gpt_config(flags)))
     steps, start = flags.new_tokens, flags.prompt_length
     cache_length = start + steps
     bandwidth = read_bandwidth_bytes()
-    shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * n_layers
+    shapes = block_weight_shapes(n_layers, d)
     head_bytes = 4 * vocab * d
     block_bytes = 4 * sum(a * b for a, b in shapes)
     read = {"whole step": head_bytes + block_bytes, "LM head": head_bytes}

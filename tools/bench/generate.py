@@ -25,11 +25,16 @@ from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
 
 
+def gpt_config(flags):
+    """The GPT-2-style configuration of the decoding benchmarks (`generate`, `decode-profile`)."""
+    return dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, num_heads=flags.num_heads,
+                hidden_dim=flags.hidden_dim, intermediate_dim=4 * flags.hidden_dim, dropout=0.0,
+                max_sequence_length=flags.max_sequence_length)
+
+
 def build_models(flags):
     keras.utils.set_random_seed(flags.seed)
-    config = dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, num_heads=flags.num_heads,
-                  hidden_dim=flags.hidden_dim, intermediate_dim=4 * flags.hidden_dim, dropout=0.0,
-                  max_sequence_length=flags.max_sequence_length)
+    config = gpt_config(flags)
     ours = GptCausalLM(Gpt(**config))
     theirs = keras_hub.models.GPT2CausalLM(backbone=keras_hub.models.GPT2Backbone(**config), preprocessor=None)
     theirs.compile(sampler="greedy")

@@ -10,6 +10,11 @@ it, not the matmul kernels.
 import tensorflow as tf
 
 
+def block_weight_shapes(layers, width):
+    """[k, n] of every weight matrix of `layers` Transformer blocks: q/k/v, attention output, two FFN layers."""
+    return [(width, 3 * width), (width, width), (width, 4 * width), (4 * width, width)] * layers
+
+
 def step_matmul_shapes(batch, length, layers, width, heads, output_width=0):
     """`(count, m, k, n)` for every [m, k] @ [k, n] product of one forward + backward pass.
 
@@ -20,8 +25,7 @@ def step_matmul_shapes(batch, length, layers, width, heads, output_width=0):
     input gradient [m, n] @ [n, k] and the weight gradient [k, m] @ [m, n].
     """
     tokens, head_dim = batch * length, width // heads
-    dense = [(tokens, width, 3 * width), (tokens, width, width), (tokens, width, 4 * width),
-             (tokens, 4 * width, width)] * layers
+    dense = [(tokens, k, n) for k, n in block_weight_shapes(layers, width)]
     if output_width:
         dense.append((tokens, width, output_width))
     attention = [(batch * heads * layers, length, head_dim, length), (batch * heads * layers, length, length, head_dim)]
