@@ -26,11 +26,16 @@ TAG_SCHEMES = ("auto", "iob1", "bio")
 
 @dataclasses.dataclass
 class TaggedSentence:
-    """Words and their tags; `line` is the 1-based line of the first word (word j is on line `line + j`)."""
+    """Words and their tags; `line` is the 1-based line of the first word (word j is on line `line + j`).
+
+    `document` counts the `-DOCSTART-` lines before the sentence (0 in a
+    file without them), so sentences can be regrouped into their documents.
+    """
 
     words: list
     tags: list
     line: int
+    document: int = 0
 
 
 def read_conll(path):
@@ -46,10 +51,11 @@ def read_conll(path):
         raise DataError(f"{path}: file not found")
     sentences, words, tags = [], [], []
     num_columns = first_line = None
+    document = 0
 
     def end_sentence(line_number):
         if words:
-            sentences.append(TaggedSentence(list(words), list(tags), line_number - len(words)))
+            sentences.append(TaggedSentence(list(words), list(tags), line_number - len(words), document))
             words.clear()
             tags.clear()
 
@@ -59,6 +65,7 @@ def read_conll(path):
             columns = line.split()
             if not columns or columns[0] == DOCSTART:
                 end_sentence(line_number)
+                document += bool(columns)
                 continue
             where = f"{path}: line {line_number}"
             if len(columns) < 2:
