@@ -209,6 +209,34 @@ def test_read_documents_and_split_sentences(tmp_path):
     assert docs == [["Mr Smith left.", "He said: \"Stop!\"", "Then?", "Yes same doc."]]
 
 
+def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
+    """tools/build_corpus.py: CoNLL sentences by -DOCSTART- document, SQuAD paragraphs of the chosen articles."""
+    import json
+    import pathlib
+
+    from tests.in_process_tool import in_process_tool
+
+    conll = tmp_path / "ner.txt"
+    conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n\n"
+                     "-DOCSTART- -X- O O\n\nBRUSSELS NNP B-LOC\n")
+    squad = tmp_path / "squad.json"
+    paragraph = lambda context: {"context": context, "qas": [  # noqa: E731
+        {"id": context[:3], "question": "?", "answers": [{"text": context[:2], "answer_start": 0}]}]}
+    squad.write_text(json.dumps({"version": "1.1", "data": [
+        {"title": "A", "paragraphs": [paragraph("One sentence. Two here!"), paragraph("Second paragraph.")]},
+        {"title": "B", "paragraphs": [paragraph("Held-out article.")]},
+    ]}))
+    out = tmp_path / "corpus.txt"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    with in_process_tool(root / "tools" / "build_corpus.py") as tool:
+        tool.FLAGS(["build_corpus.py", f"--output={out}", f"--conll={conll}", f"--squad={squad}",
+                    "--squad_articles=0:1"])
+        tool.main([])
+    documents = [doc.split("\n") for doc in out.read_text().strip().split("\n\n")]
+    assert documents == [["EU rejects", "Peter Blackburn"], ["BRUSSELS"],
+                         ["One sentence.", "Two here!"], ["Second paragraph."]]
+
+
 # ---- Dynamic masking ------------------------------------------------------------
 
 
