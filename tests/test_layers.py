@@ -170,7 +170,7 @@ def test_decoder_self_attention_cache_matches_full_pass():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32)
     x, memory = randn(2, 6, 16), randn(2, 4, 16)
     full = block(x, memory).numpy()
-    cache = np.zeros((2, 2, 6, 2, 8), "float32")
+    cache = (np.zeros((2, 6, 2, 8), "float32"), np.zeros((2, 6, 2, 8), "float32"))  # keys, values
     cross = block.compute_cross_attention_cache(memory)
     steps = []
     for t in range(6):

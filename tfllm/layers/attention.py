@@ -81,11 +81,14 @@ class MultiHeadAttention(keras.layers.Layer):
     `adapter` (applied to the output), and a LoRA update on any projection
     (see `project`).
 
-    Cache layout (as keras-hub's `CachedMultiHeadAttention`): a tensor
-    [B, 2, max_length, N, H] holding keys and values. With
+    Cache layout: a pair `(keys, values)`, each [B, max_length, N, H]. With
     `cache_update_index`, the new keys/values of `value` are written at that
     position (self-attention while decoding); without it the cache is used
     as it is (cross-attention keys/values precomputed once per source).
+    keras-hub's `CachedMultiHeadAttention` stacks keys and values into one
+    [B, 2, ...] tensor instead; every decoding step then slices both out and
+    stacks them back, copying the whole cache, where a pair lets XLA update
+    each buffer in place (`benchmark.py decode-profile` measures the cost).
 
     Example:
     >>> mha = MultiHeadAttention(num_heads=2, key_dim=8)
@@ -148,8 +151,8 @@ class MultiHeadAttention(keras.layers.Layer):
         return self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
 
     def compute_key_value(self, value):
-        """Projected keys and values as a cache tensor [B, 2, S, N, H] (for cross-attention)."""
-        return ops.stack([project(self.key_dense, value), project(self.value_dense, value)], axis=1)
+        """Projected keys and values as a cache pair, each [B, S, N, H] (for cross-attention)."""
+        return project(self.key_dense, value), project(self.value_dense, value)
 
     def call(
         self,
@@ -165,12 +168,12 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is None:
             k, v = project(self.key_dense, value, training), project(self.value_dense, value, training)
         elif cache_update_index is None:
-            k, v = cache[:, 0], cache[:, 1]
+            k, v = cache
         else:
             start = [0, cache_update_index, 0, 0]
-            k = ops.slice_update(cache[:, 0], start, project(self.key_dense, value, training))
-            v = ops.slice_update(cache[:, 1], start, project(self.value_dense, value, training))
-            cache = ops.stack([k, v], axis=1)
+            k = ops.slice_update(cache[0], start, project(self.key_dense, value, training))
+            v = ops.slice_update(cache[1], start, project(self.value_dense, value, training))
+            cache = (k, v)
         if self.prefix is not None:  # Not stored in the cache: prepended at every step.
             k, v, attention_mask = self.prefix(k, v, attention_mask)
         attended = scaled_dot_product_attention(

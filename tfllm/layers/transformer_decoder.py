@@ -25,10 +25,11 @@ class TransformerDecoderBlock(keras.layers.Layer):
         decoder_padding_mask: [B, K] over the self-attention keys (K = T
             without cache, the cache length with one).
         encoder_padding_mask: [B, S].
-        self_attention_cache: [B, 2, K, N, H]; with it the block writes the
+        self_attention_cache: a (keys, values) pair, each [B, K, N, H]; with
+            it the block writes the
             new keys/values at `self_attention_cache_update_index` and returns
             `(output, updated_cache)`.
-        cross_attention_cache: [B, 2, S, N, H] from
+        cross_attention_cache: a (keys, values) pair, each [B, S, N, H], from
             `compute_cross_attention_cache`, used instead of `encoder_sequence`.
     """
 
@@ -116,7 +117,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         if self_attention_cache is None:
             key_length, offset = query_length, 0
         else:
-            key_length = ops.shape(self_attention_cache)[2]
+            key_length = ops.shape(self_attention_cache[0])[1]
             offset = self_attention_cache_update_index
         self_mask = merge_masks(
             causal_attention_mask(query_length, key_length, offset),

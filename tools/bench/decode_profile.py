@@ -56,13 +56,8 @@ def step_parts(lm):
         return ops.argmax(logits[:, 0], -1), cache, hidden
 
     def blocks(token, cache, index, hidden):
-        x = backbone.embeddings(token, start_index=index)
-        layer_caches = []
-        for i, block in enumerate(backbone.decoder_blocks):
-            x, layer_cache = block(x, self_attention_cache=cache[:, i], self_attention_cache_update_index=index)
-            layer_caches.append(layer_cache)
-        x = backbone.final_norm(x)
-        return x, ops.stack(layer_caches, axis=1), x
+        x, cache = lm.call_blocks_with_cache(token, cache, index)
+        return x, cache, x
 
     def head(token, cache, index, hidden):
         moving = hidden + ops.cast(index, hidden.dtype) * 1e-6  # a new input each step, so nothing is hoisted

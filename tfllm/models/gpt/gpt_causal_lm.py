@@ -34,10 +34,26 @@ class GptCausalLM(Task):
         self._decoder = None
 
     def init_cache(self, batch_size, max_length):
-        """A zero cache [B, num_layers, 2, max_length, num_heads, head_dim]."""
+        """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_heads, head_dim]."""
         b = self.backbone
-        shape = (batch_size, b.num_layers, 2, max_length, b.num_heads, b.hidden_dim // b.num_heads)
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        shape = (batch_size, max_length, b.num_heads, b.hidden_dim // b.num_heads)
+        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+                     for _ in range(b.num_layers))
+
+    def call_blocks_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
+        """The final-normed hidden states [B, T, D] of `token_ids` at cache_update_index..+T, and the new cache."""
+        b = self.backbone
+        x = b.embeddings(token_ids, start_index=cache_update_index)
+        layer_caches = []
+        for block, layer_cache in zip(b.decoder_blocks, cache):
+            x, layer_cache = block(
+                x,
+                decoder_padding_mask=padding_mask,
+                self_attention_cache=layer_cache,
+                self_attention_cache_update_index=cache_update_index,
+            )
+            layer_caches.append(layer_cache)
+        return b.final_norm(x), tuple(layer_caches)
 
     def call_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """Logits for `token_ids` [B, T] placed at positions cache_update_index..+T.
@@ -46,20 +62,9 @@ class GptCausalLM(Task):
         tokens (for left-padded prompts); by default all are real. Returns
         `(logits, hidden_states, updated_cache)`.
         """
-        b = self.backbone
-        x = b.embeddings(token_ids, start_index=cache_update_index)
-        layer_caches = []
-        for i, block in enumerate(b.decoder_blocks):
-            x, layer_cache = block(
-                x,
-                decoder_padding_mask=padding_mask,
-                self_attention_cache=cache[:, i],
-                self_attention_cache_update_index=cache_update_index,
-            )
-            layer_caches.append(layer_cache)
-        hidden = b.final_norm(x)
-        logits = ops.cast(b.token_embedding(hidden, reverse=True), "float32")
-        return logits, hidden, ops.stack(layer_caches, axis=1)
+        hidden, cache = self.call_blocks_with_cache(token_ids, cache, cache_update_index, padding_mask)
+        logits = ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+        return logits, hidden, cache
 
     def _build_cache(self, prompt, mask):
         """Fill a cache from the whole (right-padded) prompt; decoding starts at the shortest prompt's end."""

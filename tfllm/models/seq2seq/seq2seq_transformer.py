@@ -163,14 +163,14 @@ class Seq2SeqTransformer(PresetMixin, keras.Model):
         return self.encoder_norm(x) if self.encoder_norm is not None else x
 
     def cross_attention_cache(self, encoded):
-        """Every decoder layer's cross-attention keys/values, [B, layers, 2, S, N, H], computed once."""
-        return ops.stack([block.compute_cross_attention_cache(encoded) for block in self.decoder_blocks], axis=1)
+        """Every decoder layer's cross-attention (keys, values) pair, each [B, S, N, H], computed once."""
+        return tuple(block.compute_cross_attention_cache(encoded) for block in self.decoder_blocks)
 
     def init_cache(self, batch_size, max_length):
-        """A zero self-attention cache [B, layers, 2, max_length, N, H]."""
-        shape = (batch_size, self.num_decoder_layers, 2, max_length, self.num_heads,
-                 self.hidden_dim // self.num_heads)
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        """A zero self-attention cache: per decoder layer a (keys, values) pair, each [B, max_length, N, H]."""
+        shape = (batch_size, max_length, self.num_heads, self.hidden_dim // self.num_heads)
+        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+                     for _ in range(self.num_decoder_layers))
 
     def call_with_cache(self, token_ids, cache, cache_update_index, cross_attention_cache, encoder_padding_mask):
         """Logits for decoder tokens [B, T] at positions cache_update_index..+T.
@@ -180,17 +180,17 @@ class Seq2SeqTransformer(PresetMixin, keras.Model):
         """
         y = self.target_embedding(token_ids, start_index=cache_update_index)
         caches = []
-        for i, block in enumerate(self.decoder_blocks):
+        for block, layer_cache, cross_cache in zip(self.decoder_blocks, cache, cross_attention_cache):
             y, layer_cache = block(
                 y, encoder_padding_mask=encoder_padding_mask,
-                self_attention_cache=cache[:, i], self_attention_cache_update_index=cache_update_index,
-                cross_attention_cache=cross_attention_cache[:, i],
+                self_attention_cache=layer_cache, self_attention_cache_update_index=cache_update_index,
+                cross_attention_cache=cross_cache,
             )
             caches.append(layer_cache)
         hidden = self.decoder_norm(y) if self.decoder_norm is not None else y
         logits = self.output_projection(hidden) if self.output_projection is not None else \
             self.target_embedding.token_embedding(hidden, reverse=True)
-        return ops.cast(logits, "float32"), hidden, ops.stack(caches, axis=1)
+        return ops.cast(logits, "float32"), hidden, tuple(caches)
 
     def _decode(self, source, source_mask, max_length, bos_id, eos_id, sampler):
         """Traced: `sampler`'s target [B, max_length] per source (position 0 is BOS).
