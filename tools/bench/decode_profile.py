@@ -11,7 +11,11 @@ Python or dispatch cost between steps), with the bytes each part must read:
   else (no attention, norms or cache), i.e. what the blocks would cost if
   they were only the weight reads they are made of;
 - the blocks with a 4x longer cache: the extra time is the cost of moving
-  the cache, which the roofline does not count.
+  the cache, which the roofline does not count;
+- the same matrix-vector products with weight-only int8 weights (a quarter
+  of the bytes, so a 4x lower roofline), dequantized then multiplied, or
+  dequantized, multiplied and summed in one fusion: whether XLA's CPU
+  kernels can turn fewer weight bytes into faster decoding.
 """
 
 import numpy as np
@@ -66,16 +70,34 @@ def step_parts(lm):
     return {"whole step": whole, "blocks": blocks, "LM head": head}
 
 
-def matvec_loop(shapes, batch, steps):
+def int8_columns(w):
+    """Weight-only int8 quantization of `w` [k, m]: int8 values and one float32 scale per output column."""
+    scale = tf.reduce_max(tf.abs(w), axis=0) / 127.0
+    return tf.Variable(tf.cast(tf.round(w / scale), tf.int8)), tf.Variable(scale)
+
+
+# The blocks' matrix-vector products in three forms: float32 weights, and weight-only int8 (1 byte per weight
+# read, the way past the float32 roofline) written as XLA would have to run it: dequantize then matmul, or
+# dequantize, multiply and sum in one fusion.
+MATVEC_FORMS = {
+    "float32": lambda h, w: tf.matmul(h, w),
+    "int8, dequantize + matmul": lambda h, w: tf.matmul(h, tf.cast(w[0], tf.float32)) * w[1],
+    "int8, fused multiply-sum": lambda h, w: tf.reduce_sum(tf.cast(w[0], tf.float32) * h[:, :, None], 1) * w[1],
+}
+
+
+def matvec_loop(shapes, batch, steps, form="float32"):
     """A compiled loop of `steps` rounds of [batch, k] @ W over random weights of `shapes`, nothing else."""
-    weights = [tf.Variable(tf.random.stateless_normal(s, seed=(i, 0)) * 0.02) for i, s in enumerate(shapes)]
+    weights = [tf.random.stateless_normal(s, seed=(i, 0)) * 0.02 for i, s in enumerate(shapes)]
+    weights = [tf.Variable(w) if form == "float32" else int8_columns(w) for w in weights]
+    product = MATVEC_FORMS[form]
     width = shapes[0][0]
 
     def run():
         def body(i, x):
             h = x
-            for w in weights:  # consecutive shapes chain after cutting q/k/v's 3d outputs to d
-                h = tf.matmul(h[:, : w.shape[0]], w)
+            for w, (k, _) in zip(weights, shapes):  # consecutive shapes chain after cutting q/k/v's 3d outputs to d
+                h = product(h[:, :k], w)
             return i + 1, x + 1e-3 * h[:, :width]
 
         return tf.while_loop(lambda i, x: i < steps, body, (tf.constant(0), tf.ones((batch, width))))[1]
@@ -102,6 +124,8 @@ def run(flags):
         loops = {name: decode_loop(part, lm, batch, cache_length, start, steps) for name, part in parts.items()}
         loops["blocks, cache 4x longer"] = decode_loop(parts["blocks"], lm, batch, 4 * cache_length, start, steps)
         loops["blocks' matvecs only"] = matvec_loop(shapes, batch, steps)
+        for form in list(MATVEC_FORMS)[1:]:
+            loops[f"matvecs, {form}"] = matvec_loop(shapes, batch, steps, form)
         for loop in loops.values():
             loop()  # trace and compile
         times = time_alternately({name: lambda loop=loop: np.asarray(loop()) for name, loop in loops.items()},
@@ -109,7 +133,7 @@ def run(flags):
         rows = []
         for name, seconds in times.items():
             per_step = spread(seconds)[0] / steps
-            needed = read.get(name, block_bytes)
+            needed = read.get(name, block_bytes // 4 if "int8" in name else block_bytes)
             rows.append([batch, name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
                          f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
         print()
