@@ -12,10 +12,10 @@ Python or dispatch cost between steps), with the bytes each part must read:
   they were only the weight reads they are made of;
 - the blocks with a 4x longer cache: the extra time is the cost of moving
   the cache, which the roofline does not count;
-- the same matrix-vector products with weight-only int8 weights (a quarter
-  of the bytes, so a 4x lower roofline), dequantized then multiplied, or
-  dequantized, multiplied and summed in one fusion: whether XLA's CPU
-  kernels can turn fewer weight bytes into faster decoding.
+- the same matrix-vector products with weight-only int8 (a quarter of the
+  bytes) or bfloat16 (half) weights, converted then multiplied, or (int8)
+  converted, multiplied and summed in one fusion: whether XLA's CPU kernels
+  can turn fewer weight bytes into faster decoding.
 """
 
 import numpy as np
@@ -76,20 +76,25 @@ def int8_columns(w):
     return tf.Variable(tf.cast(tf.round(w / scale), tf.int8)), tf.Variable(scale)
 
 
-# The blocks' matrix-vector products in three forms: float32 weights, and weight-only int8 (1 byte per weight
-# read, the way past the float32 roofline) written as XLA would have to run it: dequantize then matmul, or
-# dequantize, multiply and sum in one fusion.
+# The blocks' matrix-vector products with float32 weights, and with weight-only int8 (1 byte per weight read)
+# or bfloat16 (2 bytes) weights, the ways past the float32 roofline, written as XLA has to run them on a CPU
+# without int8/bf16 matmul kernels: convert then matmul, or convert, multiply and sum in one fusion.
 MATVEC_FORMS = {
     "float32": lambda h, w: tf.matmul(h, w),
     "int8, dequantize + matmul": lambda h, w: tf.matmul(h, tf.cast(w[0], tf.float32)) * w[1],
     "int8, fused multiply-sum": lambda h, w: tf.reduce_sum(tf.cast(w[0], tf.float32) * h[:, :, None], 1) * w[1],
+    "bfloat16, convert + matmul": lambda h, w: tf.matmul(h, tf.cast(w, tf.float32)),
 }
+BYTES_PER_WEIGHT = {"float32": 4, "int8": 1, "bfloat16": 2}
 
 
 def matvec_loop(shapes, batch, steps, form="float32"):
     """A compiled loop of `steps` rounds of [batch, k] @ W over random weights of `shapes`, nothing else."""
     weights = [tf.random.stateless_normal(s, seed=(i, 0)) * 0.02 for i, s in enumerate(shapes)]
-    weights = [tf.Variable(w) if form == "float32" else int8_columns(w) for w in weights]
+    if form.startswith("int8"):
+        weights = [int8_columns(w) for w in weights]
+    else:
+        weights = [tf.Variable(tf.cast(w, form.split(",")[0])) for w in weights]
     product = MATVEC_FORMS[form]
     width = shapes[0][0]
 
@@ -133,7 +138,8 @@ def run(flags):
         rows = []
         for name, seconds in times.items():
             per_step = spread(seconds)[0] / steps
-            needed = read.get(name, block_bytes // 4 if "int8" in name else block_bytes)
+            weight_type = name.removeprefix("matvecs, ").split(",")[0]
+            needed = read.get(name, block_bytes * BYTES_PER_WEIGHT.get(weight_type, 4) // 4)
             rows.append([batch, name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
                          f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
         print()
