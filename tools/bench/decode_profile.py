@@ -79,23 +79,21 @@ def int8_columns(w):
 # The blocks' matrix-vector products with float32 weights, and with weight-only int8 (1 byte per weight read)
 # or bfloat16 (2 bytes) weights, the ways past the float32 roofline, written as XLA has to run them on a CPU
 # without int8/bf16 matmul kernels: convert then matmul, or convert, multiply and sum in one fusion.
+# {form: (weight dtype, product of activations h and weights w)}
 MATVEC_FORMS = {
-    "float32": lambda h, w: tf.matmul(h, w),
-    "int8, dequantize + matmul": lambda h, w: tf.matmul(h, tf.cast(w[0], tf.float32)) * w[1],
-    "int8, fused multiply-sum": lambda h, w: tf.reduce_sum(tf.cast(w[0], tf.float32) * h[:, :, None], 1) * w[1],
-    "bfloat16, convert + matmul": lambda h, w: tf.matmul(h, tf.cast(w, tf.float32)),
+    "float32": ("float32", lambda h, w: tf.matmul(h, w)),
+    "int8, dequantize + matmul": ("int8", lambda h, w: tf.matmul(h, tf.cast(w[0], tf.float32)) * w[1]),
+    "int8, fused multiply-sum": ("int8", lambda h, w: tf.reduce_sum(tf.cast(w[0], tf.float32) * h[:, :, None], 1)
+                                 * w[1]),
+    "bfloat16, convert + matmul": ("bfloat16", lambda h, w: tf.matmul(h, tf.cast(w, tf.float32))),
 }
-BYTES_PER_WEIGHT = {"float32": 4, "int8": 1, "bfloat16": 2}
 
 
 def matvec_loop(shapes, batch, steps, form="float32"):
     """A compiled loop of `steps` rounds of [batch, k] @ W over random weights of `shapes`, nothing else."""
+    dtype, product = MATVEC_FORMS[form]
     weights = [tf.random.stateless_normal(s, seed=(i, 0)) * 0.02 for i, s in enumerate(shapes)]
-    if form.startswith("int8"):
-        weights = [int8_columns(w) for w in weights]
-    else:
-        weights = [tf.Variable(tf.cast(w, form.split(",")[0])) for w in weights]
-    product = MATVEC_FORMS[form]
+    weights = [int8_columns(w) if dtype == "int8" else tf.Variable(tf.cast(w, dtype)) for w in weights]
     width = shapes[0][0]
 
     def run():
@@ -121,6 +119,8 @@ def run(flags):
     head_bytes = 4 * vocab * d
     block_bytes = 4 * sum(a * b for a, b in shapes)
     read = {"whole step": head_bytes + block_bytes, "LM head": head_bytes}
+    quantized = {f"matvecs, {form}": form for form in list(MATVEC_FORMS)[1:]}
+    read.update({name: block_bytes // 4 * tf.as_dtype(MATVEC_FORMS[form][0]).size for name, form in quantized.items()})
     print(f"GPT L{n_layers} H{d} V{vocab}, {steps} steps from position {start} (cache {cache_length}); "
           f"read bandwidth {bandwidth / 1e9:.1f} GB/s; weights per step: blocks {block_bytes / 1e6:.0f} MB, "
           f"LM head {head_bytes / 1e6:.0f} MB")
@@ -129,8 +129,7 @@ def run(flags):
         loops = {name: decode_loop(part, lm, batch, cache_length, start, steps) for name, part in parts.items()}
         loops["blocks, cache 4x longer"] = decode_loop(parts["blocks"], lm, batch, 4 * cache_length, start, steps)
         loops["blocks' matvecs only"] = matvec_loop(shapes, batch, steps)
-        for form in list(MATVEC_FORMS)[1:]:
-            loops[f"matvecs, {form}"] = matvec_loop(shapes, batch, steps, form)
+        loops.update({name: matvec_loop(shapes, batch, steps, form) for name, form in quantized.items()})
         for loop in loops.values():
             loop()  # trace and compile
         times = time_alternately({name: lambda loop=loop: np.asarray(loop()) for name, loop in loops.items()},
@@ -138,8 +137,7 @@ def run(flags):
         rows = []
         for name, seconds in times.items():
             per_step = spread(seconds)[0] / steps
-            weight_type = name.removeprefix("matvecs, ").split(",")[0]
-            needed = read.get(name, block_bytes * BYTES_PER_WEIGHT.get(weight_type, 4) // 4)
+            needed = read.get(name, block_bytes)
             rows.append([batch, name, f"{per_step * 1e3:.2f}", f"{needed / bandwidth * 1e3:.2f}",
                          f"{needed / bandwidth / per_step:.0%}", f"{needed / per_step / 1e9:.1f}"])
         print()
