@@ -4,6 +4,7 @@ from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.attention import causal_attention_mask
 from tfllm.layers.attention import padding_to_attention_mask
 from tfllm.layers.attention import scaled_dot_product_attention
+from tfllm.layers.attention import zero_key_value_cache
 from tfllm.layers.einsum_dense import EinsumDense
 from tfllm.layers.embeddings import TransformerEmbedding
 from tfllm.layers.feed_forward import FeedForward

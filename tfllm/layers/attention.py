@@ -54,6 +54,16 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     return ops.einsum("bnts,bsnh->btnh", probs, value)
 
 
+def zero_key_value_cache(num_layers, batch_size, max_length, num_heads, head_dim, dtype):
+    """An empty decoding cache in `MultiHeadAttention`'s layout.
+
+    Per layer a (keys, values) pair of zeros, each [batch_size, max_length,
+    num_heads, head_dim], so every buffer can be updated in place.
+    """
+    shape = (batch_size, max_length, num_heads, head_dim)
+    return tuple((ops.zeros(shape, dtype), ops.zeros(shape, dtype)) for _ in range(num_layers))
+
+
 def project(dense, x, training=None):
     """`dense(x)`, plus the LoRA update `tfllm.peft` may attach as `dense.lora_update` (None by default).
 

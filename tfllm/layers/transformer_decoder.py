@@ -26,8 +26,8 @@ class TransformerDecoderBlock(keras.layers.Layer):
             without cache, the cache length with one).
         encoder_padding_mask: [B, S].
         self_attention_cache: a (keys, values) pair, each [B, K, N, H]; with
-            it the block writes the
-            new keys/values at `self_attention_cache_update_index` and returns
+            it the block writes the new keys/values at
+            `self_attention_cache_update_index` and returns
             `(output, updated_cache)`.
         cross_attention_cache: a (keys, values) pair, each [B, S, N, H], from
             `compute_cross_attention_cache`, used instead of `encoder_sequence`.

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from tfllm import generation
+from tfllm.layers import zero_key_value_cache
 from tfllm.models.gpt.gpt_backbone import Gpt  # noqa: F401  (registers Gpt for from_config)
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
@@ -36,9 +37,8 @@ class GptCausalLM(Task):
     def init_cache(self, batch_size, max_length):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_heads, head_dim]."""
         b = self.backbone
-        shape = (batch_size, max_length, b.num_heads, b.hidden_dim // b.num_heads)
-        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
-                     for _ in range(b.num_layers))
+        return zero_key_value_cache(b.num_layers, batch_size, max_length, b.num_heads, b.hidden_dim // b.num_heads,
+                                    self.compute_dtype)
 
     def call_blocks_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """The final-normed hidden states [B, T, D] of `token_ids` at cache_update_index..+T, and the new cache."""

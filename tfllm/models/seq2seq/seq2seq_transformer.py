@@ -9,6 +9,7 @@ from tfllm import generation
 from tfllm.layers import TransformerDecoderBlock
 from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
+from tfllm.layers import zero_key_value_cache
 from tfllm.models.presets import PresetMixin
 from tfllm.models.seq2seq.seq2seq_presets import SEQ2SEQ_PRESETS
 
@@ -168,9 +169,8 @@ class Seq2SeqTransformer(PresetMixin, keras.Model):
 
     def init_cache(self, batch_size, max_length):
         """A zero self-attention cache: per decoder layer a (keys, values) pair, each [B, max_length, N, H]."""
-        shape = (batch_size, max_length, self.num_heads, self.hidden_dim // self.num_heads)
-        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
-                     for _ in range(self.num_decoder_layers))
+        return zero_key_value_cache(self.num_decoder_layers, batch_size, max_length, self.num_heads,
+                                    self.hidden_dim // self.num_heads, self.compute_dtype)
 
     def call_with_cache(self, token_ids, cache, cache_update_index, cross_attention_cache, encoder_padding_mask):
         """Logits for decoder tokens [B, T] at positions cache_update_index..+T.
