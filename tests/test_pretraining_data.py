@@ -5,7 +5,9 @@ Statistical checks use 5-sigma binomial bounds (a false failure about once in
 tests are deterministic anyway.
 """
 
+import json
 import math
+import pathlib
 import random
 
 import numpy as np
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from tfllm.data import pretraining as pt
 from tfllm.tokenizers import RESERVED_TOKENS
+from tests.in_process_tool import in_process_tool
 
 WORDS = [f"w{i}" for i in range(600)]
 PIECES = [f"##p{i}" for i in range(50)]
@@ -210,12 +213,7 @@ def test_read_documents_and_split_sentences(tmp_path):
 
 
 def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
-    """tools/build_corpus.py: CoNLL sentences by -DOCSTART- document, SQuAD paragraphs of the chosen articles."""
-    import json
-    import pathlib
-
-    from tests.in_process_tool import in_process_tool
-
+    """tools/build_corpus.py: text by blank-line document, CoNLL sentences by -DOCSTART- document, SQuAD paragraphs."""
     conll = tmp_path / "ner.txt"
     conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n\n"
                      "-DOCSTART- -X- O O\n\nBRUSSELS NNP B-LOC\n")
@@ -226,14 +224,17 @@ def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
         {"title": "A", "paragraphs": [paragraph("One sentence. Two here!"), paragraph("Second paragraph.")]},
         {"title": "B", "paragraphs": [paragraph("Held-out article.")]},
     ]}))
+    text = tmp_path / "plays.txt"
+    text.write_text("First line.\n  Second line.\n\n\nOther speech.")
     out = tmp_path / "corpus.txt"
     root = pathlib.Path(__file__).resolve().parents[1]
     with in_process_tool(root / "tools" / "build_corpus.py") as tool:
-        tool.FLAGS(["build_corpus.py", f"--output={out}", f"--conll={conll}", f"--squad={squad}",
+        tool.FLAGS(["build_corpus.py", f"--output={out}", f"--text={text}", f"--conll={conll}", f"--squad={squad}",
                     "--squad_articles=0:1"])
         tool.main([])
     documents = [doc.split("\n") for doc in out.read_text().strip().split("\n\n")]
-    assert documents == [["EU rejects", "Peter Blackburn"], ["BRUSSELS"],
+    assert documents == [["First line.", "Second line."], ["Other speech."],
+                         ["EU rejects", "Peter Blackburn"], ["BRUSSELS"],
                          ["One sentence.", "Two here!"], ["Second paragraph."]]
 
 

@@ -22,6 +22,7 @@ from absl import flags
 
 from tfllm.data import read_conll
 from tfllm.data import read_table_column
+from tfllm.data.pretraining import read_documents
 from tfllm.data.pretraining import split_sentences
 from tfllm.data.squad import parse_article_range
 from tfllm.data.squad import read_squad
@@ -53,19 +54,6 @@ def tsv_documents(path, seen, counts):
     return [lines[i : i + FLAGS.lines_per_document] for i in range(0, len(lines), FLAGS.lines_per_document)]
 
 
-def text_documents(path):
-    documents, current = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                current.append(line)
-            elif current:
-                documents.append(current)
-                current = []
-    return documents + ([current] if current else [])
-
-
 def conll_documents(path):
     documents = {}
     for sentence in read_conll(path):
@@ -93,7 +81,7 @@ def main(_):
               f"{counts['duplicate']:,} duplicates, {counts['too short']:,} under {FLAGS.min_words} words)")
         documents += docs
     for path in FLAGS.text:
-        docs = text_documents(path)
+        docs = read_documents([path])
         print(f"{path}: {sum(map(len, docs)):,} lines in {len(docs):,} documents")
         documents += docs
     for path in FLAGS.conll:
