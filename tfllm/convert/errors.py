@@ -1,5 +1,3 @@
-"""The one error type of the converters."""
+"""The one error type of the converters (defined in `tfllm.errors`)."""
 
-
-class ConversionError(ValueError):
-    """A checkpoint tfllm cannot load: an unsupported config field, or a missing/unexpected weight."""
+from tfllm.errors import ConversionError  # noqa: F401  (re-exported)

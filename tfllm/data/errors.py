@@ -1,5 +1,3 @@
-"""Errors raised when input data is missing or malformed."""
+"""Errors raised when input data is missing or malformed (defined in `tfllm.errors`)."""
 
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line and what was expected."""
+from tfllm.errors import DataError  # noqa: F401  (re-exported: tfllm.data.errors.DataError)
