@@ -13,26 +13,21 @@ import json
 import os
 import time
 
-from absl import app
+import common
+import tensorflow as tf
 from absl import flags
 from absl import logging
-
-import tfllm  # noqa: F401  (sets the Keras backend)
-import tensorflow as tf
 
 from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text
 from tfllm.data import steps_per_epoch
 from tfllm.export import export_classifier
-from tfllm import peft
 from tfllm.models import BertClassifier
-from tfllm.models.bert.bert_run_files import save_run_config
+from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
-from tfllm.training import fine_tuning
 from tfllm.training import is_chief
 from tfllm.training import losses
-from tfllm.training import runtime
 from tfllm.training import wait_for_all_workers
 
 FLAGS = flags.FLAGS
@@ -44,39 +39,37 @@ flags.DEFINE_integer("num_classes", 2, "Number of classes.")
 flags.DEFINE_list("label_names", None, "Names of the classes, in label order (for the export).")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).")
 flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")
-fine_tuning.define_flags("--train_file", "classifier", "raw strings in, probabilities and labels out",
-                         dropout_help="Dropout in the encoder and before the classifier.")
-peft.define_flags()
-runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
+common.define_fine_tuning_flags("--train_file", "classifier", "raw strings in, probabilities and labels out",
+                                dropout_help="Dropout in the encoder and before the classifier.")
+common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     read = dict(text_column=FLAGS.text_column, label_column=FLAGS.label_column, num_classes=FLAGS.num_classes)
     train_texts, train_labels = read_labeled_text(FLAGS.train_file, **read)
     if FLAGS.max_train_examples:
         logging.info("Using the first %d of %d training rows (--max_train_examples).",
                      min(FLAGS.max_train_examples, len(train_texts)), len(train_texts))
         train_texts, train_labels = train_texts[: FLAGS.max_train_examples], train_labels[: FLAGS.max_train_examples]
-    preprocessor, pretrained = fine_tuning.bert_preprocessor(FLAGS, train_texts, strategy)
+    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
     steps = int(FLAGS.epochs * steps_per_epoch(len(train_texts), FLAGS.batch_size))
     logging.info("%d training examples, %d steps of %d", len(train_texts), steps, FLAGS.batch_size)
 
     with strategy.scope():
-        backbone = fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained)
+        backbone = common.bert_backbone(preprocessor, pretrained)
         model = BertClassifier(backbone, FLAGS.num_classes, pooling=FLAGS.pooling, dropout=FLAGS.dropout)
-        peft.apply_flags(FLAGS, model)
+        common.apply_peft(model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            **runtime.optimizer_options(FLAGS),
+            **common.optimizer_options(),
         )
-    if is_chief(strategy):  # lets tools/export.py rebuild the model
-        save_run_config(FLAGS.model_dir, "classifier", model, preprocessor, FLAGS.label_names)
+    common.save_run_config(model, strategy, preprocessor, labels=FLAGS.label_names)
     trainer = Trainer(
         model, optimizer, losses.classification_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"accuracy": losses.classification_accuracy},
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
     )
 
     def train_data(ctx):
@@ -98,7 +91,8 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
-    peft.save_flags(FLAGS, model, strategy)
+    common.save_peft_weights(model, strategy)
+    common.save_run_weights(model, strategy)
     if eval_data:
         results = trainer.evaluate(eval_data)
         print(f"eval: accuracy {results['accuracy']:.4f}  loss {results['loss']:.4f}  "
@@ -107,7 +101,7 @@ def main(_):
             with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
                 json.dump(dict(results, examples=len(eval_texts), step=steps), f, indent=1)
     if FLAGS.export_dir and is_chief(strategy):
-        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
+        merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_classifier(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
                                  label_names=FLAGS.label_names)
         print(f"exported: {path}", flush=True)
@@ -115,4 +109,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -4,30 +4,33 @@
         --max_new_tokens=200 --temperature=0.8 --top_k=40 --seed=1
 """
 
-from absl import app
+import common
 from absl import flags
 
-import tfllm  # noqa: F401
-
-from tfllm.models.gpt.gpt_run_files import load_run
+from tfllm.models import GptCausalLM
+from tfllm.models import load
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir.")
+flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any GptCausalLM folder).")
 flags.DEFINE_multi_string("prompt", ["\n"], "Prompt text; repeat the flag for a batch of prompts.")
-flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per prompt.")
-flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
-flags.DEFINE_integer("top_k", None, "Sample from the k most likely tokens.")
-flags.DEFINE_float("top_p", None, "Sample from the smallest set with probability >= p.")
-flags.DEFINE_integer("num_beams", None, "Beam search with this many beams.")
+flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per prompt.", lower_bound=1)
+flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
+flags.DEFINE_integer("top_k", None, "Sample from the k most likely tokens.", lower_bound=1)
+flags.DEFINE_float("top_p", None, "Sample from the smallest set with probability >= p.", lower_bound=0.0,
+                   upper_bound=1.0)
+flags.DEFINE_integer("num_beams", None, "Beam search with this many beams.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("jit_compile", True, "Compile the decoding loop with XLA.")
 flags.mark_flags_as_required(["model_dir"])
 
 
 def main(_):
-    lm, checkpoint = load_run(FLAGS.model_dir)
-    print(f"# {checkpoint}", flush=True)
-    outputs = lm.generate(
+    run = load(FLAGS.model_dir)
+    if not isinstance(run.model, GptCausalLM):
+        raise flags.IllegalFlagValueError(f"--model_dir={FLAGS.model_dir} holds a {type(run.model).__name__}, "
+                                          "not a GptCausalLM")
+    print(f"# {run.weights}", flush=True)
+    outputs = run.model.generate(
         FLAGS.prompt, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
         top_k=FLAGS.top_k, top_p=FLAGS.top_p, num_beams=FLAGS.num_beams, seed=FLAGS.seed,
         jit_compile=FLAGS.jit_compile,
@@ -38,4 +41,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

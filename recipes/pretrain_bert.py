@@ -20,15 +20,14 @@ same preset and vocabulary:
         --init_checkpoint=runs/pretrain ...
 """
 
+import common
 import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 import tensorflow as tf
 
 from tfllm.data import pretraining
@@ -36,12 +35,10 @@ from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.tokenizers import load_vocabulary
-from tfllm.tokenizers import save_vocabulary
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
 from tfllm.training import losses
-from tfllm.training import runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_files", None, "Glob(s), comma-separated, of pretraining TFRecords.")
@@ -61,7 +58,7 @@ flags.DEFINE_integer("num_warmup_steps", 1000, "Linear learning-rate warmup step
 flags.DEFINE_integer("grad_accum_steps", 1, "Micro-batches of --batch_size summed into each update.")
 flags.DEFINE_integer("eval_every", None, "Evaluate on --eval_input_files every N steps (and at the end).")
 flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0 = all of --eval_input_files).")
-runtime.define_common_flags(batch_size=64, learning_rate=1e-4)
+common.define_common_flags(batch_size=64, learning_rate=1e-4)
 flags.DEFINE_alias("save_every", "checkpoint_every")
 flags.mark_flags_as_required(["vocab_file"])
 flags.register_multi_flags_validator(["input_files", "text_files"],
@@ -103,10 +100,8 @@ def eval_data(ctx):
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     vocabulary = load_vocabulary(FLAGS.vocab_file)
-    if is_chief(strategy):
-        save_vocabulary(vocabulary, os.path.join(FLAGS.model_dir, "vocab.txt"))
     train_data = training_data(vocabulary)
 
     with strategy.scope():
@@ -116,13 +111,14 @@ def main(_):
         model = BertPretrainer(backbone)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.num_warmup_steps,
-            **runtime.optimizer_options(FLAGS),
+            **common.optimizer_options(),
         )
     logging.info("BertPretrainer (%s) with %s parameters", FLAGS.preset, f"{model.count_params():,}")
+    common.save_run_config(model, strategy, WordPieceTokenizer(vocabulary, lowercase=FLAGS.lowercase))
     trainer = Trainer(
         model, optimizer, losses.pretraining_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns=METRICS, grad_accum_steps=FLAGS.grad_accum_steps,
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
         # Dynamic masks use stateful random ops, whose iterator state cannot be
         # saved: resume then re-creates the pipeline and skips the used batches.
         checkpoint_data_iterator=bool(FLAGS.input_files),
@@ -139,12 +135,10 @@ def main(_):
     if is_chief(strategy):
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "pretrain_results.json"), "w") as f:
             json.dump(dict(results, step=results["steps"], seconds=seconds), f, indent=1)
-        # A folder from_pretrained reads (BertPretrainer, BertClassifier, ...;
-        # recipes/prompt_classify.py --pretrained, tools/export.py).
-        path = model.save_pretrained(os.path.join(FLAGS.model_dir, "pretrained"),
-                                     tokenizer=WordPieceTokenizer(vocabulary, lowercase=FLAGS.lowercase))
-        logging.info("Pretrained model (MLM + NSP heads, tokenizer) saved to %s", path)
+    # <model_dir> is now a folder that from_pretrained reads (BertPretrainer,
+    # BertClassifier, ...; recipes/prompt_classify.py --pretrained, tools/export.py).
+    common.save_run_weights(model, strategy)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

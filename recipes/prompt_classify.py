@@ -15,15 +15,14 @@ LM folder, `--shots=k` puts k demonstrations per class in the prompt
 <model_dir>/prompt_results.json and one line on stdout.
 """
 
+import common
 import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 import numpy as np
 import tensorflow as tf
 
@@ -33,11 +32,10 @@ from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
 from tfllm.models import BertPretrainer
 from tfllm.models import GptCausalLM
-from tfllm.models.pretrained import load_tokenizer
+from tfllm.tokenizers import load_tokenizer
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import losses
-from tfllm.training import runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pretrained", None, "Pretrained folder (tfllm save_pretrained, Hugging Face or Google): a "
@@ -57,7 +55,7 @@ flags.DEFINE_bool("calibrate", False, "Contextual calibration (Zhao et al., 2021
 flags.DEFINE_integer("train_steps", 100, "Optimizer updates for --shots>0 with --model=mlm.")
 flags.DEFINE_integer("sequence_length", 128, "Tokens per input (template included).")
 flags.DEFINE_integer("max_eval_examples", 0, "Evaluate on the first N rows only (0: all).")
-runtime.define_common_flags(batch_size=8, learning_rate=1e-4)
+common.define_common_flags(batch_size=8, learning_rate=1e-4)
 flags.mark_flags_as_required(["pretrained", "eval_file"])
 
 
@@ -96,7 +94,7 @@ def train(model, loss_fn, features, labels, strategy):
     with strategy.scope():
         optimizer = create_optimizer(FLAGS.learning_rate, total_steps=FLAGS.train_steps,
                                      warmup_steps=max(FLAGS.train_steps // 10, 1),
-                                     **runtime.optimizer_options(FLAGS))
+                                     **common.optimizer_options())
 
     def dataset_fn(ctx):
         ds = tf.data.Dataset.from_tensor_slices((features, labels)).repeat()
@@ -104,7 +102,7 @@ def train(model, loss_fn, features, labels, strategy):
         return ds.batch(ctx.get_per_replica_batch_size(FLAGS.batch_size), drop_remainder=True)
 
     trainer = Trainer(model, optimizer, loss_fn, FLAGS.batch_size, FLAGS.model_dir, strategy,
-                      metric_fns={"accuracy": losses.classification_accuracy}, **runtime.trainer_options(FLAGS))
+                      metric_fns={"accuracy": losses.classification_accuracy}, **common.trainer_options())
     trainer.train(dataset_fn, FLAGS.train_steps)
 
 
@@ -149,7 +147,7 @@ def run_gpt(template, verbalizer, shots, evaluation):
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     template, verbalizer = check_flags()
     shots, evaluation = read_examples(verbalizer)
     start = time.time()
@@ -175,4 +173,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -16,12 +16,10 @@ import json
 import os
 import time
 
-from absl import app
+import common
+import tensorflow as tf
 from absl import flags
 from absl import logging
-
-import tfllm  # noqa: F401  (sets the Keras backend)
-import tensorflow as tf
 
 from tfllm.data import steps_per_epoch
 from tfllm.data.span_decoding import decode_answers
@@ -31,14 +29,11 @@ from tfllm.data.squad import squad_dataset
 from tfllm.data.squad import squad_features
 from tfllm.export import export_span_qa
 from tfllm.metrics import squad_scores
-from tfllm import peft
 from tfllm.models import BertSpanQA
-from tfllm.models.bert.bert_run_files import save_run_config
+from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
-from tfllm.training import fine_tuning
 from tfllm.training import is_chief
-from tfllm.training import runtime
 from tfllm.training import span_losses
 from tfllm.training import wait_for_all_workers
 
@@ -55,12 +50,11 @@ flags.DEFINE_integer("doc_stride", 128, "Tokens between the starts of two window
 flags.DEFINE_integer("max_query_length", 64, "Questions are cut to this many tokens (count is logged).")
 flags.DEFINE_integer("max_answer_length", 30, "Most tokens in a predicted answer.")
 flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question.")
-fine_tuning.define_flags("the training contexts and questions", "span_qa",
-                         "question and context in, answer out; one window of --max_seq_length tokens, long "
-                         "contexts truncated", max_seq_length=384,
-                         max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP].", epochs=2)
-peft.define_flags()
-runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
+common.define_fine_tuning_flags("the training contexts and questions", "span_qa",
+                                "question and context in, answer out; one window of --max_seq_length tokens, long "
+                                "contexts truncated", max_seq_length=384,
+                                max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP].", epochs=2)
+common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
 
@@ -83,7 +77,7 @@ def predict_logits(model, features):
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     train_examples = read_examples(FLAGS.train_file, FLAGS.train_articles, "--train_articles")
     if FLAGS.max_train_examples:
         logging.info("Using the first %d of %d training questions (--max_train_examples).",
@@ -100,7 +94,7 @@ def main(_):
 
     # Windows are packed by `squad_features`; only the preprocessor's tokenizer is used.
     texts = list(dict.fromkeys(e.context for e in train_examples)) + [e.question for e in train_examples]
-    preprocessor, pretrained = fine_tuning.bert_preprocessor(FLAGS, texts, strategy)
+    preprocessor, pretrained = common.bert_preprocessor(texts, strategy)
     tokenizer = preprocessor.tokenizer
     window = dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
                   max_query_length=FLAGS.max_query_length)
@@ -109,19 +103,18 @@ def main(_):
     logging.info("%d training windows, %d steps of %d", len(train_features), steps, FLAGS.batch_size)
 
     with strategy.scope():
-        model = BertSpanQA(fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained))
-        peft.apply_flags(FLAGS, model)
+        model = BertSpanQA(common.bert_backbone(preprocessor, pretrained))
+        common.apply_peft(model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            **runtime.optimizer_options(FLAGS),
+            **common.optimizer_options(),
         )
     serving = dict(max_query_length=FLAGS.max_query_length, max_answer_length=FLAGS.max_answer_length)
-    if is_chief(strategy):  # lets tools/export.py rebuild the model
-        save_run_config(FLAGS.model_dir, "span_qa", model, preprocessor, **serving)
+    common.save_run_config(model, strategy, preprocessor, serving=serving)
     trainer = Trainer(
         model, optimizer, span_losses.span_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy},
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
     )
 
     def train_data(ctx):
@@ -131,11 +124,12 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
-    peft.save_flags(FLAGS, model, strategy)
+    common.save_peft_weights(model, strategy)
+    common.save_run_weights(model, strategy)
     if eval_examples is not None:
         evaluate(trainer, eval_examples, tokenizer, window, steps, eval_file, strategy)
     if FLAGS.export_dir and is_chief(strategy):
-        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
+        merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_span_qa(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, **serving)
         print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
@@ -167,4 +161,4 @@ def evaluate(trainer, examples, tokenizer, window, steps, eval_file, strategy):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

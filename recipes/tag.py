@@ -16,12 +16,10 @@ import json
 import os
 import time
 
-from absl import app
+import common
+import tensorflow as tf
 from absl import flags
 from absl import logging
-
-import tfllm  # noqa: F401  (sets the Keras backend)
-import tensorflow as tf
 
 from tfllm.data import steps_per_epoch
 from tfllm.data.conll import TAG_SCHEMES
@@ -33,14 +31,11 @@ from tfllm.data.token_classification import predict_word_tags
 from tfllm.data.token_classification import tagging_dataset
 from tfllm.export import export_tagger
 from tfllm.metrics.entities import entity_scores
-from tfllm import peft
 from tfllm.models import BertTokenClassifier
-from tfllm.models.bert.bert_run_files import save_run_config
+from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
-from tfllm.training import fine_tuning
 from tfllm.training import is_chief
-from tfllm.training import runtime
 from tfllm.training import tagging_losses
 from tfllm.training import wait_for_all_workers
 
@@ -50,13 +45,12 @@ flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.")
 flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "Tag scheme of the files: iob1 (converted to BIO), "
                   "bio, or auto (IOB1 if any entity starts with I-).")
 flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences (logged).")
-fine_tuning.define_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
-                         lowercase=False, lowercase_help="off: capitals are the best NER cue",
-                         dropout_help="Dropout in the encoder and before the tag layer.",
-                         max_seq_length_help="Sentences are cut to this many WordPiece tokens (cut words are "
-                         "counted, logged, and scored as 'O').")
-peft.define_flags()
-runtime.define_common_flags(batch_size=32, learning_rate=5e-4)
+common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
+                                lowercase=False, lowercase_help="off: capitals are the best NER cue",
+                                dropout_help="Dropout in the encoder and before the tag layer.",
+                                max_seq_length_help="Sentences are cut to this many WordPiece tokens (cut words are "
+                                "counted, logged, and scored as 'O').")
+common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
 
@@ -79,7 +73,7 @@ def report(scores, name):
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     train_sentences = read_tagged(FLAGS.train_file)
     if FLAGS.max_train_sentences:
         logging.info("Using the first %d of %d training sentences (--max_train_sentences).",
@@ -89,26 +83,25 @@ def main(_):
                                  save=is_chief(strategy))
     logging.info("%d labels: %s", len(labels), " ".join(labels))
     train_texts = [" ".join(s.words) for s in train_sentences]
-    preprocessor, pretrained = fine_tuning.bert_preprocessor(FLAGS, train_texts, strategy)
+    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
     train_encoded = encode_tagged_sentences(train_sentences, preprocessor, labels, name=FLAGS.train_file)
     steps = int(FLAGS.epochs * steps_per_epoch(len(train_sentences), FLAGS.batch_size))
     logging.info("%d training sentences, %d steps of %d", len(train_sentences), steps, FLAGS.batch_size)
 
     with strategy.scope():
-        backbone = fine_tuning.bert_backbone(FLAGS, preprocessor, pretrained)
+        backbone = common.bert_backbone(preprocessor, pretrained)
         model = BertTokenClassifier(backbone, len(labels), dropout=FLAGS.dropout)
-        peft.apply_flags(FLAGS, model)
+        common.apply_peft(model)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=int(FLAGS.warmup_ratio * steps),
-            **runtime.optimizer_options(FLAGS),
+            **common.optimizer_options(),
         )
-    if is_chief(strategy):  # lets tools/export.py rebuild the model
-        save_run_config(FLAGS.model_dir, "tagger", model, preprocessor, labels)
+    common.save_run_config(model, strategy, preprocessor, labels=labels)
     trainer = Trainer(
         model, optimizer, tagging_losses.masked_token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"token_accuracy": tagging_losses.token_accuracy,
                     "token_cross_entropy": tagging_losses.token_cross_entropy},
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
     )
 
     def train_data(ctx):
@@ -120,7 +113,8 @@ def main(_):
     start = time.time()
     trainer.train(train_data, max_steps=steps)
     logging.info("Training took %.0f s", time.time() - start)
-    peft.save_flags(FLAGS, model, strategy)
+    common.save_peft_weights(model, strategy)
+    common.save_run_weights(model, strategy)
     if FLAGS.eval_file:
         eval_sentences = read_tagged(FLAGS.eval_file)
         eval_encoded = encode_tagged_sentences(eval_sentences, preprocessor, labels, name=FLAGS.eval_file)
@@ -137,11 +131,11 @@ def main(_):
                                labelled_token_accuracy=results["token_accuracy"], sentences=len(eval_sentences),
                                truncated_words=eval_encoded.num_truncated_words, step=steps), f, indent=1)
     if FLAGS.export_dir and is_chief(strategy):
-        peft.merge_lora(model)  # Export plain kernels, no LoRA ops.
+        merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_tagger(preprocessor, model, labels, FLAGS.export_dir, FLAGS.model_name, FLAGS.version)
         print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

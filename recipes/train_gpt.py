@@ -9,24 +9,22 @@ The nanoGPT Tiny Shakespeare character setting:
 Re-running resumes from the latest checkpoint; `recipes/generate.py --model_dir=...` samples from it.
 """
 
+import common
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401
 
 from tfllm.data import language_modeling as lm_data
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
-from tfllm.models.gpt.gpt_run_files import save_run_config
-from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers import BytePairTokenizer
+from tfllm.tokenizers import CharTokenizer
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
 from tfllm.training import losses
-from tfllm.training import runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("text_file", None, "UTF-8 training text.")
@@ -47,7 +45,7 @@ flags.DEFINE_float("min_learning_rate", 1e-4, "Cosine decay ends here.")
 flags.DEFINE_float("beta_2", 0.99, "AdamW beta_2 (nanoGPT uses 0.99 for small data).")
 flags.DEFINE_integer("eval_every", 500, "Validate every N steps.")
 flags.DEFINE_integer("eval_steps", 0, "Validation batches per eval (0 = the whole split).")
-runtime.define_common_flags(batch_size=12, learning_rate=1e-3)
+common.define_common_flags(batch_size=12, learning_rate=1e-3)
 flags.mark_flags_as_required(["text_file"])
 
 
@@ -57,12 +55,11 @@ def make_tokenizer(text):
     if not (FLAGS.bpe_vocab and FLAGS.bpe_merges):
         raise flags.IllegalFlagValueError("--tokenizer=bpe needs --bpe_vocab and --bpe_merges "
                                           "(build them with tools/build_vocab.py --type=bpe)")
-    from tfllm.tokenizers.byte_pair import BytePairTokenizer  # noqa: PLC0415
     return BytePairTokenizer(FLAGS.bpe_vocab, FLAGS.bpe_merges)
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     text = lm_data.read_text(FLAGS.text_file)
     tokenizer = make_tokenizer(text)
     start = time.time()
@@ -83,15 +80,14 @@ def main(_):
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.warmup_steps,
             decay="cosine", end_learning_rate=FLAGS.min_learning_rate, beta_2=FLAGS.beta_2,
-            **runtime.optimizer_options(FLAGS),
+            **common.optimizer_options(),
         )
     logging.info("GPT with %s parameters", f"{model.count_params():,}")
-    if is_chief(strategy):
-        save_run_config(FLAGS.model_dir, model.backbone, tokenizer)
+    common.save_run_config(model, strategy, tokenizer)
     trainer = Trainer(
         model, optimizer, losses.token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
         metric_fns={"accuracy": losses.token_accuracy},
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
     )
 
     def train_data(ctx):
@@ -106,6 +102,7 @@ def main(_):
     start = time.time()
     results = trainer.train(train_data, FLAGS.max_steps, eval_dataset_fn=val_data, eval_every=FLAGS.eval_every)
     results = results["eval"] or trainer.evaluate(val_data)  # a finished run only evaluates
+    common.save_run_weights(model, strategy)
     print(f"validation: loss {results['loss']:.4f} (nats/token)  accuracy {results['accuracy']:.4f}  "
           f"after {FLAGS.max_steps} steps; this run trained for {time.time() - start:.0f} s", flush=True)
     sample = model.generate(text[0], max_new_tokens=200,
@@ -114,4 +111,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

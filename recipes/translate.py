@@ -15,28 +15,27 @@ detokenized output against the raw references) with beam search, written to
 <model_dir>/eval_results.json with the translations beside it.
 """
 
+import common
 import json
 import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 import tensorflow as tf
 
 from tfllm.data import parallel_text
 from tfllm.data import steps_per_epoch
 from tfllm.export import export_translator
 from tfllm.models import Seq2SeqTransformer
-from tfllm.models.seq2seq import seq2seq_run_files as run_files
+from tfllm.models import load
+from tfllm.models.seq2seq.translation import translate_texts
 from tfllm.tokenizers import sentence_piece
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
-from tfllm.training import runtime
 from tfllm.training import seq2seq_losses
 from tfllm.training import wait_for_all_workers
 
@@ -75,7 +74,7 @@ flags.DEFINE_string("export_dir", None, "--mode=train: also export a SavedModel 
                     "translations out, beam search inside) to <export_dir>/<model_name>/<version>/.")
 flags.DEFINE_string("model_name", "translator", "Model name in the export path.")
 flags.DEFINE_integer("version", 1, "Export version (TF Serving).")
-runtime.define_common_flags(batch_size=64, learning_rate=1e-3)
+common.define_common_flags(batch_size=64, learning_rate=1e-3)
 
 
 def tokenizer_for_training(strategy):
@@ -101,14 +100,17 @@ def build_model(vocabulary_size):
 
 
 def evaluate_bleu(model, tokenizer, step, train_seconds=None):
-    """Beam-search the eval sources, score corpus BLEU on detokenized text, write JSON + translations."""
+    """Beam-search the eval sources, score corpus BLEU on detokenized text, write JSON + translations.
+
+    `step`: the training step reached (None: the saved final weights of an earlier run).
+    """
     import sacrebleu  # noqa: PLC0415  (the `eval` extra)
 
     sources, references = parallel_text.read_parallel_text(FLAGS.eval_source, FLAGS.eval_target)
     if FLAGS.max_eval_examples:
         sources, references = sources[: FLAGS.max_eval_examples], references[: FLAGS.max_eval_examples]
     start = time.time()
-    hypotheses = run_files.translate_texts(
+    hypotheses = translate_texts(
         model, tokenizer, sources, FLAGS.decode_batch_size, FLAGS.num_beams, FLAGS.length_penalty,
         FLAGS.max_source_length)
     decode_seconds = time.time() - start
@@ -130,10 +132,11 @@ def evaluate_bleu(model, tokenizer, step, train_seconds=None):
 
 
 def translate():
-    model, tokenizer, checkpoint = run_files.load_run(FLAGS.model_dir)
-    logging.info("Translating with %s", checkpoint)
+    run = load(FLAGS.model_dir)
+    model, tokenizer = run.model, run.tokenizer
+    logging.info("Translating with %s", run.weights)
     lines = parallel_text.read_lines(FLAGS.input_file) if FLAGS.input_file else sys.stdin.read().splitlines()
-    outputs = run_files.translate_texts(model, tokenizer, lines, FLAGS.decode_batch_size, FLAGS.num_beams,
+    outputs = translate_texts(model, tokenizer, lines, FLAGS.decode_batch_size, FLAGS.num_beams,
                                         FLAGS.length_penalty, FLAGS.max_source_length)
     text = "".join(o + "\n" for o in outputs)
     if FLAGS.output_file:
@@ -144,13 +147,13 @@ def translate():
 
 
 def main(_):
-    strategy = runtime.setup(FLAGS)
+    strategy = common.setup()
     if FLAGS.mode == "translate":
         return translate()
     if FLAGS.mode == "evaluate":
-        model, tokenizer, checkpoint = run_files.load_run(FLAGS.model_dir)
-        step = int(checkpoint.rsplit("-", 1)[-1])
-        return evaluate_bleu(model, tokenizer, step)
+        run = load(FLAGS.model_dir)
+        logging.info("Evaluating %s", run.weights)
+        return evaluate_bleu(run.model, run.tokenizer, step=None)
 
     for flag in ("train_source", "train_target"):
         if not FLAGS[flag].value:
@@ -168,16 +171,15 @@ def main(_):
         model = build_model(tokenizer.vocabulary_size())
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=steps, warmup_steps=min(FLAGS.warmup_steps, steps - 1),
-            decay=FLAGS.decay, beta_2=FLAGS.beta_2, **runtime.optimizer_options(FLAGS))
+            decay=FLAGS.decay, beta_2=FLAGS.beta_2, **common.optimizer_options())
     logging.info("Seq2SeqTransformer %s with %s parameters", FLAGS.preset, f"{model.count_params():,}")
-    if is_chief(strategy):
-        run_files.save_run_config(FLAGS.model_dir, model, spm_path)
+    common.save_run_config(model, strategy, tokenizer, tokenizer_file=spm_path)
     trainer = Trainer(
         model, optimizer, seq2seq_losses.translation_loss(FLAGS.label_smoothing), FLAGS.batch_size,
         FLAGS.model_dir, strategy,
         metric_fns={"cross_entropy": seq2seq_losses.token_cross_entropy,
                     "accuracy": seq2seq_losses.token_accuracy},
-        **runtime.trainer_options(FLAGS),
+        **common.trainer_options(),
     )
     bos, eos = sentence_piece.BOS_ID, sentence_piece.EOS_ID
 
@@ -202,6 +204,7 @@ def main(_):
     results = trainer.train(train_data, steps, eval_dataset_fn=eval_data, eval_every=FLAGS.eval_every or None)
     train_seconds = time.time() - start
     logging.info("Training took %.0f s", train_seconds)
+    common.save_run_weights(model, strategy)
     if eval_data and is_chief(strategy):
         evaluate_bleu(model, tokenizer, results["steps"], train_seconds)
     if FLAGS.export_dir and is_chief(strategy):
@@ -213,4 +216,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -32,7 +32,7 @@ from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tfllm.models.bert.bert_classifier import masked_mean
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
-from tfllm.models.bert.bert_run_files import save_run_config
+from tfllm.models import save_config
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +75,7 @@ def run_tool(tool, *args):
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
-            tool.FLAGS(["export.py", *args])
-            tool.run_export()
+            tool.main(tool.FLAGS(["export.py", *args]))
     finally:
         tool.FLAGS.unparse_flags()
     return out.getvalue()
@@ -102,12 +101,11 @@ def served(tmp_path_factory, export_tool):
         "tagger": export.export_tagger(m["pre"], m["tagger"], TAGS, tmp, "ner"),
         "gpt": export.export_gpt(m["lm"], tmp, "gpt", max_new_tokens=6),
     }
-    # span_qa goes through tools/export.py from a recipe-style model_dir (bert_run.json + checkpoint).
+    # span_qa goes through tools/export.py from a recipe-style model_dir (config.json + checkpoint).
     run = tmp / "qa_run"
-    save_run_config(run, "span_qa", m["qa"], m["qa_pre"], max_query_length=6, max_answer_length=4)
+    save_config(m["qa"], run, m["qa_pre"], serving=dict(max_query_length=6, max_answer_length=4))
     tf.train.CheckpointManager(tf.train.Checkpoint(model=m["qa"]), run / "checkpoints", 1).save(7)
-    printed = run_tool(export_tool, f"--model_dir={run}", "--head=span_qa", f"--export_dir={tmp}",
-                       "--model_name=qa", "--version=2")
+    printed = run_tool(export_tool, str(run), str(tmp), "--model_name=qa", "--version=2")
     assert "restored: " in printed and "ckpt-7" in printed
     paths["span_qa"] = tmp / "qa" / "2"
 
@@ -279,27 +277,26 @@ def test_bad_requests_get_a_clear_error(served, request_name, message):
 
 
 def test_export_tool_errors_name_the_problem(export_tool, tmp_path):
-    from absl import app
+    from absl import flags
+
+    from tfllm.errors import CheckpointError
 
     run = tmp_path / "run"
-    save_run_config(run, "tagger", BertTokenClassifier(bert(), 2), preprocessor(8), ["O", "B-X"])
-    assert json.loads((run / "bert_run.json").read_text())["labels"] == ["O", "B-X"]
+    save_config(BertTokenClassifier(bert(), 2), run, preprocessor(8), labels=["O", "B-X"])
+    assert json.loads((run / "config.json").read_text())["labels"] == ["O", "B-X"]
     cases = [
-        ([f"--model_dir={run}", "--head=span_qa"], app.UsageError,
-         "it is a tagger run (heads for it: tagger, embeddings)"),
-        ([f"--model_dir={run}", "--head=tagger"], FileNotFoundError, "checkpoints: no checkpoint yet"),
-        ([f"--model_dir={run}", "--head=tagger", f"--checkpoint={run}/nope"], FileNotFoundError, "no such checkpoint"),
-        ([f"--model_dir={tmp_path}", "--head=classifier"], FileNotFoundError, "bert_run.json: not found"),
-        ([f"--model_dir={tmp_path}", "--head=gpt"], app.UsageError, "gpt_config.json not found"),
-        ([f"--model_dir={tmp_path / 'missing'}", "--head=gpt"], app.UsageError, "no such directory"),
+        ([str(run), "--head=span_qa"], flags.IllegalFlagValueError,
+         "it holds a BertTokenClassifier (exports for it: tagger, embeddings)"),
+        ([str(run)], CheckpointError, "no weights yet (neither model.weights.h5 nor a checkpoint in checkpoints/)"),
+        ([str(run), f"--checkpoint={run}/nope"], CheckpointError, "no such checkpoint"),
+        ([str(tmp_path), "--head=classifier"], FileNotFoundError, "no pretrained model found"),
+        ([str(tmp_path / "missing")], flags.IllegalFlagValueError, "no such directory"),
     ]
     for args, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
-            run_tool(export_tool, f"--export_dir={tmp_path / 'out'}", *args)
-    from absl import flags
-
+            run_tool(export_tool, args[0], str(tmp_path / "out"), *args[1:])
     with pytest.raises(flags.IllegalFlagValueError, match="value should be one of"):
-        run_tool(export_tool, f"--model_dir={run}", "--export_dir=x", "--head=ner")
+        run_tool(export_tool, str(run), "x", "--head=ner")
     assert not (tmp_path / "out").exists()
 
 

@@ -47,9 +47,9 @@ def test_exported_generation_matches_in_process_generate(run):
     tmp, _ = run
     import tfllm  # noqa: F401
     from tfllm.export.gpt_export import export_gpt
-    from tfllm.models.gpt.gpt_run_files import load_run
+    from tfllm.models import load
 
-    lm, _ = load_run(tmp / "model")
+    lm = load(tmp / "model").model
     path = export_gpt(lm, tmp / "export", model_name="toy", max_new_tokens=16)
     prompts = ["abc", "fgh abcd", "h"]
     options = {"prompt": prompts, "max_new_tokens": 5, "temperature": 1.0, "top_k": 3, "seed": 7}
@@ -67,7 +67,7 @@ def test_bpe_path_train_generate_and_serve(tmp_path):
     train_gpt.py --tokenizer=bpe -> generate and the export agree."""
     import tfllm  # noqa: F401
     from tfllm.export.gpt_export import export_gpt
-    from tfllm.models.gpt.gpt_run_files import load_run
+    from tfllm.models import load
     from tfllm.tokenizers.byte_pair import build_byte_pair_files
 
     text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
@@ -84,7 +84,7 @@ def test_bpe_path_train_generate_and_serve(tmp_path):
     loss = float([l for l in proc.stdout.splitlines() if l.startswith("validation:")][0].split()[2])
     assert loss < 0.5, proc.stdout  # a 1-layer model learns the repeated sentence (uniform: ln 300 = 5.7)
 
-    lm, _ = load_run(tmp_path / "model")  # what recipes/generate.py loads
+    lm = load(tmp_path / "model").model  # what recipes/generate.py loads
     [continuation] = lm.generate(["the quick"], max_new_tokens=12, temperature=0, jit_compile=False)
     assert "brown fox jumps over the lazy dog" in continuation
     path = export_gpt(lm, tmp_path / "export", model_name="toy_bpe", max_new_tokens=8)

@@ -22,7 +22,7 @@ from tfllm.layers import MultiHeadAttention
 from tfllm.layers.attention import project
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
-from tfllm.models.bert import bert_run_files
+from tfllm.models import load
 from tfllm.training import create_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,9 +284,8 @@ def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
     export = tmp_path / "export" / "toy" / "1"
     exported_variables = [name for name, _ in tf.train.list_variables(str(export / "variables" / "variables"))]
     assert exported_variables and not [n for n in exported_variables if "lora" in n.lower()]
-    spec = bert_run_files.read_run_config(str(model_dir))
-    unmerged, preprocessor = bert_run_files.build_model(spec)
-    bert_run_files.restore(unmerged, bert_run_files.find_checkpoint(str(model_dir)))
+    run = load(str(model_dir))  # config.json + model.weights.h5, LoRA layers re-applied
+    unmerged, preprocessor = run.model, run.preprocessor()
     assert [v for v in unmerged.weights if "lora" in v.path]
     texts = ["the plot was really good", "a boring film", "quite a dull story , the acting was lovely"]
     want = tf.nn.softmax(unmerged(preprocessor(tf.constant(texts)))).numpy()

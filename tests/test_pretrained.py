@@ -31,7 +31,8 @@ from tfllm.export import export_classifier  # noqa: E402
 from tfllm.models import Bert, BertClassifier, BertPretrainer, BertSpanQA, BertTokenClassifier  # noqa: E402
 from tfllm.models import Gpt, GptCausalLM  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format, load_tokenizer  # noqa: E402
+from tfllm.models.pretrained import detect_format  # noqa: E402
+from tfllm.tokenizers import load_tokenizer  # noqa: E402
 from tfllm.tokenizers import WordPieceTokenizer  # noqa: E402
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary, train_byte_pair_vocabulary  # noqa: E402
 from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
@@ -250,7 +251,7 @@ def test_google_checkpoint_matches_transformers(hf_bert_dirs, vocab_file, tmp_pa
     assert detect_format(tmp_path) == "google"
     ref = T.BertForPreTraining.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval()
     check_bert_model(tmp_path, BertPretrainer.from_pretrained(tmp_path), ref)
-    tokenizer = WordPieceTokenizer.from_pretrained(tmp_path)
+    tokenizer = load_tokenizer(tmp_path)
     assert tokenizer.bert_lowercase  # no upper-case words in the vocabulary: uncased
     # Convert with the tool, then load the tfllm folder: same numbers, same tokenizer.
     dst = tmp_path / "converted"

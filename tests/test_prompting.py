@@ -21,7 +21,7 @@ from tfllm import prompting
 from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.models import GptCausalLM
-from tfllm.models.pretrained import load_tokenizer
+from tfllm.tokenizers import load_tokenizer
 from tfllm.tokenizers import WordPieceTokenizer
 
 torch = pytest.importorskip("torch")

@@ -22,8 +22,9 @@ flags.DEFINE_enum("model", None, ["bert", "gpt2"], "Model family.", required=Tru
 FLAGS = flags.FLAGS
 
 
-def bert_task(src, fmt):
-    """The richest tfllm BERT model the checkpoint's weights fill."""
+def bert_class(src, fmt):
+    """The richest tfllm BERT model class the checkpoint's weights fill."""
+    from tfllm.models import Bert, BertClassifier, BertPretrainer  # noqa: PLC0415  (slow: after the flag checks)
     import tfllm.convert.google_bert as google_bert  # noqa: PLC0415
     from tfllm.convert.safetensors_io import read_hf_weights  # noqa: PLC0415
 
@@ -34,10 +35,10 @@ def bert_task(src, fmt):
         names = set(json.load(open(index))["weight_map"]) if os.path.exists(index) else set(read_hf_weights(src))
     names = {n[len("bert."):] if n.startswith("bert.") else n for n in names}
     if any(n.startswith("cls.seq_relationship.") for n in names):
-        return "bert_pretrainer"
+        return BertPretrainer
     if any(n.startswith("classifier.") for n in names):
-        return "bert_classifier"
-    return "bert"
+        return BertClassifier
+    return Bert
 
 
 def main(argv):
@@ -45,7 +46,8 @@ def main(argv):
         raise app.UsageError("usage: convert_checkpoint.py --from=hf|google --model=bert|gpt2 SRC DST")
     src, dst = argv[1], argv[2]
     import tfllm  # noqa: F401,PLC0415  (slow: after the flag checks)
-    from tfllm.models import pretrained  # noqa: PLC0415
+    from tfllm.models import GptCausalLM, pretrained  # noqa: PLC0415
+    from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415
 
     fmt = pretrained.detect_format(src)
     if fmt != getattr(FLAGS, "from"):
@@ -53,10 +55,10 @@ def main(argv):
     if FLAGS.model == "gpt2":
         if fmt == "google":
             raise app.UsageError("--from=google holds BERT checkpoints only")
-        model = pretrained.load_model(src, "gpt_causal_lm")
+        model = GptCausalLM.from_pretrained(src)
     else:
-        model = pretrained.load_model(src, bert_task(src, fmt))
-    tokenizer = pretrained.load_tokenizer_if_any(src)
+        model = bert_class(src, fmt).from_pretrained(src)
+    tokenizer = load_tokenizer_if_any(src)
     pretrained.save_pretrained(model, dst, tokenizer=tokenizer)
     print(f"wrote {type(model).__name__} ({model.count_params():,} parameters"
           f"{', with tokenizer' if tokenizer is not None else ', no tokenizer found'}) to {dst}")

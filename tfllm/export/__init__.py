@@ -12,7 +12,8 @@ atomically with `assets.extra/tf_serving_warmup_requests`:
 | gpt | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
 | translator | `export_translator` | `source` -> `translation`, `score` (beam search in the graph) |
 
-tools/export.py rebuilds a model from a run's --model_dir and calls these.
+`EXPORTS` is the one table of which exports each saved model class can have;
+tools/export.py loads a run folder (`tfllm.models.load`) and picks from it.
 """
 
 from tfllm.export.classifier_export import ClassifierServingModule
@@ -32,4 +33,15 @@ from tfllm.export.tagger_export import export_tagger
 from tfllm.export.translation_export import TranslationServingModule
 from tfllm.export.translation_export import export_translator
 
-HEADS = ("classifier", "embeddings", "tagger", "span_qa", "gpt", "translator")
+# The one place that names the heads: a saved model's class -> what it can be
+# exported as, the default first (any BERT encoder also serves embeddings).
+EXPORTS = {
+    "BertClassifier": ("classifier", "embeddings"),
+    "BertTokenClassifier": ("tagger", "embeddings"),
+    "BertSpanQA": ("span_qa", "embeddings"),
+    "BertPretrainer": ("embeddings",),
+    "Bert": ("embeddings",),
+    "GptCausalLM": ("gpt",),
+    "Seq2SeqTransformer": ("translator",),
+}
+HEADS = tuple(dict.fromkeys(head for heads in EXPORTS.values() for head in heads))

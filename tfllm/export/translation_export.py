@@ -20,7 +20,7 @@ class TranslationServingModule(tf.Module):
         outputs: `translation`: string [batch],
                  `score`: float32 [batch] (beam score: log-probability / GNMT
                  length penalty; greedy: 0).
-    As `seq2seq_run_files.translate_texts`: sources are cut to
+    As `tfllm.models.seq2seq.translation.translate_texts`: sources are cut to
     `max_source_length` tokens and each batch may generate up to
     2 x (longest source) + 10 tokens, within the model's `max_sequence_length`.
     """

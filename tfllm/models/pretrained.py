@@ -1,9 +1,23 @@
-"""`from_pretrained` and `save_pretrained`: published checkpoints in, tfllm models out.
+"""One folder format for every tfllm model, and loading published checkpoints.
 
-A directory is recognised by the files in it:
+A tfllm folder (what `save_pretrained` writes, and what every recipe's
+`--model_dir` becomes) holds:
 
-- tfllm: `config.json` (with a "tfllm_class" entry) + `model.weights.h5`,
-  tokenizer assets beside them (written by `save_pretrained`);
+- `config.json`: `tfllm_class` (the class name), `model` (its Keras
+  serialization: class and constructor config, backbone included), and what
+  serving needs besides the weights: `tokenizer` (type and settings; its
+  files sit beside, named relative to the folder), `preprocessor`
+  (sequence length), `labels` (class or tag names in id order), `serving`
+  (export defaults) and `peft` (the PEFT method applied, re-applied on load);
+- the weights: `model.weights.h5`, written when training ends; a run still
+  training (or stopped) has only its Trainer checkpoints in `checkpoints/`,
+  and `load` then takes the latest.
+
+`load(folder)` rebuilds the saved model with its tokenizer and settings;
+`Task.from_pretrained(folder)` / `Bert.from_pretrained(folder)` give the
+class asked for, with a new randomly initialised head (logged) when the
+folder holds another one. The same calls read published checkpoints:
+
 - Hugging Face: `config.json` + `model.safetensors` (or a sharded
   `model.safetensors.index.json`, or `pytorch_model.bin` read with
   `torch.load(weights_only=True)`);
@@ -13,18 +27,19 @@ The converters in `tfllm/convert/` map every source tensor by name and fail,
 naming the field or weight, on a config tfllm cannot represent or a weight
 that is missing or unexpected. Remote code is never run.
 
-Example:
->>> bert = Bert.from_pretrained("bert-base-uncased/")                 # a HF folder
->>> clf = BertClassifier.from_pretrained("uncased_L-2_H-128_A-2/", num_classes=2)
->>> clf.save_pretrained("runs/tiny")   # tfllm folder, loads with from_pretrained
+This module imports no model class: callers pass the class they want, and
+saved classes are found in Keras' registry of serializable objects, so the
+models can import it without an import circle.
 """
 
+import dataclasses
 import json
 import os
 
+import keras
+import tensorflow as tf
 from absl import logging
 
-from tfllm.convert import ConversionError
 from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
@@ -32,53 +47,201 @@ from tfllm.convert import hf_gpt2
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights
-from tfllm.models.bert.bert_backbone import Bert
-from tfllm.models.bert.bert_classifier import BertClassifier
-from tfllm.models.bert.bert_pretrainer import BertPretrainer
-from tfllm.models.bert.bert_span_qa import BertSpanQA
-from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
-from tfllm.models.gpt.gpt_backbone import Gpt
-from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
-from tfllm.models.task import Task
-from tfllm.tokenizers.byte_pair import BytePairTokenizer
-from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
-from tfllm.tokenizers.word_piece import WordPieceTokenizer
-from tfllm.tokenizers.word_piece import load_vocabulary
-from tfllm.tokenizers.word_piece import save_vocabulary
+from tfllm.errors import CheckpointError
+from tfllm.errors import ConfigError
+from tfllm.errors import ConversionError
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.peft.methods import apply_peft
+from tfllm.peft.methods import peft_config
+from tfllm.tokenizers.saving import load_tokenizer
+from tfllm.tokenizers.saving import load_tokenizer_if_any
+from tfllm.tokenizers.saving import save_tokenizer
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
-TOKENIZER_CONFIG = "tfllm_tokenizer.json"
-TASKS = ("bert", "bert_classifier", "bert_token_classifier", "bert_span_qa", "bert_pretrainer", "gpt",
-         "gpt_causal_lm")
-# The heads a tfllm folder can hold, by the class name save_pretrained records.
-HEADS = {cls.__name__: cls for cls in (BertClassifier, BertTokenClassifier, BertSpanQA, BertPretrainer, GptCausalLM)}
-HEADS_BY_TASK = {cls.pretrained_task: cls for cls in HEADS.values()}
+CHECKPOINTS = "checkpoints"
 
 
-def _read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+# ---- The tfllm folder -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """What `load` returns: the model with its weights, its tokenizer, and the folder's settings."""
+
+    model: keras.Model
+    tokenizer: object
+    config: dict
+    weights: str  # the weights file or checkpoint the weights came from
+
+    @property
+    def labels(self):
+        return self.config.get("labels")
+
+    @property
+    def serving(self):
+        return self.config.get("serving") or {}
+
+    def preprocessor(self, sequence_length=None):
+        """The `BertPreprocessor` a BERT run used (its tokenizer; `sequence_length` overrides the saved one)."""
+        saved = (self.config.get("preprocessor") or {}).get("sequence_length", 128)
+        return BertPreprocessor.from_tokenizer(self.tokenizer, sequence_length=sequence_length or saved)
+
+
+def save_config(model, folder, tokenizer=None, sequence_length=None, labels=None, serving=None,
+                tokenizer_file=None):
+    """Write `folder/config.json` and the tokenizer's files: everything `load` needs but the weights.
+
+    Args:
+        model: the model (its class and config are saved; PEFT layers are noted).
+        tokenizer: a tokenizer or `BertPreprocessor` (default: `model.tokenizer` if any).
+        sequence_length: a BERT preprocessor's length (default: the preprocessor's).
+        labels: class or tag names in id order.
+        serving: export defaults (e.g. `max_query_length`).
+        tokenizer_file: a SentencePiece tokenizer's model file (copied in).
+    """
+    folder = os.fspath(folder)
+    tf.io.gfile.makedirs(folder)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if sequence_length is None and hasattr(tokenizer, "sequence_length"):
+        sequence_length = tokenizer.sequence_length
+    peft = peft_config(model)
+    spec = {
+        "tfllm_class": type(model).__name__,
+        "model": keras.saving.serialize_keras_object(model),
+        "tokenizer": save_tokenizer(tokenizer, folder, tokenizer_file) if tokenizer is not None else None,
+        "preprocessor": {"sequence_length": sequence_length} if sequence_length else None,
+        "labels": list(labels) if labels is not None else None,
+        "serving": dict(serving or {}),
+        "peft": dict(peft) if peft and peft["method"] != "none" else None,
+    }
+    path = os.path.join(folder, CONFIG)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(spec, f, indent=1, ensure_ascii=False)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    return path
+
+
+def save_weights(model, folder):
+    """Write `folder/model.weights.h5` (the final weights that `load` prefers to checkpoints)."""
+    path = os.path.join(os.fspath(folder), WEIGHTS)
+    model.save_weights(path)
+    return path
+
+
+def save_pretrained(model, folder, tokenizer=None, **settings):
+    """`save_config` + `save_weights`: a complete folder that `load` and `from_pretrained` read."""
+    save_config(model, folder, tokenizer, **settings)
+    save_weights(model, folder)
+    return os.fspath(folder)
+
+
+def read_config(folder):
+    path = os.path.join(os.fspath(folder), CONFIG)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: not found; is {folder} a tfllm model folder or recipe --model_dir?")
+    with tf.io.gfile.GFile(path) as f:
+        spec = json.load(f)
+    if "tfllm_class" not in spec or "model" not in spec:
+        raise ConfigError(f"{path}: not a tfllm config (no tfllm_class/model entries)")
+    return spec
+
+
+def build(spec, overrides=None, tokenizer=None):
+    """The untrained model a config.json describes; `overrides` replace backbone config values."""
+    serialized = json.loads(json.dumps(spec["model"]))  # a deep copy to edit
+    if overrides:
+        inner = serialized["config"]
+        target = inner["backbone"]["config"] if "backbone" in inner else inner
+        unknown = sorted(set(overrides) - set(target))
+        if unknown:
+            raise ConfigError(f"{spec['tfllm_class']} has no config field(s) {', '.join(unknown)} to override")
+        target.update(overrides)
+    try:
+        model = keras.saving.deserialize_keras_object(serialized)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot rebuild {spec['tfllm_class']} from its config: {str(e).splitlines()[0]}") from None
+    if hasattr(model, "tokenizer") and tokenizer is not None:
+        model.tokenizer = tokenizer
+    if spec.get("peft"):  # the same PEFT layers, so the saved weights have a place
+        options = {k: v for k, v in spec["peft"].items() if k not in ("method", "merged")}
+        apply_peft(model, spec["peft"]["method"], **options)
+    return model
+
+
+def load(folder, checkpoint=None, **overrides):
+    """The model saved in a tfllm folder (a recipe's --model_dir or a save_pretrained folder).
+
+    Weights come from `checkpoint` (a prefix, or a folder: its latest) if
+    given, else `model.weights.h5`, else the latest checkpoint in
+    `checkpoints/`. Keyword args override backbone config values (e.g.
+    `dropout=0.0`). Returns a `LoadedModel` (model, tokenizer, config, weights).
+    """
+    folder = os.fspath(folder)
+    spec = read_config(folder)
+    tokenizer = load_tokenizer(folder) if spec.get("tokenizer") else None
+    model = build(spec, overrides, tokenizer)
+    weights_file = os.path.join(folder, WEIGHTS)
+    if checkpoint is None and tf.io.gfile.exists(weights_file):
+        model.load_weights(weights_file)
+        weights = weights_file
+    else:
+        weights = find_checkpoint(folder, checkpoint)
+        restore_checkpoint(model, weights)
+    return LoadedModel(model, tokenizer, spec, weights)
+
+
+def find_checkpoint(folder, checkpoint=None):
+    """`checkpoint` (a prefix, or a folder: its latest) or else the latest in `folder/checkpoints`."""
+    if checkpoint and tf.io.gfile.isdir(checkpoint):
+        latest = tf.train.latest_checkpoint(checkpoint)
+        if latest is None:
+            raise CheckpointError(f"{checkpoint}: no checkpoint in this folder")
+        return latest
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + ".index"):
+            raise CheckpointError(f"{checkpoint}: no such checkpoint (expected a prefix with a .index file, "
+                                  f"e.g. <model_dir>/{CHECKPOINTS}/ckpt-1000, or a folder)")
+        return checkpoint
+    latest = tf.train.latest_checkpoint(os.path.join(folder, CHECKPOINTS))
+    if latest is None:
+        raise CheckpointError(f"{folder}: no weights yet (neither {WEIGHTS} nor a checkpoint in {CHECKPOINTS}/)")
+    return latest
+
+
+def restore_checkpoint(model, checkpoint):
+    """Load `model`'s weights from a Trainer checkpoint; every weight of the model must be found."""
+    status = tf.train.Checkpoint(model=model).read(checkpoint)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise CheckpointError(f"{checkpoint} does not hold every weight of the model its config describes "
+                              f"(a different run?): {str(e).splitlines()[0][:300]}") from None
+    status.expect_partial()  # optimizer slots, step, data iterator
+
+
+# ---- Any format, as the class asked for ---------------------------------------
 
 
 def detect_format(path):
     """"tfllm", "hf" or "google" for a model directory; an error listing what was looked for otherwise."""
     path = os.fspath(path)
-    if not os.path.isdir(path):
+    if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"{path}: not a directory (from_pretrained takes a model folder)")
-    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
-    if has(CONFIG) and has(WEIGHTS) and "tfllm_class" in _read_json(os.path.join(path, CONFIG)):
-        return "tfllm"
-    if has(CONFIG) and has_hf_weights(path):
-        return "hf"
+    has = lambda name: tf.io.gfile.exists(os.path.join(path, name))  # noqa: E731
+    if has(CONFIG):
+        with tf.io.gfile.GFile(os.path.join(path, CONFIG)) as f:
+            if "tfllm_class" in json.load(f):
+                return "tfllm"
+        if has_hf_weights(path):
+            return "hf"
     if has(google_bert.CONFIG_FILE) and google_bert.find_checkpoint(path):
         return "google"
     raise FileNotFoundError(
-        f"{path}: no pretrained model found. Looked for: tfllm ({CONFIG} + {WEIGHTS}); Hugging Face "
+        f"{path}: no pretrained model found. Looked for: tfllm ({CONFIG} with tfllm_class); Hugging Face "
         f"({CONFIG} + one of {', '.join(WEIGHT_FILES)}); Google BERT ({google_bert.CONFIG_FILE} + "
-        f"bert_model.ckpt.index). Found: {sorted(os.listdir(path))[:20]}"
+        f"bert_model.ckpt.index). Found: {sorted(tf.io.gfile.listdir(path))[:20]}"
     )
-
 
 
 def is_pretrained_dir(path):
@@ -89,221 +252,137 @@ def is_pretrained_dir(path):
         return False
 
 
-def load_model(path, task, **kwargs):
-    """A tfllm model of kind `task` (one of TASKS) from any supported directory.
+def load_model(path, cls, **kwargs):
+    """A `cls` model (a backbone or a task class) from any supported folder.
 
-    Keyword args: `num_classes`, `pooling`, `classifier_dropout` (classifier
-    head), `tokenizer` (GptCausalLM); anything else overrides the backbone
-    config (e.g. `dropout=0.0`).
+    Keyword args: the head's constructor arguments (`num_classes`, `pooling`,
+    `dropout` or its alias `classifier_dropout`; `tokenizer` for
+    GptCausalLM); anything else overrides the backbone config (e.g.
+    `dropout=0.0` for a backbone class).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     path = os.fspath(path)
+    backbone_cls = getattr(cls, "backbone_class", None) or cls
+    head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _head_arg_names(cls)}
+    if "classifier_dropout" in head_kwargs:
+        head_kwargs["dropout"] = head_kwargs.pop("classifier_dropout")
     fmt = detect_format(path)
     if fmt == "tfllm":
-        return _load_tfllm(path, task, **kwargs)
-    if task.startswith("gpt"):
+        return _from_tfllm(path, cls, backbone_cls, head_kwargs, kwargs)
+    if backbone_cls.pretrained_task not in ("bert", "gpt"):
+        raise ConversionError(f"{path}: a {cls.__name__} loads only from a tfllm folder")
+    if backbone_cls.pretrained_task == "gpt":
         if fmt != "hf":
-            raise ConversionError(f"{path}: a Google BERT checkpoint cannot load as {task}")
-        return _load_hf_gpt2(path, task, **kwargs)
+            raise ConversionError(f"{path}: a Google BERT checkpoint cannot load as {cls.__name__}")
+        return _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, kwargs)
     if fmt == "hf":
         config, source = _read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
         tensors = read_hf_weights(path)
     else:
         config, tensors = google_bert.read_google_checkpoint(path)
         source = os.path.join(path, google_bert.CONFIG_FILE)
-    return _load_bert(path, config, source, hf_bert.normalize_names(tensors), task, **kwargs)
+    return _from_bert_checkpoint(path, cls, backbone_cls, config, source, hf_bert.normalize_names(tensors),
+                                 head_kwargs, kwargs)
 
 
-def _load_bert(path, config, source, tensors, task, num_classes=None, pooling="cls",
-               classifier_dropout=None, **overrides):
+def _head_arg_names(cls):
+    if getattr(cls, "backbone_class", None) is None:
+        return ()
+    return (*cls.head_args, "classifier_dropout", "tokenizer")
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides):
+    saved = load(path, **overrides)
+    model = saved.model
+    backbone = getattr(model, "backbone", model)
+    if type(model) is cls and all(getattr(model, k, None) == v for k, v in head_kwargs.items() if k != "tokenizer"):
+        if "tokenizer" in head_kwargs:
+            model.tokenizer = head_kwargs["tokenizer"]
+        return model
+    if type(backbone) is not backbone_cls:
+        raise ConversionError(f"{path}: holds a {type(model).__name__}, which cannot load as {cls.__name__}")
+    if cls is backbone_cls:
+        return backbone
+    if cls.pretrained_task == "gpt_causal_lm":
+        return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or saved.tokenizer)
+    return _new_head(path, cls, backbone, head_kwargs)
+
+
+def _new_head(path, cls, backbone, head_kwargs):
+    """A randomly initialised head of class `cls` on a loaded backbone (logged)."""
+    if "num_classes" in cls.head_args and head_kwargs.get("num_classes") is None:
+        raise ConversionError(f"{path}: has no {cls.__name__} head; pass num_classes= for a new one")
+    if "dropout" in cls.head_args and head_kwargs.get("dropout") is None:
+        head_kwargs = dict(head_kwargs, dropout=backbone.dropout)
+    logging.info("%s: new randomly initialised %s head%s", path, cls.__name__,
+                 f" ({head_kwargs['num_classes']} classes)" if "num_classes" in head_kwargs else "")
+    return cls(backbone, **head_kwargs)
+
+
+def _from_bert_checkpoint(path, cls, backbone_cls, config, source, tensors, head_kwargs, overrides):
     kwargs = {**hf_bert.bert_config_from_hf(config, source), **overrides}
+    task = cls.pretrained_task
     if task == "bert_pretrainer" and kwargs["activation"] != "gelu":
         raise ConversionError(f"{source}: hidden_act={config.get('hidden_act')!r}: the tfllm MLM head uses exact GELU")
-    backbone = Bert(**kwargs)
+    backbone = backbone_cls(**kwargs)
     porter = WeightPorter(tensors, path)
     hf_bert.port_backbone(porter, backbone)
-    if task in ("bert", "bert_token_classifier", "bert_span_qa"):
+    if head_kwargs.get("dropout") is None and "dropout" in getattr(cls, "head_args", ()):
+        head_kwargs = dict(head_kwargs, dropout=config.get("classifier_dropout") or kwargs["dropout"])
+    if task == "bert_pretrainer":
+        model = cls(backbone)
+        hf_bert.port_pretraining_heads(porter, model)
+        porter.finish([model])
+        return model
+    stored = hf_bert.num_labels(porter) if task == "bert_classifier" else None
+    if stored is None:
         # Published token-classification and QA heads are not mapped yet: a
         # new head goes on the loaded encoder (the usual fine-tuning start).
         hf_bert.ignore_heads(porter, logging.info)
         porter.finish([backbone])
-        if task == "bert":
-            return backbone
-        if classifier_dropout is None:
-            classifier_dropout = config.get("classifier_dropout") or kwargs["dropout"]
-        return _new_bert_head(path, backbone, task, num_classes, dropout=classifier_dropout)
-    if task == "bert_pretrainer":
-        model = BertPretrainer(backbone)
-        hf_bert.port_pretraining_heads(porter, model)
-        porter.finish([model])
-        return model
-    stored = hf_bert.num_labels(porter)
-    if stored is None and num_classes is None:
-        raise ConversionError(f"{path}: has no classifier.* weights; pass num_classes= for a new head")
-    if stored is not None and num_classes not in (None, stored):
+        return backbone if cls is backbone_cls else _new_head(path, cls, backbone, head_kwargs)
+    num_classes, pooling = head_kwargs.get("num_classes"), head_kwargs.get("pooling", "cls")
+    if num_classes not in (None, stored):
         raise ConversionError(f"{path}: its classifier has {stored} classes, num_classes={num_classes} given")
-    if stored is not None and pooling != "cls":
+    if pooling != "cls":
         raise ConversionError(f"{path}: its classifier was trained on the [CLS] pooler; pooling={pooling!r} given")
-    if classifier_dropout is None:
-        classifier_dropout = config.get("classifier_dropout") or kwargs["dropout"]
-    model = BertClassifier(backbone, num_classes or stored, pooling=pooling, dropout=classifier_dropout)
-    if stored is None:
-        hf_bert.ignore_heads(porter, logging.info)
-        porter.finish([backbone])
-        logging.info("%s: new randomly initialised %d-class head", path, num_classes)
-    else:
-        hf_bert.port_classifier_head(porter, model)
-        porter.finish([model])
+    model = cls(backbone, **dict(head_kwargs, num_classes=stored))
+    hf_bert.port_classifier_head(porter, model)
+    porter.finish([model])
     return model
 
 
-def _load_hf_gpt2(path, task, tokenizer=None, **overrides):
+def _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, overrides):
     config = _read_json(os.path.join(path, CONFIG))
-    backbone = Gpt(**{**hf_gpt2.gpt_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
+    backbone = backbone_cls(**{**hf_gpt2.gpt_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
     porter = WeightPorter(hf_gpt2.normalize_names(read_hf_weights(path)), path)
     hf_gpt2.port_backbone(porter, backbone)
     porter.finish([backbone])
-    if task == "gpt":
+    if cls is backbone_cls:
         return backbone
-    return GptCausalLM(backbone, tokenizer=tokenizer or load_tokenizer_if_any(path))
+    return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or load_tokenizer_if_any(path))
 
 
-def _load_tfllm(path, task, num_classes=None, pooling="cls", classifier_dropout=None, tokenizer=None,
-                **overrides):
-    spec = _read_json(os.path.join(path, CONFIG))
-    saved = spec["tfllm_class"]
-    family = "bert" if saved.startswith("Bert") else "gpt"
-    if not task.startswith(family):
-        raise ConversionError(f"{path}: holds a {saved}, which cannot load as {task}")
-    backbone = (Bert if family == "bert" else Gpt).from_config({**spec["backbone"], **overrides})
-    head = spec.get("head", {})
-    model = HEADS[saved](backbone, **head) if saved in HEADS else backbone
-    model.load_weights(os.path.join(path, WEIGHTS))
-    if task in ("bert", "gpt"):
-        return backbone
-    if task == "gpt_causal_lm":
-        return GptCausalLM(backbone, tokenizer=tokenizer or load_tokenizer_if_any(path))
-    if task == "bert_pretrainer":
-        if saved != "BertPretrainer":
-            logging.info("%s: new randomly initialised MLM/NSP heads", path)
-        return model if saved == "BertPretrainer" else BertPretrainer(backbone)
-    if saved == HEADS_BY_TASK[task].__name__ and num_classes in (None, head.get("num_classes")):
-        return model
-    return _new_bert_head(path, backbone, task, num_classes, pooling, classifier_dropout)
+class PretrainedMixin:
+    """`from_pretrained` and `save_pretrained` for backbones and tasks (see this module's docstring)."""
 
+    # The kind of model this class loads as ("bert", "gpt", "bert_classifier", ...).
+    pretrained_task = None
 
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        """This model from a tfllm, Hugging Face or Google folder.
 
-def _new_bert_head(path, backbone, task, num_classes=None, pooling="cls", dropout=None):
-    """A randomly initialised classifier, tagger or span head on a loaded backbone (logged)."""
-    dropout = backbone.dropout if dropout is None else dropout
-    if task == "bert_span_qa":
-        logging.info("%s: new randomly initialised span head", path)
-        return BertSpanQA(backbone)
-    if num_classes is None:
-        raise ConversionError(f"{path}: has no {HEADS_BY_TASK[task].__name__} head; pass num_classes= for a new one")
-    logging.info("%s: new randomly initialised %d-class head", path, num_classes)
-    if task == "bert_token_classifier":
-        return BertTokenClassifier(backbone, num_classes, dropout=dropout)
-    return BertClassifier(backbone, num_classes, pooling=pooling, dropout=dropout)
+        The folder's own head when it has one of this kind, else a new,
+        randomly initialised head (logged) on the loaded backbone. Keyword
+        args: head arguments, or backbone config overrides (e.g. `dropout`).
+        """
+        return load_model(path, cls, **kwargs)
 
-
-def save_pretrained(model, path, tokenizer=None):
-    """Write `model` as a tfllm directory: config.json, model.weights.h5 and tokenizer assets.
-
-    `tokenizer` (a WordPiece/BytePair tokenizer or a BertPreprocessor)
-    defaults to a GptCausalLM's own tokenizer.
-    """
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
-    backbone = model if isinstance(model, (Bert, Gpt)) else model.backbone
-    head = model.head_config() if isinstance(model, Task) else {}
-    if tokenizer is None and isinstance(model, GptCausalLM):
-        tokenizer = model.tokenizer
-    with open(os.path.join(path, CONFIG), "w", encoding="utf-8") as f:
-        json.dump({"tfllm_class": type(model).__name__, "backbone": backbone.get_config(), "head": head}, f, indent=1)
-    model.save_weights(os.path.join(path, WEIGHTS))
-    if tokenizer is not None:
-        save_tokenizer(tokenizer, path)
-    return path
-
-
-def save_tokenizer(tokenizer, path):
-    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a BertPreprocessor holds one
-    if isinstance(tokenizer, WordPieceTokenizer):
-        save_vocabulary(tokenizer.vocabulary, os.path.join(path, "vocab.txt"))
-        spec = dict(type="wordpiece", lowercase=tokenizer.bert_lowercase,
-                    strip_accents=tokenizer.bert_strip_accents, split_on_cjk=tokenizer.split_on_cjk)
-    elif isinstance(tokenizer, BytePairTokenizer):
-        save_byte_pair_vocabulary(dict(tokenizer.vocabulary), list(tokenizer.merges), path)
-        spec = dict(type="bpe", special_tokens=tokenizer.special_token_strings)
-    else:
-        raise TypeError(f"cannot save a {type(tokenizer).__name__} with save_pretrained")
-    with open(os.path.join(path, TOKENIZER_CONFIG), "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=1)
-
-
-def load_tokenizer_if_any(path):
-    """The folder's tokenizer, or None if it has no tokenizer files."""
-    try:
-        return load_tokenizer(path)
-    except FileNotFoundError:
-        return None
-
-
-def _guess_lowercase(path, vocab):
-    """Google folders say "uncased"/"cased" in their name; else: no upper-case word in the vocabulary."""
-    name = os.path.basename(os.path.normpath(path)).lower()
-    if "uncased" in name:
-        return True
-    if "cased" in name:
-        return False
-    return not any(t.lower() != t for t in vocab if not (t.startswith("[") and t.endswith("]")))
-
-
-def load_tokenizer(path, **overrides):
-    """The tokenizer of a tfllm, Hugging Face or Google model directory.
-
-    WordPiece (vocab.txt; lower-casing, accent stripping and CJK splitting from
-    `tokenizer.json`'s normalizer or `tokenizer_config.json`) or GPT-2 byte-level
-    BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`). Keyword args
-    override those settings (e.g. `lowercase=False`).
-    """
-    path = os.fspath(path)
-    file = lambda name: os.path.join(path, name)  # noqa: E731
-    has = lambda name: os.path.exists(file(name))  # noqa: E731
-    if has(TOKENIZER_CONFIG):
-        spec = _read_json(file(TOKENIZER_CONFIG))
-        kind = spec.pop("type")
-        if kind == "bpe":
-            return BytePairTokenizer(file("vocab.json"), file("merges.txt"), **{**spec, **overrides})
-        return WordPieceTokenizer(load_vocabulary(file("vocab.txt")), **{**spec, **overrides})
-    hf_json = _read_json(file("tokenizer.json")) if has("tokenizer.json") else {}
-    model = hf_json.get("model", {})
-    if (has("vocab.json") and has("merges.txt")) or model.get("type") == "BPE":
-        specials = [t["content"] for t in hf_json.get("added_tokens", []) if t.get("special")]
-        if has("vocab.json") and has("merges.txt"):
-            vocab, merges = file("vocab.json"), file("merges.txt")
-        else:
-            vocab = model["vocab"]
-            merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-        return BytePairTokenizer(vocab, merges, **{"special_tokens": specials or None, **overrides})
-    if has("vocab.txt") or model.get("type") == "WordPiece":
-        vocab = (load_vocabulary(file("vocab.txt")) if has("vocab.txt")
-                 else [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])])
-        normalizer = hf_json.get("normalizer") or {}
-        config = _read_json(file("tokenizer_config.json")) if has("tokenizer_config.json") else {}
-        if normalizer.get("type") == "BertNormalizer":
-            settings = dict(lowercase=normalizer.get("lowercase", True),
-                            strip_accents=normalizer.get("strip_accents"),
-                            split_on_cjk=normalizer.get("handle_chinese_chars", True))
-        elif "do_lower_case" in config:
-            settings = dict(lowercase=config["do_lower_case"], strip_accents=config.get("strip_accents"),
-                            split_on_cjk=config.get("tokenize_chinese_chars", True))
-        else:
-            settings = dict(lowercase=_guess_lowercase(path, vocab))
-        return WordPieceTokenizer(vocab, **{**settings, **overrides})
-    raise FileNotFoundError(
-        f"{path}: no tokenizer found (looked for {TOKENIZER_CONFIG}, vocab.json + merges.txt, "
-        "vocab.txt, tokenizer.json)"
-    )
+    def save_pretrained(self, path, tokenizer=None, **settings):
+        """Write config.json + model.weights.h5 (+ tokenizer files) that `from_pretrained` and `load` read."""
+        return save_pretrained(self, path, tokenizer, **settings)

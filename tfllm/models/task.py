@@ -9,14 +9,16 @@ outputs=...)` and stores `self.backbone` and the head arguments named in
 
 import keras
 
+from tfllm.models.pretrained import PretrainedMixin
+
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class Task(keras.Model):
+class Task(PretrainedMixin, keras.Model):
     """A backbone plus a head. `head_args` names the constructor arguments besides `backbone`."""
 
     head_args = ()
-    # The `tfllm.models.pretrained.load_model` task this class loads as.
-    pretrained_task = None
+    # The backbone class this head goes on (`from_pretrained` builds it from a checkpoint).
+    backbone_class = None
 
     def head_config(self):
         """The head's constructor arguments: saved by `save_pretrained`, passed back on load."""
@@ -36,22 +38,6 @@ class Task(keras.Model):
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
 
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """This model from a tfllm, Hugging Face or Google folder (see `tfllm.models.pretrained`).
-
-        The folder's own head when it has one of this kind, else a new,
-        randomly initialised head (logged) on the loaded backbone.
-        """
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, cls.pretrained_task, **kwargs)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
-        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
-
-        return save_pretrained(self, path, tokenizer)
 
 
 def dense_logits(backbone, units, name):

@@ -3,13 +3,10 @@
 `apply_peft(model, "lora" | "adapter" | "prefix", ...)` adds the method and
 freezes the backbone; `save_peft_weights`/`load_peft_weights` move only what
 trained; `merge_lora(model)` folds LoRA into the base kernels before export.
-Recipes use `define_flags`/`apply_flags`/`save_flags` (--peft=...).
+Recipes take it as `--peft=...` (recipes/common.py).
 See docs/peft.md.
 """
 
-from tfllm.peft.flags import apply_flags
-from tfllm.peft.flags import define_flags
-from tfllm.peft.flags import save_flags
 from tfllm.peft.layers import BottleneckAdapter
 from tfllm.peft.layers import KeyValuePrefix
 from tfllm.peft.layers import LoraUpdate

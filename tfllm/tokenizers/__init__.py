@@ -1,4 +1,4 @@
-"""Tokenizers: BERT WordPiece (in-graph, via keras-hub and tensorflow-text)."""
+"""Tokenizers (in-graph, on keras-hub and tensorflow-text): BERT WordPiece, GPT-2 byte-level BPE, SentencePiece, characters; saving and loading them with a model folder."""
 
 from tfllm.tokenizers.word_piece import RESERVED_TOKENS
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
@@ -11,3 +11,6 @@ from tfllm.tokenizers.word_piece import save_vocabulary
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.sentence_piece import train_sentence_piece
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers.saving import load_tokenizer
+from tfllm.tokenizers.saving import save_tokenizer

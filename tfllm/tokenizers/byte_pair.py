@@ -119,12 +119,6 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
             unsplittable_tokens=list(special_tokens), _allow_python_workflow=False, **kwargs,
         )
 
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """The tokenizer of a tfllm or Hugging Face GPT-2 directory (vocab.json + merges.txt)."""
-        from tfllm.models.pretrained import load_tokenizer  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_tokenizer(path, **kwargs)
 
     @property
     def end_token_id(self):

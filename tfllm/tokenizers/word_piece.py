@@ -165,13 +165,6 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         )
         return config
 
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """The WordPiece tokenizer of a tfllm, Hugging Face or Google BERT folder (vocab.txt + casing)."""
-        from tfllm.models.pretrained import load_tokenizer  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_tokenizer(path, **kwargs)
-
 
 def build_word_piece_vocabulary(
     texts,

@@ -7,10 +7,11 @@ from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
 from tfllm.models.bert.bert_presets import BERT_PRESETS
 from tfllm.models.presets import PresetMixin
+from tfllm.models.pretrained import PretrainedMixin
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class Bert(PresetMixin, keras.Model):
+class Bert(PresetMixin, PretrainedMixin, keras.Model):
     """BERT backbone (Devlin et al., 2019).
 
     Inputs: a dict with `token_ids` (int32 [B, T]), `segment_ids` (int32
@@ -24,6 +25,7 @@ class Bert(PresetMixin, keras.Model):
     """
 
     presets = BERT_PRESETS
+    pretrained_task = "bert"
 
     def __init__(
         self,
@@ -112,16 +114,3 @@ class Bert(PresetMixin, keras.Model):
             dtype=keras.dtype_policies.serialize(self.dtype_policy),
         )
         return config
-
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """A `Bert` from a tfllm, Hugging Face or Google BERT folder; kwargs override config values (e.g. dropout)."""
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, "bert", **kwargs)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
-        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
-
-        return save_pretrained(self, path, tokenizer)

@@ -31,6 +31,7 @@ class BertClassifier(Task):
 
     head_args = ("num_classes", "pooling", "dropout")
     pretrained_task = "bert_classifier"
+    backbone_class = Bert
 
     def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, **kwargs):
         if pooling not in ("cls", "mean"):

@@ -11,6 +11,7 @@ from keras_hub.src.utils.tensor_utils import preprocessing_function
 from tfllm.tokenizers.word_piece import CLS, PAD, SEP
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
+from tfllm.tokenizers.saving import load_tokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -160,8 +161,10 @@ class BertPreprocessor(keras.layers.Layer):
     @classmethod
     def from_pretrained(cls, path, sequence_length=128, **kwargs):
         """A preprocessor with the vocabulary and casing of a tfllm, Hugging Face or Google BERT folder."""
-        from tfllm.models.pretrained import load_tokenizer  # noqa: PLC0415  (avoids an import cycle)
+        return cls.from_tokenizer(load_tokenizer(path), sequence_length=sequence_length, **kwargs)
 
-        tokenizer = load_tokenizer(path)
+    @classmethod
+    def from_tokenizer(cls, tokenizer, sequence_length=128, **kwargs):
+        """A preprocessor with the vocabulary and casing of a `WordPieceTokenizer`."""
         return cls(list(tokenizer.vocabulary), sequence_length=sequence_length, lowercase=tokenizer.bert_lowercase,
                    strip_accents=tokenizer.bert_strip_accents, **kwargs)

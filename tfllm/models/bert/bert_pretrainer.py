@@ -3,6 +3,7 @@
 import keras
 from keras_hub.layers import MaskedLMHead
 
+from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 
@@ -22,6 +23,7 @@ class BertPretrainer(Task):
 
     head_args = ()
     pretrained_task = "bert_pretrainer"
+    backbone_class = Bert
 
     def __init__(self, backbone, **kwargs):
         inputs = dict(backbone.input)

@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.models.task import dense_logits
@@ -32,6 +33,7 @@ class BertSpanQA(Task):
 
     head_args = ()
     pretrained_task = "bert_span_qa"
+    backbone_class = Bert
 
     def __init__(self, backbone, **kwargs):
         inputs = backbone.input

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.models.bert.bert_backbone import Bert  # noqa: F401  (registers Bert for from_config)
+from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.models.task import dense_logits
@@ -26,6 +26,7 @@ class BertTokenClassifier(Task):
 
     head_args = ("num_classes", "dropout")
     pretrained_task = "bert_token_classifier"
+    backbone_class = Bert
 
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
         inputs = backbone.input

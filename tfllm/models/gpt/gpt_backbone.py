@@ -6,10 +6,11 @@ from tfllm.layers import TransformerDecoderBlock
 from tfllm.layers import TransformerEmbedding
 from tfllm.models.gpt.gpt_presets import GPT_PRESETS
 from tfllm.models.presets import PresetMixin
+from tfllm.models.pretrained import PretrainedMixin
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class Gpt(PresetMixin, keras.Model):
+class Gpt(PresetMixin, PretrainedMixin, keras.Model):
     """GPT-2-style backbone.
 
     Inputs: a dict with `token_ids` (int32 [B, T]) and `padding_mask` (bool
@@ -22,6 +23,7 @@ class Gpt(PresetMixin, keras.Model):
     """
 
     presets = GPT_PRESETS
+    pretrained_task = "gpt"
 
     def __init__(
         self,
@@ -105,16 +107,3 @@ class Gpt(PresetMixin, keras.Model):
             "initializer_range": self.initializer_range,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
-
-    @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        """A `Gpt` from a tfllm or Hugging Face GPT-2 folder; kwargs override config values."""
-        from tfllm.models.pretrained import load_model  # noqa: PLC0415  (avoids an import cycle)
-
-        return load_model(path, "gpt", **kwargs)
-
-    def save_pretrained(self, path, tokenizer=None):
-        """Write config.json + model.weights.h5 (+ tokenizer assets) that `from_pretrained` loads."""
-        from tfllm.models.pretrained import save_pretrained  # noqa: PLC0415
-
-        return save_pretrained(self, path, tokenizer)

@@ -6,7 +6,7 @@ from keras import ops
 
 from tfllm import generation
 from tfllm.layers import zero_key_value_cache
-from tfllm.models.gpt.gpt_backbone import Gpt  # noqa: F401  (registers Gpt for from_config)
+from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
@@ -23,6 +23,7 @@ class GptCausalLM(Task):
 
     head_args = ()
     pretrained_task = "gpt_causal_lm"
+    backbone_class = Gpt
 
     def __init__(self, backbone, tokenizer=None, **kwargs):
         inputs = backbone.input

@@ -11,11 +11,12 @@ from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
 from tfllm.layers import zero_key_value_cache
 from tfllm.models.presets import PresetMixin
+from tfllm.models.pretrained import PretrainedMixin
 from tfllm.models.seq2seq.seq2seq_presets import SEQ2SEQ_PRESETS
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class Seq2SeqTransformer(PresetMixin, keras.Model):
+class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
     """Encoder + decoder stacks with cross-attention, and next-token logits over the target vocabulary.
 
     Inputs: a dict with `encoder_token_ids`, `encoder_padding_mask`,
@@ -49,6 +50,7 @@ class Seq2SeqTransformer(PresetMixin, keras.Model):
     """
 
     presets = SEQ2SEQ_PRESETS
+    pretrained_task = "seq2seq"
 
     def __init__(
         self,

@@ -1,41 +1,12 @@
-"""What a translation run keeps beside its checkpoints, and batch translation of raw text with it."""
-
-import json
-import os
+"""Batch translation of raw text with a `Seq2SeqTransformer` and its SentencePiece tokenizer."""
 
 import numpy as np
 import tensorflow as tf
 
-from tfllm.models.seq2seq.seq2seq_transformer import Seq2SeqTransformer
 from tfllm.tokenizers.sentence_piece import BOS_ID
 from tfllm.tokenizers.sentence_piece import EOS_ID
-from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.strings import as_text
 from tfllm.tokenizers.strings import token_id_lists
-
-CONFIG_FILE = "seq2seq_config.json"
-
-
-def save_run_config(model_dir, model, spm_model):
-    """model_dir/seq2seq_config.json: the model config and the SentencePiece model path."""
-    spec = {"model": model.get_config(), "spm_model": os.path.abspath(spm_model)}
-    with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-        json.dump(spec, f, indent=1)
-
-
-def load_run(model_dir, checkpoint=None):
-    """(model, tokenizer, checkpoint path) of a recipes/translate.py run, latest checkpoint restored."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: not found; is {model_dir} a recipes/translate.py --model_dir?")
-    with tf.io.gfile.GFile(path) as f:
-        spec = json.load(f)
-    model = Seq2SeqTransformer.from_config(spec["model"])
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if checkpoint is None:
-        raise FileNotFoundError(f"{model_dir}/checkpoints: no checkpoint yet")
-    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
-    return model, load_sentence_piece(spec["spm_model"]), checkpoint
 
 
 def translate_texts(model, tokenizer, texts, batch_size=64, num_beams=4, length_penalty=0.6,

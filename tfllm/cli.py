@@ -1,0 +1,37 @@
+"""The entry point of every recipe and tool: absl's `app.run`, with bad input reported in one line.
+
+tfllm's own errors (`tfllm.errors.TfllmError`: bad data, config, checkpoint)
+and absl's flag errors are the user's to fix: they print `error: <message>`
+on stderr and exit with status 2, without a traceback. Any other exception
+is a bug in tfllm (or TensorFlow) and keeps its full traceback.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from tfllm.errors import TfllmError
+
+
+def run(main):
+    """`app.run(main)`, printing tfllm's errors and flag errors as one line and exiting 2."""
+    app.run(_reporting_errors(main))
+
+
+def _reporting_errors(main):
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except (TfllmError, flags.Error) as e:
+            _fail(e)
+        except FileNotFoundError as e:  # a path from a flag or file that is not there
+            _fail(e.strerror and e.filename and f"{e.filename}: {e.strerror}" or e)
+
+    return wrapped
+
+
+def _fail(message):
+    text = " ".join(str(message).split()) or type(message).__name__
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -1,0 +1,146 @@
+"""Tokenizers in and out of model folders: tfllm's own, Hugging Face and Google BERT layouts.
+
+A tfllm folder describes its tokenizer in the `"tokenizer"` entry of
+`config.json` (type and settings) and keeps its files beside it, named
+relative to the folder so that the folder can move:
+
+| type | files | class |
+| --- | --- | --- |
+| wordpiece | vocab.txt | `WordPieceTokenizer` |
+| bpe | vocab.json, merges.txt | `BytePairTokenizer` |
+| char | (characters in config.json) | `CharTokenizer` |
+| sentencepiece | spm.model | keras-hub `SentencePieceTokenizer` |
+
+Hugging Face folders (vocab.txt / vocab.json + merges.txt / tokenizer.json)
+and Google BERT folders (vocab.txt) are read as published.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from tfllm.errors import ConfigError
+from tfllm.tokenizers.byte_pair import BytePairTokenizer
+from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers.sentence_piece import load_sentence_piece
+from tfllm.tokenizers.word_piece import WordPieceTokenizer
+from tfllm.tokenizers.word_piece import load_vocabulary
+from tfllm.tokenizers.word_piece import save_vocabulary
+
+CONFIG = "config.json"
+SENTENCE_PIECE_FILE = "spm.model"
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def save_tokenizer(tokenizer, folder, source_file=None):
+    """Write `tokenizer`'s files into `folder`; returns its config.json entry (type + settings).
+
+    `tokenizer` is a WordPiece, BytePair, Char or SentencePiece tokenizer, or
+    anything holding one as `.tokenizer` (a `BertPreprocessor`). A
+    SentencePiece tokenizer needs `source_file`, its model file, copied in.
+    """
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    folder = os.fspath(folder)
+    tf.io.gfile.makedirs(folder)
+    if isinstance(tokenizer, WordPieceTokenizer):
+        save_vocabulary(tokenizer.vocabulary, os.path.join(folder, "vocab.txt"))
+        return dict(type="wordpiece", lowercase=tokenizer.bert_lowercase,
+                    strip_accents=tokenizer.bert_strip_accents, split_on_cjk=tokenizer.split_on_cjk)
+    if isinstance(tokenizer, BytePairTokenizer):
+        save_byte_pair_vocabulary(dict(tokenizer.vocabulary), list(tokenizer.merges), folder)
+        return dict(type="bpe", special_tokens=tokenizer.special_token_strings)
+    if isinstance(tokenizer, CharTokenizer):
+        return dict(type="char", vocabulary=list(tokenizer.vocabulary))
+    if type(tokenizer).__name__ == "SentencePieceTokenizer":
+        if source_file is None:
+            raise TypeError("saving a SentencePiece tokenizer needs source_file=<its .model file>")
+        target = os.path.join(folder, SENTENCE_PIECE_FILE)
+        if os.path.abspath(os.fspath(source_file)) != os.path.abspath(target):
+            tf.io.gfile.copy(os.fspath(source_file), target, overwrite=True)
+        return dict(type="sentencepiece", file=SENTENCE_PIECE_FILE)
+    raise TypeError(f"cannot save a {type(tokenizer).__name__} tokenizer")
+
+
+def load_tokenizer(path, **overrides):
+    """The tokenizer of a tfllm, Hugging Face or Google model folder.
+
+    tfllm folders: the `"tokenizer"` entry of config.json. Otherwise WordPiece
+    (vocab.txt; lower-casing, accent stripping and CJK splitting from
+    `tokenizer.json`'s normalizer or `tokenizer_config.json`) or GPT-2
+    byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`).
+    Keyword args override those settings (e.g. `lowercase=False`).
+    """
+    path = os.fspath(path)
+    file = lambda name: os.path.join(path, name)  # noqa: E731
+    has = lambda name: tf.io.gfile.exists(file(name))  # noqa: E731
+    spec = _read_json(file(CONFIG)).get("tokenizer") if has(CONFIG) else None
+    if spec:
+        return _load_tfllm_tokenizer(path, dict(spec), overrides)
+    hf_json = _read_json(file("tokenizer.json")) if has("tokenizer.json") else {}
+    model = hf_json.get("model", {})
+    if (has("vocab.json") and has("merges.txt")) or model.get("type") == "BPE":
+        specials = [t["content"] for t in hf_json.get("added_tokens", []) if t.get("special")]
+        if has("vocab.json") and has("merges.txt"):
+            vocab, merges = file("vocab.json"), file("merges.txt")
+        else:
+            vocab = model["vocab"]
+            merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        return BytePairTokenizer(vocab, merges, **{"special_tokens": specials or None, **overrides})
+    if has("vocab.txt") or model.get("type") == "WordPiece":
+        vocab = (load_vocabulary(file("vocab.txt")) if has("vocab.txt")
+                 else [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])])
+        normalizer = hf_json.get("normalizer") or {}
+        config = _read_json(file("tokenizer_config.json")) if has("tokenizer_config.json") else {}
+        if normalizer.get("type") == "BertNormalizer":
+            settings = dict(lowercase=normalizer.get("lowercase", True),
+                            strip_accents=normalizer.get("strip_accents"),
+                            split_on_cjk=normalizer.get("handle_chinese_chars", True))
+        elif "do_lower_case" in config:
+            settings = dict(lowercase=config["do_lower_case"], strip_accents=config.get("strip_accents"),
+                            split_on_cjk=config.get("tokenize_chinese_chars", True))
+        else:
+            settings = dict(lowercase=_guess_lowercase(path, vocab))
+        return WordPieceTokenizer(vocab, **{**settings, **overrides})
+    raise FileNotFoundError(
+        f"{path}: no tokenizer found (looked for a \"tokenizer\" entry in {CONFIG}, vocab.json + merges.txt, "
+        "vocab.txt, tokenizer.json)"
+    )
+
+
+def load_tokenizer_if_any(path):
+    """The folder's tokenizer, or None if it has no tokenizer files."""
+    try:
+        return load_tokenizer(path)
+    except FileNotFoundError:
+        return None
+
+
+def _load_tfllm_tokenizer(path, spec, overrides):
+    kind = spec.pop("type", None)
+    file = lambda name: os.path.join(path, name)  # noqa: E731
+    if kind == "wordpiece":
+        return WordPieceTokenizer(load_vocabulary(file("vocab.txt")), **{**spec, **overrides})
+    if kind == "bpe":
+        return BytePairTokenizer(file("vocab.json"), file("merges.txt"), **{**spec, **overrides})
+    if kind == "char":
+        return CharTokenizer(spec["vocabulary"], **overrides)
+    if kind == "sentencepiece":
+        return load_sentence_piece(file(spec.get("file", SENTENCE_PIECE_FILE)))
+    raise ConfigError(f"{file(CONFIG)}: tokenizer type {kind!r} is not one of wordpiece, bpe, char, sentencepiece")
+
+
+def _guess_lowercase(path, vocab):
+    """Google folders say "uncased"/"cased" in their name; else: no upper-case word in the vocabulary."""
+    name = os.path.basename(os.path.normpath(path)).lower()
+    if "uncased" in name:
+        return True
+    if "cased" in name:
+        return False
+    return not any(t.lower() != t for t in vocab if not (t.startswith("[") and t.endswith("]")))
+
