@@ -7,6 +7,8 @@ run in this process through the training-time data path (preprocessor,
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -15,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 from tests.fresh_process import rest_predict_in_fresh_process
-from tests.in_process_tool import in_process_tool
 from tfllm import export
 from tfllm.data.conll import TaggedSentence
 from tfllm.data.span_decoding import decode_answers
@@ -60,29 +61,7 @@ def bert():
 
 
 @pytest.fixture(scope="module")
-def export_tool():
-    """tools/export.py imported in this process (its flags are removed again after this module)."""
-    with in_process_tool(ROOT / "tools" / "export.py") as tool:
-        yield tool
-
-
-def run_tool(tool, *args):
-    """`python tools/export.py ARGS` minus the interpreter start: parse the flags, run, reset; returns stdout."""
-    import contextlib
-    import io
-
-    tool.FLAGS.unparse_flags()
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            tool.main(tool.FLAGS(["export.py", *args]))
-    finally:
-        tool.FLAGS.unparse_flags()
-    return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, export_tool):
+def served(tmp_path_factory):
     """Exports every head, then answers every request body in ONE fresh process (startup dominates)."""
     tmp = tmp_path_factory.mktemp("export")
     keras.utils.set_random_seed(0)
@@ -105,8 +84,9 @@ def served(tmp_path_factory, export_tool):
     run = tmp / "qa_run"
     save_config(m["qa"], run, m["qa_pre"], serving=dict(max_query_length=6, max_answer_length=4))
     tf.train.CheckpointManager(tf.train.Checkpoint(model=m["qa"]), run / "checkpoints", 1).save(7)
-    printed = run_tool(export_tool, str(run), str(tmp), "--model_name=qa", "--version=2")
-    assert "restored: " in printed and "ckpt-7" in printed
+    printed = []
+    export.export_folder(run, tmp, model_name="qa", version=2, log=printed.append)
+    assert printed == [f"restored: {run / 'checkpoints' / 'ckpt-7'}"]
     paths["span_qa"] = tmp / "qa" / "2"
 
     questions, contexts = (list(x) for x in zip(*QA))
@@ -276,28 +256,36 @@ def test_bad_requests_get_a_clear_error(served, request_name, message):
     assert set(reply) == {"error"} and message in reply["error"], reply
 
 
-def test_export_tool_errors_name_the_problem(export_tool, tmp_path):
-    from absl import flags
-
+def test_export_errors_name_the_problem(tmp_path):
     from tfllm.errors import CheckpointError
+    from tfllm.errors import ConfigError
 
     run = tmp_path / "run"
     save_config(BertTokenClassifier(bert(), 2), run, preprocessor(8), labels=["O", "B-X"])
     assert json.loads((run / "config.json").read_text())["labels"] == ["O", "B-X"]
     cases = [
-        ([str(run), "--head=span_qa"], flags.IllegalFlagValueError,
+        (dict(folder=run, head="span_qa"), ConfigError,
          "it holds a BertTokenClassifier (exports for it: tagger, embeddings)"),
-        ([str(run)], CheckpointError, "no weights yet (neither model.weights.h5 nor a checkpoint in checkpoints/)"),
-        ([str(run), f"--checkpoint={run}/nope"], CheckpointError, "no such checkpoint"),
-        ([str(tmp_path), "--head=classifier"], FileNotFoundError, "no pretrained model found"),
-        ([str(tmp_path / "missing")], flags.IllegalFlagValueError, "no such directory"),
+        (dict(folder=run), CheckpointError, "no weights yet (neither model.weights.h5 nor a checkpoint in checkpoints/)"),
+        (dict(folder=run, checkpoint=f"{run}/nope"), CheckpointError, "no such checkpoint"),
+        (dict(folder=tmp_path, head="classifier"), FileNotFoundError, "no pretrained model found"),
     ]
-    for args, error, message in cases:
+    for kwargs, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
-            run_tool(export_tool, args[0], str(tmp_path / "out"), *args[1:])
-    with pytest.raises(flags.IllegalFlagValueError, match="value should be one of"):
-        run_tool(export_tool, str(run), "x", "--head=ner")
+            export.export_folder(export_dir=tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_export_tool_reports_bad_input_in_one_line(tmp_path):
+    """tools/export.py: tfllm's own errors print one `error:` line and exit 2, no traceback."""
+    run = tmp_path / "run"
+    save_config(BertTokenClassifier(bert(), 2), run, preprocessor(8), labels=["O", "B-X"])
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), str(run), str(tmp_path / "out"),
+                           "--head=span_qa"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "it holds a BertTokenClassifier" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
 
 
 def test_models_config_example_parses_as_a_model_server_config():

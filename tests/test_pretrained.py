@@ -24,7 +24,6 @@ import tensorflow as tf  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from tests.fresh_process import serve_in_fresh_process  # noqa: E402
-from tests.in_process_tool import in_process_tool  # noqa: E402
 from tests.test_tokenizers import HANDMADE  # noqa: E402
 from tfllm.convert import ConversionError  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
@@ -337,9 +336,8 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
 
 
 def test_convert_tool_hf_gpt2(hf_gpt2_dir, tmp_path):
-    with in_process_tool(REPO / "tools" / "convert_checkpoint.py") as tool:
-        tool.FLAGS(["convert_checkpoint.py", "--from=hf", "--model=gpt2"])
-        tool.main(["convert_checkpoint.py", str(hf_gpt2_dir), str(tmp_path / "out")])
+    subprocess.run([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "--from=hf", "--model=gpt2",
+                    str(hf_gpt2_dir), str(tmp_path / "out")], check=True, capture_output=True, timeout=300)
     ids = np.arange(1, 9, dtype="int32")[None]
     x = {"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}
     np.testing.assert_allclose(GptCausalLM.from_pretrained(tmp_path / "out")(x),

@@ -7,7 +7,6 @@ tests are deterministic anyway.
 
 import json
 import math
-import pathlib
 import random
 
 import numpy as np
@@ -17,8 +16,9 @@ import tfllm  # noqa: F401
 import tensorflow as tf
 
 from tfllm.data import pretraining as pt
+from tfllm.data.corpus import build_corpus
+from tfllm.data.squad import parse_article_range
 from tfllm.tokenizers import RESERVED_TOKENS
-from tests.in_process_tool import in_process_tool
 
 WORDS = [f"w{i}" for i in range(600)]
 PIECES = [f"##p{i}" for i in range(50)]
@@ -227,11 +227,8 @@ def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
     text = tmp_path / "plays.txt"
     text.write_text("First line.\n  Second line.\n\n\nOther speech.")
     out = tmp_path / "corpus.txt"
-    root = pathlib.Path(__file__).resolve().parents[1]
-    with in_process_tool(root / "tools" / "build_corpus.py") as tool:
-        tool.FLAGS(["build_corpus.py", f"--output={out}", f"--text={text}", f"--conll={conll}", f"--squad={squad}",
-                    "--squad_articles=0:1"])
-        tool.main([])
+    build_corpus(out, text=[text], conll=[conll], squad=[squad], squad_articles=parse_article_range("0:1", "x"),
+                 log=lambda line: None)
     documents = [doc.split("\n") for doc in out.read_text().strip().split("\n\n")]
     assert documents == [["First line.", "Second line."], ["Other speech."],
                          ["EU rejects", "Peter Blackburn"], ["BRUSSELS"],

@@ -38,7 +38,7 @@ def test_gpu_absent():
 
 def test_tpu_unreachable_fails_with_address():
     # A port nobody listens on: the TCP check refuses at once instead of the
-    # indefinite hang of experimental_connect_to_cluster (NOTES.md).
+    # indefinite hang of experimental_connect_to_cluster (without GRPC_FAIL_FAST).
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -24,14 +24,6 @@ from absl import flags
 import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
 from tfllm import export
 from tfllm.cli import run
-from tfllm.models import Bert
-from tfllm.models import BertClassifier
-from tfllm.models import LoadedModel
-from tfllm.models import load
-from tfllm.models.pretrained import detect_format
-from tfllm.models.pretrained import read_config
-from tfllm.peft import merge_lora
-from tfllm.tokenizers import load_tokenizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("head", None, list(export.HEADS), "What the SavedModel serves, where the saved model can be "
@@ -60,68 +52,20 @@ flags.DEFINE_integer("num_beams", 4, "translator: beam size (1 = greedy).", lowe
 flags.DEFINE_float("length_penalty", 0.6, "translator: GNMT length penalty alpha.")
 
 
-def saved_class(path):
-    """The class name a folder's model loads as: a tfllm folder's own, a published one's encoder or classifier."""
-    if detect_format(path) == "tfllm":
-        return read_config(path)["tfllm_class"]
-    if FLAGS.head not in (None, "embeddings", "classifier"):
-        raise flags.IllegalFlagValueError(f"--head={FLAGS.head} needs a tfllm folder (a recipe's --model_dir); "
-                                          f"{path} is a published checkpoint (heads for it: embeddings, classifier)")
-    return "BertClassifier" if FLAGS.head == "classifier" else "Bert"
-
-
-def load_folder(path, saved):
-    """The folder's model as a `LoadedModel`: a tfllm folder as saved, a published one as `saved` says."""
-    if detect_format(path) == "tfllm":
-        return load(path, checkpoint=FLAGS.checkpoint)
-    model = (BertClassifier if saved == "BertClassifier" else Bert).from_pretrained(path)
-    return LoadedModel(model, load_tokenizer(path), {}, path)
-
-
-def export_loaded(loaded, head, export_dir, name):
-    """Export `loaded` as `head` with the flags' options; returns the SavedModel path."""
-    model = loaded.model
-    common = dict(export_dir=export_dir, model_name=name, version=FLAGS.version, warmup=FLAGS.warmup)
-    if head == "gpt":
-        return export.export_gpt(model, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
-                                 top_k=FLAGS.top_k, seed=FLAGS.seed, **common)
-    if head == "translator":
-        return export.export_translator(model, loaded.tokenizer, num_beams=FLAGS.num_beams,
-                                        length_penalty=FLAGS.length_penalty, **common)
-    if FLAGS.quantize != "none":
-        model.quantize(FLAGS.quantize)
-    preprocessor = loaded.preprocessor(FLAGS.max_seq_length)
-    if head == "embeddings":
-        return export.export_embeddings(preprocessor, getattr(model, "backbone", model), **common)
-    if head == "classifier":
-        return export.export_classifier(preprocessor, model, label_names=FLAGS.label_names or loaded.labels,
-                                        token_ids_signatures=FLAGS.token_ids_signatures, **common)
-    if head == "tagger":
-        return export.export_tagger(preprocessor, model, loaded.labels, split_punctuation=FLAGS.split_punctuation,
-                                    **common)
-    return export.export_span_qa(
-        preprocessor, model, **common,
-        max_query_length=FLAGS.max_query_length or loaded.serving.get("max_query_length", 64),
-        max_answer_length=FLAGS.max_answer_length or loaded.serving.get("max_answer_length", 30))
-
-
 def main(argv):
     if len(argv) != 3:
         raise flags.IllegalFlagValueError("usage: tools/export.py MODEL_DIR EXPORT_DIR [--flags]")
     model_dir, export_dir = argv[1:]
     if not os.path.isdir(model_dir):
         raise flags.IllegalFlagValueError(f"{model_dir}: no such directory (the first argument is a model folder)")
-    saved = saved_class(model_dir)
-    heads = export.EXPORTS.get(saved, ())
-    head = FLAGS.head or (heads[0] if heads else None)
-    if head not in heads:
-        raise flags.IllegalFlagValueError(f"--head={head} cannot be exported from {model_dir}: it holds a {saved} "
-                                          f"(exports for it: {', '.join(heads) or 'none'})")
-    loaded = load_folder(model_dir, saved)
-    print(f"restored: {loaded.weights}", flush=True)
-    if loaded.config.get("peft"):
-        merge_lora(loaded.model)  # Export plain kernels, no LoRA ops.
-    path = export_loaded(loaded, head, export_dir, FLAGS.model_name or head)
+    path = export.export_folder(
+        model_dir, export_dir, head=FLAGS.head, model_name=FLAGS.model_name, version=FLAGS.version,
+        checkpoint=FLAGS.checkpoint, warmup=FLAGS.warmup, max_seq_length=FLAGS.max_seq_length,
+        label_names=FLAGS.label_names, quantize=FLAGS.quantize, token_ids_signatures=FLAGS.token_ids_signatures,
+        split_punctuation=FLAGS.split_punctuation, max_query_length=FLAGS.max_query_length,
+        max_answer_length=FLAGS.max_answer_length, max_new_tokens=FLAGS.max_new_tokens,
+        temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed, num_beams=FLAGS.num_beams,
+        length_penalty=FLAGS.length_penalty, log=lambda line: print(line, flush=True))
     print(f"exported: {path}", flush=True)
 
 

@@ -96,6 +96,3 @@ def lm_dataset(stream, block_size, batch_size, training, seed=0, input_context=N
     )
     return ds.prefetch(tf.data.AUTOTUNE)
 
-
-def num_blocks(stream_length, block_size):
-    return max(0, math.floor((stream_length - 1) / block_size))

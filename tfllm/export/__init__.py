@@ -12,14 +12,17 @@ atomically with `assets.extra/tf_serving_warmup_requests`:
 | gpt | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
 | translator | `export_translator` | `source` -> `translation`, `score` (beam search in the graph) |
 
-`EXPORTS` is the one table of which exports each saved model class can have;
-tools/export.py loads a run folder (`tfllm.models.load`) and picks from it.
+`export_folder(model_dir, export_dir)` exports whatever a model folder holds,
+as `EXPORTS` (the one table of heads) allows its class; tools/export.py runs it.
 """
 
 from tfllm.export.classifier_export import ClassifierServingModule
 from tfllm.export.classifier_export import export_classifier
 from tfllm.export.embeddings_export import EmbeddingsServingModule
 from tfllm.export.embeddings_export import export_embeddings
+from tfllm.export.folder_export import EXPORTS
+from tfllm.export.folder_export import HEADS
+from tfllm.export.folder_export import export_folder
 from tfllm.export.gpt_export import GptGenerationServingModule
 from tfllm.export.gpt_export import export_gpt
 from tfllm.export.serving_layout import WARMUP_FILE
@@ -32,16 +35,3 @@ from tfllm.export.tagger_export import TaggerServingModule
 from tfllm.export.tagger_export import export_tagger
 from tfllm.export.translation_export import TranslationServingModule
 from tfllm.export.translation_export import export_translator
-
-# The one place that names the heads: a saved model's class -> what it can be
-# exported as, the default first (any BERT encoder also serves embeddings).
-EXPORTS = {
-    "BertClassifier": ("classifier", "embeddings"),
-    "BertTokenClassifier": ("tagger", "embeddings"),
-    "BertSpanQA": ("span_qa", "embeddings"),
-    "BertPretrainer": ("embeddings",),
-    "Bert": ("embeddings",),
-    "GptCausalLM": ("gpt",),
-    "Seq2SeqTransformer": ("translator",),
-}
-HEADS = tuple(dict.fromkeys(head for heads in EXPORTS.values() for head in heads))

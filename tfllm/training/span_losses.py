@@ -26,7 +26,3 @@ def end_accuracy(labels, outputs):
     """1.0 where the argmax end is the target end token."""
     return classification_accuracy(labels["end_positions"], outputs["end_logits"])
 
-
-def span_accuracy(labels, outputs):
-    """1.0 where both argmaxes are right (windows without the answer count, with target [CLS])."""
-    return tf.minimum(start_accuracy(labels, outputs), end_accuracy(labels, outputs))

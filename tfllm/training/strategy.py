@@ -101,7 +101,7 @@ def _tpu_strategy(tpu):
     except ValueError as e:  # No name given and not on a TPU VM.
         raise ValueError(f"--strategy=tpu: no TPU found at {address} ({e})") from e
     # `experimental_connect_to_cluster` waits forever on an address nobody
-    # listens at (see NOTES.md), so check the gRPC port answers first.
+    # listens at without GRPC_FAIL_FAST set, so check the gRPC port answers first.
     master = resolver.master()
     if master.startswith("grpc://"):
         url = urllib.parse.urlparse(master)

@@ -1,8 +1,9 @@
 """The one training loop every recipe shares.
 
 A custom loop (`strategy.run` inside a `tf.function`) rather than `model.fit`,
-because `fit` fails under MultiWorkerMirroredStrategy and cannot resume
-mid-epoch (see NOTES.md). It works the same on one CPU, MirroredStrategy,
+because `fit` fails under MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388)
+and cannot resume mid-epoch (Keras' `BackupAndRestore` restarts the epoch).
+It works the same on one CPU, MirroredStrategy,
 MultiWorkerMirroredStrategy and TPUStrategy, and adds what long runs need:
 gradient accumulation, float16 loss scaling, checkpoints with exact resume
 (weights, optimizer, data position, dropout RNG), evaluation, a NaN guard,
@@ -10,7 +11,7 @@ SIGTERM handling, TensorBoard scalars and one progress line every `log_every`.
 
 Example:
 
-    strategy = create_strategy(FLAGS.strategy)
+    strategy = create_strategy("auto")
     with strategy.scope():
         model = build_model()
         optimizer = create_optimizer(1e-3, total_steps=2000, warmup_steps=100)

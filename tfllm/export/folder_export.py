@@ -1,0 +1,102 @@
+"""Export whatever a model folder holds: the one function behind tools/export.py.
+
+A tfllm folder (a recipe's --model_dir or `save_pretrained`) is exported as
+its saved class allows (`EXPORTS`); a published Hugging Face / Google BERT
+folder as sentence embeddings, or as its stored classifier.
+"""
+
+from tfllm.errors import ConfigError
+from tfllm.export.classifier_export import export_classifier
+from tfllm.export.embeddings_export import export_embeddings
+from tfllm.export.gpt_export import export_gpt
+from tfllm.export.span_qa_export import export_span_qa
+from tfllm.export.tagger_export import export_tagger
+from tfllm.export.translation_export import export_translator
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import LoadedModel
+from tfllm.models import load
+from tfllm.models.pretrained import detect_format
+from tfllm.models.pretrained import read_config
+from tfllm.peft import merge_lora
+from tfllm.tokenizers import load_tokenizer
+
+# The one place that names the heads: a saved model's class -> what it can be
+# exported as, the default first (any BERT encoder also serves embeddings).
+EXPORTS = {
+    "BertClassifier": ("classifier", "embeddings"),
+    "BertTokenClassifier": ("tagger", "embeddings"),
+    "BertSpanQA": ("span_qa", "embeddings"),
+    "BertPretrainer": ("embeddings",),
+    "Bert": ("embeddings",),
+    "GptCausalLM": ("gpt",),
+    "Seq2SeqTransformer": ("translator",),
+}
+HEADS = tuple(dict.fromkeys(head for heads in EXPORTS.values() for head in heads))
+
+
+def saved_class(folder, head=None):
+    """The class name a folder's model loads as: a tfllm folder's own; a published one's encoder or classifier."""
+    if detect_format(folder) == "tfllm":
+        return read_config(folder)["tfllm_class"]
+    if head not in (None, "embeddings", "classifier"):
+        raise ConfigError(f"--head={head} needs a tfllm folder (a recipe's --model_dir); {folder} is a published "
+                          "checkpoint (exports for it: embeddings, classifier)")
+    return "BertClassifier" if head == "classifier" else "Bert"
+
+
+def choose_head(folder, head=None):
+    """`head`, checked against what the folder's model can be exported as, or its default."""
+    saved = saved_class(folder, head)
+    heads = EXPORTS.get(saved, ())
+    if (head or (heads[0] if heads else None)) not in heads:
+        raise ConfigError(f"--head={head} cannot be exported from {folder}: it holds a {saved} "
+                          f"(exports for it: {', '.join(heads) or 'none'})")
+    return saved, head or heads[0]
+
+
+def load_folder(folder, saved, checkpoint=None):
+    """The folder's model as a `LoadedModel`: a tfllm folder as saved, a published one as `saved` names."""
+    if detect_format(folder) == "tfllm":
+        return load(folder, checkpoint=checkpoint)
+    model = (BertClassifier if saved == "BertClassifier" else Bert).from_pretrained(folder)
+    return LoadedModel(model, load_tokenizer(folder), {}, folder)
+
+
+def export_folder(folder, export_dir, head=None, model_name=None, version=1, checkpoint=None, warmup=True,
+                  max_seq_length=None, label_names=None, quantize="none", token_ids_signatures=False,
+                  split_punctuation=True, max_query_length=None, max_answer_length=None, max_new_tokens=128,
+                  temperature=0.0, top_k=0, seed=0, num_beams=4, length_penalty=0.6, log=print):
+    """Export the model in `folder` to `export_dir/<model_name>/<version>/`; returns that path.
+
+    `head` chooses among the exports the saved class allows (default: its
+    first). Weights: `checkpoint` if given, else the folder's final weights,
+    else its latest checkpoint. The other arguments are the head's options
+    (see each `export_*` function); unset ones take the run's saved values.
+    """
+    saved, head = choose_head(folder, head)
+    loaded = load_folder(folder, saved, checkpoint)
+    log(f"restored: {loaded.weights}")
+    model = loaded.model
+    if loaded.config.get("peft"):
+        merge_lora(model)  # Export plain kernels, no LoRA ops.
+    common = dict(export_dir=export_dir, model_name=model_name or head, version=version, warmup=warmup)
+    if head == "gpt":
+        return export_gpt(model, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                          **common)
+    if head == "translator":
+        return export_translator(model, loaded.tokenizer, num_beams=num_beams, length_penalty=length_penalty,
+                                 **common)
+    if quantize != "none":
+        model.quantize(quantize)
+    preprocessor = loaded.preprocessor(max_seq_length)
+    if head == "embeddings":
+        return export_embeddings(preprocessor, getattr(model, "backbone", model), **common)
+    if head == "classifier":
+        return export_classifier(preprocessor, model, label_names=label_names or loaded.labels,
+                                 token_ids_signatures=token_ids_signatures, **common)
+    if head == "tagger":
+        return export_tagger(preprocessor, model, loaded.labels, split_punctuation=split_punctuation, **common)
+    return export_span_qa(preprocessor, model, **common,
+                          max_query_length=max_query_length or loaded.serving.get("max_query_length", 64),
+                          max_answer_length=max_answer_length or loaded.serving.get("max_answer_length", 30))
