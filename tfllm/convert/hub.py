@@ -43,8 +43,8 @@ def is_hub_name(name_or_path):
 
 def parse_hub_name(name):
     """`(repo_id, revision or None)` of `hf://org/name[@revision]`; a ConversionError if malformed."""
-    repo_id, _, revision = name[len(PREFIX):].partition("@")
-    if not _NAME.fullmatch(repo_id) or (revision == "" and name.endswith("@")):
+    repo_id, at, revision = name[len(PREFIX):].partition("@")
+    if not _NAME.fullmatch(repo_id) or (at and not revision):
         raise ConversionError(f"{name}: not a Hub model name; expected hf://org/name or hf://org/name@revision")
     return repo_id, revision or None
 
