@@ -18,9 +18,10 @@ pytest.importorskip("huggingface_hub")
 from tests.in_process_tool import in_process_tool  # noqa: E402
 from tfllm.convert.hub import FILES, SUBFOLDERS, resolve_model_path  # noqa: E402
 from tfllm.errors import ConversionError  # noqa: E402
-from tfllm.models import Bert  # noqa: E402
+from tfllm.models import Bert, load  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format, is_pretrained_dir, load_tokenizer  # noqa: E402
+from tfllm.models.pretrained import detect_format, is_pretrained_dir  # noqa: E402
+from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
 from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,18 +31,23 @@ OTHER_COMMIT = "0" * 40
 TEXTS = ["a gripping , beautifully acted film .", "Crème brûlée, 東京 😍", ""]
 
 
+def cache_repo(hf_home, repo_id, folder, commit=COMMIT):
+    """Put `folder`'s files in `hf_home`'s Hub cache as `repo_id` at `commit`, the head of branch main."""
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in Path(folder).iterdir():
+        if file.is_file():
+            (snapshot / file.name).symlink_to(file)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
 @pytest.fixture(scope="module")
 def hf_home(minilm_dir, tmp_path_factory):
     """An HF_HOME whose Hub cache holds sentence-transformers/all-MiniLM-L6-v2 at COMMIT (branch main)."""
     home = tmp_path_factory.mktemp("hf_home")
-    repo = home / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    for file in minilm_dir.iterdir():
-        if file.is_file():
-            (snapshot / file.name).symlink_to(file)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
+    cache_repo(home, "sentence-transformers/all-MiniLM-L6-v2", minilm_dir)
     return home
 
 
@@ -113,15 +119,19 @@ def test_hub_name_loads_like_the_folder(offline, minilm_dir, tmp_path):
     with in_process_tool(REPO / "tools" / "convert_checkpoint.py") as tool:
         tool.FLAGS(["convert_checkpoint.py", "--from=hf", "--model=bert"])
         tool.main(["convert_checkpoint.py", NAME, str(tmp_path / "out")])
-    np.testing.assert_array_equal(Bert.from_pretrained(tmp_path / "out")(features)["sequence_output"], want)
+    # A tfllm folder published on the Hub loads by name with tfllm.models.load.
+    cache_repo(offline, "me/minilm-tfllm", tmp_path / "out")
+    loaded = load("hf://me/minilm-tfllm")
+    np.testing.assert_array_equal(loaded.model(features)["sequence_output"], want)
+    assert loaded.preprocessor(16)(TEXTS)["token_ids"].numpy().tolist() == features["token_ids"].numpy().tolist()
 
 
 @pytest.mark.parametrize("name", ["hf://sentence-transformers/all-MiniLM-L12-v2", f"{NAME}@{OTHER_COMMIT}",
                                   f"{NAME}@v2.0"])
 def test_not_cached_offline_is_one_clear_error(offline, name):
-    for load in (Bert.from_pretrained, load_tokenizer, is_pretrained_dir):
+    for loader in (Bert.from_pretrained, load, load_tokenizer, is_pretrained_dir):
         with pytest.raises(ConversionError) as error:
-            load(name)
+            loader(name)
         message = str(error.value)
         assert "\n" not in message and message.startswith(f"{name}: not in the Hugging Face cache")
         assert "HF_HUB_OFFLINE=0" in message and "hf download sentence-transformers/all-MiniLM-L" in message

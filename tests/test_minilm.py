@@ -21,7 +21,7 @@ from tfllm.data.text_classification import read_labeled_text  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
 from tfllm.models import Bert, BertClassifier  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import load_tokenizer  # noqa: E402
+from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
 from tfllm.training import create_optimizer  # noqa: E402
 
 ATOL = 1e-4

@@ -1,7 +1,7 @@
 """Hugging Face Hub names: `hf://org/name[@revision]` resolved to a local folder through the Hub cache.
 
-`from_pretrained`, `load_tokenizer`, `restore_backbone` and
-`tools/convert_checkpoint.py` accept such a name wherever they take a folder.
+`from_pretrained`, `tfllm.models.load`, `load_tokenizer`, `restore_backbone`
+and `tools/convert_checkpoint.py` accept such a name wherever they take a folder.
 Only the files tfllm reads are fetched (configs, safetensors weights, Google
 BERT checkpoints, tokenizer files), never pickled `*.bin` weights, and only
 from the repository's top level. `huggingface_hub` does the caching and
@@ -31,7 +31,7 @@ FILES = (
     "config.json", "*.safetensors", "model.safetensors.index.json",
     "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "bert_config.json", "*.ckpt*.index", "*.ckpt*.data-*", "checkpoint",
-    "model.weights.h5", "tfllm_tokenizer.json",
+    "model.weights.h5", "spm.model",
 )
 SUBFOLDERS = "*/*"  # ignored: tfllm reads a repository's top level only (not onnx/, 1_Pooling/, ...)
 _NAME = re.compile(r"[\w.-]+/[\w.-]+")
