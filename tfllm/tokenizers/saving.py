@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from tfllm.convert.hub import resolve_model_path
 from tfllm.errors import ConfigError
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
@@ -76,7 +77,7 @@ def load_tokenizer(path, **overrides):
     byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`).
     Keyword args override those settings (e.g. `lowercase=False`).
     """
-    path = os.fspath(path)
+    path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
     file = lambda name: os.path.join(path, name)  # noqa: E731
     has = lambda name: tf.io.gfile.exists(file(name))  # noqa: E731
     spec = _read_json(file(CONFIG)).get("tokenizer") if has(CONFIG) else None

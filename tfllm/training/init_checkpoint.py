@@ -3,6 +3,7 @@
 import tensorflow as tf
 from absl import logging
 
+from tfllm.convert.hub import resolve_model_path
 from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
 from tfllm.models.pretrained import is_pretrained_dir
@@ -19,9 +20,11 @@ def restore_backbone(backbone, path):
     `path` is a run's model_dir (its latest checkpoint is used), its
     `checkpoints/` folder, or a checkpoint prefix; or a folder that
     `from_pretrained` reads (tfllm `save_pretrained`, Hugging Face, Google
-    BERT). Heads in the checkpoint are ignored; every backbone weight must be
-    found, else an error names what is missing (no silent partial load).
+    BERT, or a Hub name `hf://org/name[@revision]`). Heads in the checkpoint
+    are ignored; every backbone weight must be found, else an error names what
+    is missing (no silent partial load).
     """
+    path = resolve_model_path(path)  # hf://org/name[@revision] -> its folder in the Hub cache
     if tf.io.gfile.exists(f"{path.rstrip('/')}/peft_weights.npz"):
         # Its checkpoints hold the frozen base weights; the adaptation lives in
         # the PEFT layers, which a plain backbone would silently leave out.
