@@ -32,7 +32,7 @@ from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
-from tools.bench.train import BERT_SIZES
+from tools.bench.train import bert_size
 
 
 def export_tfllm(config, vocabulary, sequence_length, directory):
@@ -66,7 +66,7 @@ def export_keras_hub(config, vocabulary, sequence_length, directory):
 def run(flags):
     texts = read_texts(flags.serve_text_file)
     vocabulary = word_vocabulary(texts)
-    layers, width, heads = BERT_SIZES[flags.serve_size]
+    layers, width, heads = bert_size(flags.serve_size)
     config = dict(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=heads, hidden_dim=width,
                   intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
     keras.utils.set_random_seed(flags.seed)
