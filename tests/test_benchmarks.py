@@ -1,4 +1,4 @@
-"""tools/benchmark.py (the README's speed figures) at toy sizes.
+"""tools/benchmark.py (the README's speed figures) and tools/serve_bench.py at toy sizes.
 
 Every sub-command of benchmark.py runs once, all of them in ONE process (the
 TensorFlow start-up is paid once), on tiny models, one timed call per
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from tools.bench.hardware import hardware_line
 from tools.bench.hardware import parse_cpuinfo
@@ -37,7 +38,8 @@ TOY_FLAGS = [
     "--gpt_num_layers=1", "--gpt_num_heads=2", "--gpt_hidden_dim=32", "--gpt_vocabulary_size=64",
     "--gpt_batch_size=2", "--gpt_sequence_length=8",
     # serve
-    "--serve_size=L1_H32_A2", "--serve_sequence_length=8", "--serve_requests=2",
+    "--serve_size=L1_H32_A2", "--serve_sequence_length=8", "--serve_requests=2", "--serve_client_requests=2",
+    "--serve_client_rounds=1",
     # char-lm (nanoGPT's model, 2 steps)
     "--char_steps=2",
 ]
@@ -125,7 +127,7 @@ EXPECTED = {  # sub-command: [(name column, variants, figure that must be positi
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
                                  "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
                         "ms per step")],
-    "serve": [("variant", ["tfllm SavedModel", "keras-hub SavedModel"], "examples/s")],
+    "serve": [("variant", ["tfllm SavedModel", "keras-hub SavedModel"], "examples/s")] * 2,
     "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
     "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
                  "wall s (process)")],
@@ -158,6 +160,13 @@ def test_train_bert_reports_input_wait_and_profile(toy_run):
     output = _output(toy_run, "train-bert")
     assert re.search(r"input \(SST-2 train text.*input is at most [0-9.]+% of a step", output)
     assert "Profile: the step's matmuls alone" in output
+
+
+def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):
+    _, concurrent = parse_tables(_output(toy_run, "serve"))[1]
+    for row in concurrent:
+        assert row["clients"] == "8" and row["errors"] == "0", row
+        assert 0 < float(row["p50 ms"]) <= float(row["p99 ms"]), row
 
 
 # --- tools/bench/hardware.py
@@ -199,3 +208,72 @@ def test_hardware_line_of_this_process():
     line = hardware_line()
     assert re.match(r"hardware: .+, \d+ CPUs; .+; TensorFlow threads intra-op \d+.*, inter-op \d+.*; "
                     r"oneDNN (on|off|unknown)$", line), line
+
+
+# --- tools/serve_bench.py
+
+
+@pytest.fixture(scope="module")
+def serve_bench():
+    spec = importlib.util.spec_from_file_location("serve_bench_tool", ROOT / "tools" / "serve_bench.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+class _ToyClassifier(tf.Module):
+    """Raw strings in, two "probabilities" out: the shape of an exported classifier, without a model."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def classify(self, text):
+        length = tf.cast(tf.strings.length(text), tf.float32)[:, None] / 100.0
+        return {"probabilities": tf.nn.softmax(tf.concat([length, -length], axis=1))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
+    def classify_ids(self, token_ids):
+        return {"probabilities": tf.nn.softmax(tf.cast(token_ids[:, :2], tf.float32))}
+
+
+@pytest.fixture(scope="module")
+def savedmodels(tmp_path_factory):
+    """{kind: SavedModel directory}: a good one, one without serving_default, one whose serving_default takes ids."""
+    root = tmp_path_factory.mktemp("serve-bench")
+    module = _ToyClassifier()
+    for kind, signatures in (("good", {"serving_default": module.classify}),
+                             ("no_default", {"classify": module.classify}),
+                             ("ids", {"serving_default": module.classify_ids})):
+        tf.saved_model.save(module, str(root / kind), signatures=signatures)
+    (root / "texts.tsv").write_text("sentence\tlabel\nfine film .\t1\nawful .\t0\n")
+    (root / "empty.tsv").write_text("sentence\tlabel\n")
+    return root
+
+
+def test_serve_bench_runs_concurrent_clients(serve_bench, savedmodels, capsys):
+    serve_bench.main([str(savedmodels / "good"), f"--text_file={savedmodels / 'texts.tsv'}", "--threads=8",
+                      "--requests=2", "--rounds=1", "--batch_sizes=1,2"])
+    out = capsys.readouterr().out
+    assert out.startswith("hardware: ")
+    assert len(re.findall(r"serving_default  batch +\d+  p50 +[0-9.]+ ms .* examples/s", out)) == 2, out
+    assert out.rstrip().endswith("errors: 0")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{d}/missing"], "not a SavedModel directory"),
+    (["{d}"], "not a SavedModel directory"),
+    (["{d}/no_default"], "no serving_default signature (it has ['classify'])"),
+    (["{d}/ids"], "serving_default takes ['token_ids'], not raw strings"),
+    (["{d}/good", "--threads=0"], "argument --threads: expected a positive integer, got '0'"),
+    (["{d}/good", "--requests=many"], "argument --requests: expected a positive integer"),
+    (["{d}/good", "--batch_sizes=1,x"], "argument --batch_sizes: expected positive integers"),
+    (["{d}/good", "--text_file={d}/missing.tsv"], "--text_file: {d}/missing.tsv not found"),
+    (["{d}/good", "--text_file={d}/texts.tsv", "--text_column=text"], "has no column 'text'"),
+    (["{d}/good", "--text_file={d}/empty.tsv"], "has no texts in column 'sentence'"),
+    ([], "the following arguments are required: savedmodel_dir"),
+])
+def test_serve_bench_reports_bad_arguments_in_one_line(serve_bench, savedmodels, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        serve_bench.main([a.format(d=savedmodels) for a in args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message.format(d=savedmodels) in err

@@ -64,6 +64,9 @@ flags.DEFINE_integer("gpt_vocabulary_size", 50257, "train-gpt: vocabulary size (
 flags.DEFINE_string("serve_size", "L4_H256", "serve: BERT size, named like --bert_sizes.")
 flags.DEFINE_integer("serve_sequence_length", 128, "serve: the preprocessor's sequence length.")
 flags.DEFINE_integer("serve_requests", 20, "serve: requests per timed round.")
+flags.DEFINE_integer("serve_clients", 8, "serve: concurrent clients (threads) of the concurrent mode.")
+flags.DEFINE_integer("serve_client_requests", 20, "serve: requests per client per round (concurrent mode).")
+flags.DEFINE_integer("serve_client_rounds", 2, "serve: rounds alternating the sides (concurrent mode).")
 flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                       "../../shared/data/sst2/dev.tsv")),
                     "serve: TSV with a `sentence` column to send (train-bert reads train.tsv beside it).")
