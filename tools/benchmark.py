@@ -8,10 +8,15 @@
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
     python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
     python tools/benchmark.py decode-profile            # one cached decoding step split: blocks, LM head, cache
+    python tools/benchmark.py projection generate ...   # several sub-commands, one after another, in one process
 
 `--torch` adds PyTorch/`transformers` (eager) rows to train-bert, train-gpt,
 generate and char-lm when both are installed (`pip install torch==2.13.0
 transformers`; they are never tfllm dependencies).
+
+Every table starts with a line naming the hardware (CPU, AVX-512/AMX flags,
+TensorFlow's threads, oneDNN: tools/bench/hardware.py). The size, step and
+batch flags shrink every sub-command to a toy run (tests/test_benchmarks.py).
 
 Both sides get the same configuration, random weights and inputs; each is
 warmed up (tracing and XLA compiles are timed separately, as "first call"),
@@ -40,19 +45,28 @@ flags.DEFINE_integer("vocabulary_size", 50257, "Vocabulary size (GPT-2's by defa
 flags.DEFINE_integer("max_sequence_length", 1024, "Position table size.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
 flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache (smallest batch).")
+flags.DEFINE_bool("xla", True, "train-bert, train-gpt: also time tfllm and keras-hub with XLA (jit_compile); "
+                  "--noxla: char-lm runs train_gpt.py without --jit_compile only.")
 flags.DEFINE_bool("torch", False, "Add PyTorch/transformers (eager) rows if both are installed.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and inputs.")
-flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert: model sizes.")
+flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert, projection: model sizes, L<layers>_H<width> "
+                  "(heads of width 64) or L<layers>_H<width>_A<heads>.")
 flags.DEFINE_integer("bert_batch_size", 32, "train-bert: batch size.")
+flags.DEFINE_integer("bert_vocabulary_size", 30522, "train-bert: vocabulary size (BERT's by default).")
 flags.DEFINE_integer("bert_sequence_length", 128, "train-bert: tokens per example.")
+flags.DEFINE_integer("peak_matmul_size", 2048, "train-bert, train-gpt: n of the n x n matmul measuring the peak.")
 flags.DEFINE_integer("gpt_num_layers", 6, "train-gpt: Transformer layers.")
 flags.DEFINE_integer("gpt_num_heads", 6, "train-gpt: attention heads.")
 flags.DEFINE_integer("gpt_hidden_dim", 384, "train-gpt: model width.")
 flags.DEFINE_integer("gpt_batch_size", 8, "train-gpt: batch size.")
 flags.DEFINE_integer("gpt_sequence_length", 256, "train-gpt: tokens per example.")
-flags.DEFINE_string("serve_size", "L4_H256", "serve: BERT size (L4_H256 or L6_H384).")
+flags.DEFINE_integer("gpt_vocabulary_size", 50257, "train-gpt: vocabulary size (GPT-2's by default).")
+flags.DEFINE_string("serve_size", "L4_H256", "serve: BERT size, named like --bert_sizes.")
 flags.DEFINE_integer("serve_sequence_length", 128, "serve: the preprocessor's sequence length.")
 flags.DEFINE_integer("serve_requests", 20, "serve: requests per timed round.")
+flags.DEFINE_integer("serve_clients", 8, "serve: concurrent clients (threads) of the concurrent mode.")
+flags.DEFINE_integer("serve_client_requests", 20, "serve: requests per client per round (concurrent mode).")
+flags.DEFINE_integer("serve_client_rounds", 2, "serve: rounds alternating the sides (concurrent mode).")
 flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                       "../../shared/data/sst2/dev.tsv")),
                     "serve: TSV with a `sentence` column to send (train-bert reads train.tsv beside it).")
@@ -60,39 +74,63 @@ flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirn
                                                                      "../../shared/data/tinyshakespeare/input.txt")),
                     "char-lm: the Tiny Shakespeare text.")
 flags.DEFINE_bool("char_without_xla", False, "char-lm: also run train_gpt.py without --jit_compile (~4 min more).")
+flags.DEFINE_integer("char_steps", 2000, "char-lm: optimizer updates (nanoGPT's 2,000; warmup scales along).")
 FLAGS = flags.FLAGS
+
+
+def _valid_sizes(names):
+    from tools.bench.train import bert_size  # noqa: PLC0415  (TensorFlow start-up is slow; --help should not wait)
+
+    try:
+        for name in names:
+            bert_size(name)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
+
+
+flags.register_validator("bert_sizes", _valid_sizes)
+flags.register_validator("serve_size", lambda name: _valid_sizes([name]))
 
 COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm", "decode-profile")
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"usage: benchmark.py {{{'|'.join(COMMANDS)}}} [flags]; got {argv[1:]}")
+    commands = argv[1:]
+    if not commands or any(c not in COMMANDS for c in commands):
+        raise app.UsageError(f"usage: benchmark.py {{{'|'.join(COMMANDS)}}} [...] [flags]; got {commands}")
+    for command in commands:
+        if len(commands) > 1:
+            print(f"\n=== benchmark.py {command} ===", flush=True)
+        run(command)
+
+
+def run(command):
     # Imported after flag parsing: TensorFlow start-up is slow and --help should not wait for it.
-    if argv[1] == "generate":
+    if command == "generate":
         from tools.bench import generate  # noqa: PLC0415
 
         generate.run(FLAGS)
-    elif argv[1] == "serve":
+    elif command == "serve":
         from tools.bench import serve  # noqa: PLC0415
 
         serve.run(FLAGS)
-    elif argv[1] == "char-lm":
+    elif command == "char-lm":
         from tools.bench import char_lm  # noqa: PLC0415
 
         char_lm.run(FLAGS)
-    elif argv[1] == "decode-profile":
+    elif command == "decode-profile":
         from tools.bench import decode_profile  # noqa: PLC0415
 
         decode_profile.run(FLAGS)
-    elif argv[1] == "projection":
+    elif command == "projection":
         from tools.bench import projection  # noqa: PLC0415
 
         projection.run(FLAGS)
     else:
         from tools.bench import train  # noqa: PLC0415
 
-        train.run(FLAGS, argv[1])
+        train.run(FLAGS, command)
 
 
 if __name__ == "__main__":

@@ -4,94 +4,115 @@
         --export_dir=runs/serving --model_name=sst2_bench
     python tools/serve_bench.py runs/serving/sst2_bench/1 --text_file=../shared/data/sst2/dev.tsv
 
-Imports only tensorflow and tensorflow_text, like a server. `--threads`
-clients each send `--requests` requests (per round, `--rounds` alternating rounds) of `--batch_sizes` texts to the
-loaded signature, one after another (closed loop), after a warm-up. Reports
+Imports only tensorflow and tensorflow_text, like a server (plus, from
+tools/bench, the client threads and the hardware line, which import no
+tfllm). `--threads` clients each send `--requests` requests (per round,
+`--rounds` alternating rounds) of `--batch_sizes` texts to the loaded
+signature, one after another (closed loop), after a warm-up. Reports
 p50/p95/p99 request latency and examples/s for:
 - `serving_default` (raw strings in: tokenizer + model),
 - `classify_token_ids` (ids tokenized beforehand by the `tokenize` signature: model only),
 - `tokenize` alone,
 when the export has the last two (tools/export.py --token_ids_signatures).
 This is the SavedModel's own cost in one process: no HTTP/gRPC, no server-side batching.
+Bad arguments (a directory that is not a SavedModel, a missing column, ...)
+are one line, `error: ...`, exit status 2; failed requests make it exit 1.
 """
 
 import argparse
 import csv
 import os
 import sys
-import threading
-import time
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools.bench.clients import closed_loop_clients  # noqa: E402  (imports neither TensorFlow nor tfllm)
+from tools.bench.clients import latency_summary  # noqa: E402
+from tools.bench.hardware import hardware_line  # noqa: E402
+
 DEFAULT_TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "not bad at all",
                  "the plot is thin but the performances carry it through to a satisfying end"]
 
 
-def read_texts(path, column):
+class ArgumentParser(argparse.ArgumentParser):
+    """Reports bad arguments as one line, `error: ...`, exit status 2, as tfllm's recipes and tools do."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
+def positive_int(text):
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def batch_sizes(text):
+    sizes = text.split(",")
+    if not all(s.strip().isdigit() and int(s) > 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return [int(s) for s in sizes]
+
+
+def read_texts(path, column, parser):
+    """The `column` of a TSV/CSV with a header row, or DEFAULT_TEXTS without `path`; bad input is `parser.error`."""
     if not path:
         return DEFAULT_TEXTS
+    if not os.path.isfile(path):
+        parser.error(f"--text_file: {path} not found")
     with open(path, encoding="utf-8") as f:
         rows = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
-        return [row[column] for row in rows]
+        if column not in (rows.fieldnames or []):
+            parser.error(f"--text_column: {path} has no column {column!r} (its header: {rows.fieldnames})")
+        texts = [row[column] for row in rows if row[column]]
+    if not texts:
+        parser.error(f"--text_file: {path} has no texts in column {column!r}")
+    return texts
 
 
-def run(fn, make_inputs, batch_size, threads, requests, warmup=5):
-    """Per-request latencies (s), wall time and failed requests with `threads` concurrent closed-loop clients."""
-    for i in range(warmup):
-        fn(**make_inputs(i, batch_size))
-    latencies = [[] for _ in range(threads)]
-    errors = []
-    start_barrier = threading.Barrier(threads + 1)
-
-    def client(k):
-        inputs = [make_inputs(k * requests + i, batch_size) for i in range(requests)]
-        start_barrier.wait()
-        for x in inputs:
-            t = time.perf_counter()
-            try:
-                fn(**x)
-            except Exception as e:  # noqa: BLE001  (counted and reported, the bench goes on)
-                errors.append(f"{type(e).__name__}: {str(e)[:200]}")
-                continue
-            latencies[k].append(time.perf_counter() - t)
-
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    start_barrier.wait()
-    t0 = time.perf_counter()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        print(f"{len(errors)} of {threads * requests} requests failed; first: {errors[0]}", flush=True)
-    return np.concatenate(latencies), wall, len(errors)
+def load_signatures(savedmodel_dir, parser):
+    """The SavedModel's signatures; one without `serving_default(text=...)` is `parser.error`."""
+    if not os.path.isfile(os.path.join(savedmodel_dir, "saved_model.pb")):
+        parser.error(f"{savedmodel_dir}: not a SavedModel directory (no saved_model.pb; an export's version "
+                     "folder looks like runs/serving/<model_name>/1)")
+    try:
+        signatures = tf.saved_model.load(savedmodel_dir).signatures
+    except Exception as e:  # noqa: BLE001  (a directory that does not load is bad input, not a bug here)
+        parser.error(f"{savedmodel_dir}: cannot load the SavedModel: {type(e).__name__}: "
+                     f"{(str(e).strip().splitlines() or [''])[0]}")
+    if "serving_default" not in signatures:
+        parser.error(f"{savedmodel_dir}: no serving_default signature (it has {sorted(signatures)})")
+    inputs = signatures["serving_default"].structured_input_signature[1]
+    if "text" not in inputs:
+        parser.error(f"{savedmodel_dir}: serving_default takes {sorted(inputs)}, not raw strings as `text`")
+    return signatures
 
 
 def report(name, batch_size, latencies, wall):
-    p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
-    print(f"{name:>20}  batch {batch_size:>3}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  p99 {p99:7.2f} ms  "
-          f"{len(latencies) * batch_size / wall:8.0f} examples/s", flush=True)
-    return p50
+    summary = latency_summary(latencies, wall, batch_size)
+    print(f"{name:>20}  batch {batch_size:>3}  p50 {summary['p50']:7.2f} ms  p95 {summary['p95']:7.2f} ms  "
+          f"p99 {summary['p99']:7.2f} ms  {summary['examples/s']:8.0f} examples/s", flush=True)
+    return summary["p50"]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("savedmodel_dir")
     parser.add_argument("--text_file", help="TSV/CSV with a header; default: four built-in sentences")
     parser.add_argument("--text_column", default="sentence")
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=50, help="requests per client thread")
-    parser.add_argument("--batch_sizes", default="1,16")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per signature")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=positive_int, default=8)
+    parser.add_argument("--requests", type=positive_int, default=50, help="requests per client thread")
+    parser.add_argument("--batch_sizes", type=batch_sizes, default="1,16")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds per signature")
+    args = parser.parse_args(argv)
 
-    texts = read_texts(args.text_file, args.text_column)
-    model = tf.saved_model.load(args.savedmodel_dir)
-    signatures = model.signatures
+    texts = read_texts(args.text_file, args.text_column, parser)
+    signatures = load_signatures(args.savedmodel_dir, parser)
+    print(hardware_line())
     print(f"{args.savedmodel_dir}: {len(texts)} texts, {args.threads} client threads x {args.rounds} rounds x "
           f"{args.requests} requests; signatures {sorted(signatures)}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs", flush=True)
@@ -117,12 +138,13 @@ def main():
         runs["tokenize"] = (tokenize, runs["serving_default"][1])
         runs["classify_token_ids"] = (signatures["classify_token_ids"], ids_batch)
     failed = 0
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+    for batch_size in args.batch_sizes:
         # Rounds alternate the signatures, so load from other processes hits them alike.
         results = {name: ([], 0.0) for name in runs}
         for _ in range(args.rounds):
             for name, (fn, make_inputs) in runs.items():
-                latencies, wall, errors = run(fn, make_inputs, batch_size, args.threads, args.requests)
+                latencies, wall, errors = closed_loop_clients(fn, make_inputs, batch_size, args.threads,
+                                                             args.requests)
                 results[name] = (results[name][0] + [latencies], results[name][1] + wall)
                 failed += errors
         p50 = {name: report(name, batch_size, np.concatenate(lat), wall) for name, (lat, wall) in results.items()}

@@ -16,7 +16,7 @@ from tfllm.layers import EinsumDense
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
-from tools.bench.train import BERT_SIZES
+from tools.bench.train import bert_size
 
 EQUATIONS = {"query/key/value": "btd,dnh->btnh", "attention output": "btnh,nhd->btd"}
 
@@ -51,7 +51,7 @@ def run(flags):
     batch, length = flags.bert_batch_size, flags.bert_sequence_length
     rows = []
     for size in flags.bert_sizes:
-        _, width, heads = BERT_SIZES[size]
+        _, width, heads = bert_size(size)
         for role, equation in EQUATIONS.items():
             layers, x = _layers_and_input(equation, batch, length, width, heads)
             outputs = [layer(x).numpy() for layer in layers.values()]

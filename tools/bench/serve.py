@@ -8,8 +8,13 @@ process, as a server would run them:
 - keras-hub: `BertTextClassifier` with its `BertTextClassifierPreprocessor`,
   saved with `keras.export.ExportArchive` (an endpoint that runs the
   preprocessor, then the model, then a softmax).
-Requests are batches of `--batch_sizes` texts from `--serve_text_file`, timed
-alternately. No HTTP/gRPC: `tools/serve_bench.py` adds concurrent clients.
+Requests are batches of `--batch_sizes` texts from `--serve_text_file`:
+- one at a time, the two sides timed alternately (single-request latency);
+- then from `--serve_clients` concurrent closed-loop clients (threads, each
+  sending `--serve_client_requests` requests per round, `--serve_client_rounds`
+  rounds alternating the sides; `tools/serve_bench.py`'s clients): p50/p99
+  latency, throughput, and failed requests, which must be none.
+No HTTP/gRPC: this is the SavedModel's own cost in one process.
 """
 
 import os
@@ -26,13 +31,15 @@ from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
+from tools.bench.clients import closed_loop_clients
+from tools.bench.clients import latency_summary
 from tools.bench.text import read_texts
 from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
 from tools.bench.timing import time_alternately
-from tools.bench.train import BERT_SIZES
+from tools.bench.train import bert_size
 
 
 def export_tfllm(config, vocabulary, sequence_length, directory):
@@ -66,7 +73,7 @@ def export_keras_hub(config, vocabulary, sequence_length, directory):
 def run(flags):
     texts = read_texts(flags.serve_text_file)
     vocabulary = word_vocabulary(texts)
-    layers, width, heads = BERT_SIZES[flags.serve_size]
+    layers, width, heads = bert_size(flags.serve_size)
     config = dict(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=heads, hidden_dim=width,
                   intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
     keras.utils.set_random_seed(flags.seed)
@@ -100,3 +107,38 @@ def run(flags):
     print()
     print_table(["batch", "variant", "median ms/request", "min-max ms", "examples/s", "speed vs keras-hub",
                  "first call s"], rows)
+    concurrent_clients(sides, texts, flags)
+
+
+def concurrent_clients(sides, texts, flags):
+    """p50/p99 latency and throughput of each side under `--serve_clients` concurrent clients; fails on errors."""
+    clients, requests, rounds = flags.serve_clients, flags.serve_client_requests, flags.serve_client_rounds
+    print(f"\n{clients} concurrent clients x {requests} requests each per round, {rounds} rounds alternating "
+          "the sides")
+
+    def text_batch(i, batch):
+        return {"text": tf.constant([texts[(i * batch + j) % len(texts)] for j in range(batch)])}
+
+    rows, failed = [], 0
+    for batch in map(int, flags.batch_sizes):
+        latencies, walls, errors = ({name: [] for name in sides} for _ in range(3))
+        for _ in range(rounds):
+            for name, fn in sides.items():
+                round_latencies, wall, round_errors = closed_loop_clients(
+                    lambda text, fn=fn: fn(text).numpy(), text_batch, batch, clients, requests, warmup=2)
+                latencies[name].append(round_latencies)
+                walls[name].append(wall)
+                errors[name].append(round_errors)
+        summaries = {name: latency_summary(np.concatenate(latencies[name]), sum(walls[name]), batch)
+                     for name in sides}
+        reference = summaries["keras-hub SavedModel"]["examples/s"] or float("nan")
+        for name, summary in summaries.items():
+            rows.append([batch, name, clients, f"{summary['p50']:.1f}", f"{summary['p99']:.1f}",
+                         f"{summary['examples/s']:.0f}", f"{summary['examples/s'] / reference:.2f}",
+                         sum(errors[name])])
+            failed += sum(errors[name])
+    print()
+    print_table(["batch", "variant", "clients", "p50 ms", "p99 ms", "examples/s", "throughput vs keras-hub",
+                 "errors"], rows)
+    if failed:
+        raise RuntimeError(f"serve: {failed} concurrent requests failed (the first failure is printed above)")

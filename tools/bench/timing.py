@@ -6,6 +6,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tools.bench.hardware import hardware_line
+
 
 def first_call_seconds(fn):
     """Seconds for the first call (tracing + compiling + one run)."""
@@ -54,7 +56,8 @@ def read_bandwidth_bytes(megabytes=256, repeats=10):
 
 
 def print_table(header, rows):
-    """A plain, aligned text table."""
+    """A plain, aligned text table, under the line naming the hardware it was measured on."""
+    print(hardware_line())
     cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for i, row in enumerate(cells):

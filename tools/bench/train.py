@@ -14,6 +14,7 @@ matmuls per layer.
 """
 
 import os
+import re
 import tempfile
 import time
 
@@ -46,8 +47,19 @@ from tools.bench.timing import time_alternately
 
 TORCH = "PyTorch eager"
 MATMULS = "the step's matmuls alone"
-# (num_layers, hidden_dim, num_heads) of the BERT sizes the issue names.
-BERT_SIZES = {"L4_H256": (4, 256, 4), "L6_H384": (6, 384, 6)}
+
+
+def bert_size(name):
+    """(num_layers, hidden_dim, num_heads) of a size named like Google's BERT checkpoints: `L4_H256` (heads of
+    width 64, as in BERT: 4 here) or `L1_H32_A2` (2 heads)."""
+    found = re.fullmatch(r"L(\d+)_H(\d+)(?:_A(\d+))?", name)
+    if not found:
+        raise ValueError(f"BERT size {name!r}: expected L<layers>_H<width>[_A<heads>], e.g. L4_H256 or L1_H32_A2")
+    layers, width = int(found.group(1)), int(found.group(2))
+    heads = int(found.group(3)) if found.group(3) else max(1, width // 64)
+    if layers < 1 or width < 1 or heads < 1 or width % heads:
+        raise ValueError(f"BERT size {name!r}: layers, width and heads must be positive, width a multiple of heads")
+    return layers, width, heads
 
 
 def _embedding_params(model):
@@ -115,25 +127,26 @@ def _keras_step(model, loss, batch, jit_compile):
 
 
 def bert_variants(flags, size):
-    layers, width, heads = BERT_SIZES[size]
-    config = dict(vocabulary_size=30522, num_layers=layers, num_heads=heads, hidden_dim=width,
+    layers, width, heads = bert_size(size)
+    vocab = flags.bert_vocabulary_size
+    config = dict(vocabulary_size=vocab, num_layers=layers, num_heads=heads, hidden_dim=width,
                   intermediate_dim=4 * width, dropout=0.1, max_sequence_length=512)
     batch, length = flags.bert_batch_size, flags.bert_sequence_length
     rng = np.random.default_rng(flags.seed)
     features = {
-        "token_ids": rng.integers(1, 30522, (batch, length)).astype("int32"),
+        "token_ids": rng.integers(1, vocab, (batch, length)).astype("int32"),
         "segment_ids": np.zeros((batch, length), "int32"),
         "padding_mask": np.ones((batch, length), bool),
     }
     labels = rng.integers(0, 2, (batch,)).astype("int32")
     keras.utils.set_random_seed(flags.seed)
     variants = {}
-    for jit in (False, True):
+    for jit in ((False, True) if flags.xla else (False,)):
         ours = BertClassifier(Bert(**config), num_classes=2)
         variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
             ours, losses.classification_loss, (features, labels), batch, jit)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for jit in (False, True):
+    for jit in ((False, True) if flags.xla else (False,)):
         theirs = keras_hub.models.BertTextClassifier(
             keras_hub.models.BertBackbone(**config), num_classes=2, preprocessor=None)
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
@@ -146,7 +159,8 @@ def bert_variants(flags, size):
 
 
 def gpt_variants(flags):
-    layers, width, heads, vocab = flags.gpt_num_layers, flags.gpt_hidden_dim, flags.gpt_num_heads, 50257
+    layers, width, heads = flags.gpt_num_layers, flags.gpt_hidden_dim, flags.gpt_num_heads
+    vocab = flags.gpt_vocabulary_size
     length, batch = flags.gpt_sequence_length, flags.gpt_batch_size
     config = dict(vocabulary_size=vocab, num_layers=layers, num_heads=heads, hidden_dim=width,
                   intermediate_dim=4 * width, dropout=0.0, max_sequence_length=1024)
@@ -156,12 +170,12 @@ def gpt_variants(flags):
     labels = tokens[:, 1:]
     keras.utils.set_random_seed(flags.seed)
     variants = {}
-    for jit in (False, True):
+    for jit in ((False, True) if flags.xla else (False,)):
         ours = GptCausalLM(Gpt(**config))
         variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
             ours, losses.token_loss, (features, labels), batch, jit)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for jit in (False, True):
+    for jit in ((False, True) if flags.xla else (False,)):
         theirs = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**config), preprocessor=None)
         variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
     if flags.torch and (step := torch_reference.gpt_train_step(config, features["token_ids"])):
@@ -201,8 +215,9 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
 
 
 def run(flags, command):
-    peak = matmul_peak_flops()
-    print(f"fp32 matmul peak (2048^2 tf.matmul in a tf.function) measured now: {peak / 1e9:.0f} GFLOP/s")
+    peak = matmul_peak_flops(flags.peak_matmul_size)
+    print(f"fp32 matmul peak ({flags.peak_matmul_size}^2 tf.matmul in a tf.function) measured now: "
+          f"{peak / 1e9:.0f} GFLOP/s")
     if command == "train-bert":
         for size in flags.bert_sizes:
             *variants, config = bert_variants(flags, size)

@@ -1,0 +1,279 @@
+"""tools/benchmark.py (the README's speed figures) and tools/serve_bench.py at toy sizes.
+
+Every sub-command of benchmark.py runs once, all of them in ONE process (the
+TensorFlow start-up is paid once), on tiny models, one timed call per
+variant, and a few generated lines of text. No figure is checked for speed,
+only that each table has a row per variant with a positive figure, under the
+hardware line.
+"""
+
+import importlib.util
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tools.bench.hardware import hardware_line
+from tools.bench.hardware import parse_cpuinfo
+from tools.bench.hardware import read_cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
+
+COMMANDS = ["train-bert", "train-gpt", "generate", "decode-profile", "serve", "projection", "char-lm"]
+TOY_FLAGS = [
+    "--repeats=1", "--batch_sizes=1", "--noxla", "--torch",
+    # generate, decode-profile
+    "--num_layers=1", "--num_heads=2", "--hidden_dim=32", "--vocabulary_size=64", "--max_sequence_length=16",
+    "--prompt_length=4", "--new_tokens=4",
+    # train-bert, projection (train-gpt below)
+    "--peak_matmul_size=256",
+    "--bert_sizes=L1_H32_A2", "--bert_batch_size=2", "--bert_sequence_length=8", "--bert_vocabulary_size=64",
+    # train-gpt
+    "--gpt_num_layers=1", "--gpt_num_heads=2", "--gpt_hidden_dim=32", "--gpt_vocabulary_size=64",
+    "--gpt_batch_size=2", "--gpt_sequence_length=8",
+    # serve
+    "--serve_size=L1_H32_A2", "--serve_sequence_length=8", "--serve_requests=2", "--serve_client_requests=2",
+    "--serve_client_rounds=1",
+    # char-lm (nanoGPT's model, 2 steps)
+    "--char_steps=2",
+]
+WORDS = "a gripping beautifully acted film dull and far too long not bad at all the plot is thin".split()
+
+
+def _write_toy_data(directory):
+    rng = random.Random(0)
+    for name, count in (("dev.tsv", 12), ("train.tsv", 24)):
+        lines = [f"{' '.join(rng.choices(WORDS, k=rng.randint(3, 9)))} .\t{i % 2}" for i in range(count)]
+        (directory / name).write_text("sentence\tlabel\n" + "\n".join(lines) + "\n")
+    (directory / "input.txt").write_text("".join(rng.choice("abcdefgh ij\n") for _ in range(2000)))
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """The finished process of one `benchmark.py <all sub-commands>` toy run, and {sub-command: its output}.
+
+    One sub-command failing stops the run: the tests of the ones before it still pass, the others show stderr.
+    """
+    data = tmp_path_factory.mktemp("bench-data")
+    _write_toy_data(data)
+    # PYTHONPATH: char-lm's recipe subprocess must import this checkout's tfllm too.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "benchmark.py"), *COMMANDS, *TOY_FLAGS,
+         f"--serve_text_file={data / 'dev.tsv'}", f"--char_text_file={data / 'input.txt'}"],
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+    )
+    sections = re.split(r"^=== benchmark\.py (\S+) ===$", proc.stdout, flags=re.M)
+    return proc, dict(zip(sections[1::2], sections[2::2]))
+
+
+def _output(toy_run, command):
+    proc, sections = toy_run
+    finished = list(sections)[:-1] if proc.returncode else list(sections)  # a failure cuts the last one short
+    if command not in finished:
+        pytest.fail(f"benchmark.py {command} did not finish (exit {proc.returncode}):\n{proc.stderr[-5000:]}")
+    return sections[command]
+
+
+def parse_tables(text):
+    """[(line above the header, [{column: cell}, ...]), ...] of every `print_table` table in `text`.
+
+    A table is a header line, a line of dashes (one run per column, which
+    gives the columns' spans: cells are right-aligned and may hold spaces),
+    then rows: the lines that follow with the same length and blanks between
+    the spans (a report line may come right after the table).
+    """
+    lines = text.splitlines()
+    tables = []
+    for i, line in enumerate(lines):
+        if i < 2 or not re.fullmatch(r"-+( {2}-+)*", line):
+            continue
+        spans = [m.span() for m in re.finditer(r"-+", line)]
+
+        def in_table(row, line=line, spans=spans):
+            return len(row) == len(line) and all(not row[b:b + 2].strip() for _, b in spans[:-1])
+
+        header = [lines[i - 1][a:b].strip() for a, b in spans]
+        rows = []
+        for row in lines[i + 1:]:
+            if not in_table(row):
+                break
+            rows.append({name: row[a:b].strip() for name, (a, b) in zip(header, spans)})
+        tables.append((lines[i - 2], rows))
+    return tables
+
+
+def _check_table(table, name_column, variants, figure):
+    above, rows = table
+    assert above.startswith("hardware: ") and "AVX2" in above and "oneDNN" in above, above
+    assert sorted(row[name_column] for row in rows) == sorted(variants)
+    for row in rows:
+        assert float(row[figure]) > 0, (figure, row)
+
+
+TRAIN = ["tfllm Trainer", "keras-hub fit"] + ["PyTorch eager"] * TORCH
+EXPECTED = {  # sub-command: [(name column, variants, figure that must be positive) per table]
+    "train-bert": [("variant", TRAIN, "tokens/s")],
+    "train-gpt": [("variant", TRAIN, "tokens/s")],
+    "generate": [("variant", ["tfllm cached", "keras-hub", "tfllm uncached"] + ["PyTorch transformers"] * TORCH,
+                  "new tok/s")],
+    "decode-profile": [("part", ["whole step", "blocks", "LM head", "blocks, cache 4x longer",
+                                 "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
+                                 "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
+                        "ms per step")],
+    "serve": [("variant", ["tfllm SavedModel", "keras-hub SavedModel"], "examples/s")] * 2,
+    "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
+    "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
+                 "wall s (process)")],
+}
+
+
+def test_every_sub_command_is_covered():
+    # Read, not imported: benchmark.py defines absl flags at import, which would leak into other tests.
+    source = (ROOT / "tools" / "benchmark.py").read_text()
+    assert set(re.findall(r'"([a-z-]+)"', re.search(r"^COMMANDS = \(.*?\)$", source, re.M | re.S).group(0))) \
+        == set(COMMANDS) == set(EXPECTED)
+
+
+def test_toy_run_exits_cleanly(toy_run):
+    proc, sections = toy_run
+    assert proc.returncode == 0, f"benchmark.py failed:\n{proc.stderr[-5000:]}"
+    assert list(sections) == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_sub_command_prints_a_row_per_variant(toy_run, command):
+    output = _output(toy_run, command)
+    tables = parse_tables(output)
+    assert len(tables) == len(EXPECTED[command]), output
+    for table, expected in zip(tables, EXPECTED[command]):
+        _check_table(table, *expected)
+
+
+def test_train_bert_reports_input_wait_and_profile(toy_run):
+    output = _output(toy_run, "train-bert")
+    assert re.search(r"input \(SST-2 train text.*input is at most [0-9.]+% of a step", output)
+    assert "Profile: the step's matmuls alone" in output
+
+
+def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):
+    _, concurrent = parse_tables(_output(toy_run, "serve"))[1]
+    for row in concurrent:
+        assert row["clients"] == "8" and row["errors"] == "0", row
+        assert 0 < float(row["p50 ms"]) <= float(row["p99 ms"]), row
+
+
+# --- tools/bench/hardware.py
+
+SAPPHIRE_RAPIDS = """processor	: 0
+vendor_id	: GenuineIntel
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+
+processor	: 1
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+
+
+def test_parse_cpuinfo_reads_the_first_processor():
+    name, flags = parse_cpuinfo(SAPPHIRE_RAPIDS)
+    assert name == "Intel(R) Xeon(R) Platinum 8480+"
+    assert {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"} <= flags
+    assert parse_cpuinfo("processor : 0\nFeatures : fp asimd\n") == (None, None)  # ARM: no x86 flags line
+
+
+def test_hardware_line_names_flags_threads_and_onednn():
+    line = hardware_line(parse_cpuinfo(SAPPHIRE_RAPIDS), threads=("56 (default)", "2"), onednn=True)
+    assert line.startswith("hardware: Intel(R) Xeon(R) Platinum 8480+, ")
+    assert ("AVX2 yes, AVX-512F yes, AVX512_BF16 yes, AVX512_VNNI yes, AMX yes; "
+            "TensorFlow threads intra-op 56 (default), inter-op 2; oneDNN on") in line
+    older = hardware_line(("AMD EPYC 7B12", {"avx2", "fma"}), threads=("2", "2"), onednn=False)
+    assert "AVX2 yes, AVX-512F no, AVX512_BF16 no, AVX512_VNNI no, AMX no" in older and older.endswith("oneDNN off")
+
+
+def test_hardware_line_falls_back_without_cpuinfo(tmp_path):
+    name, flags = read_cpu(str(tmp_path / "no-cpuinfo"))
+    assert name and flags is None
+    assert "instruction sets unknown" in hardware_line((name, flags), threads=("1", "1"), onednn=False)
+
+
+def test_hardware_line_of_this_process():
+    line = hardware_line()
+    assert re.match(r"hardware: .+, \d+ CPUs; .+; TensorFlow threads intra-op \d+.*, inter-op \d+.*; "
+                    r"oneDNN (on|off|unknown)$", line), line
+
+
+# --- tools/serve_bench.py
+
+
+@pytest.fixture(scope="module")
+def serve_bench():
+    spec = importlib.util.spec_from_file_location("serve_bench_tool", ROOT / "tools" / "serve_bench.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+class _ToyClassifier(tf.Module):
+    """Raw strings in, two "probabilities" out: the shape of an exported classifier, without a model."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def classify(self, text):
+        length = tf.cast(tf.strings.length(text), tf.float32)[:, None] / 100.0
+        return {"probabilities": tf.nn.softmax(tf.concat([length, -length], axis=1))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
+    def classify_ids(self, token_ids):
+        return {"probabilities": tf.nn.softmax(tf.cast(token_ids[:, :2], tf.float32))}
+
+
+@pytest.fixture(scope="module")
+def savedmodels(tmp_path_factory):
+    """{kind: SavedModel directory}: a good one, one without serving_default, one whose serving_default takes ids."""
+    root = tmp_path_factory.mktemp("serve-bench")
+    module = _ToyClassifier()
+    for kind, signatures in (("good", {"serving_default": module.classify}),
+                             ("no_default", {"classify": module.classify}),
+                             ("ids", {"serving_default": module.classify_ids})):
+        tf.saved_model.save(module, str(root / kind), signatures=signatures)
+    (root / "texts.tsv").write_text("sentence\tlabel\nfine film .\t1\nawful .\t0\n")
+    (root / "empty.tsv").write_text("sentence\tlabel\n")
+    return root
+
+
+def test_serve_bench_runs_concurrent_clients(serve_bench, savedmodels, capsys):
+    serve_bench.main([str(savedmodels / "good"), f"--text_file={savedmodels / 'texts.tsv'}", "--threads=8",
+                      "--requests=2", "--rounds=1", "--batch_sizes=1,2"])
+    out = capsys.readouterr().out
+    assert out.startswith("hardware: ")
+    assert len(re.findall(r"serving_default  batch +\d+  p50 +[0-9.]+ ms .* examples/s", out)) == 2, out
+    assert out.rstrip().endswith("errors: 0")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{d}/missing"], "not a SavedModel directory"),
+    (["{d}"], "not a SavedModel directory"),
+    (["{d}/no_default"], "no serving_default signature (it has ['classify'])"),
+    (["{d}/ids"], "serving_default takes ['token_ids'], not raw strings"),
+    (["{d}/good", "--threads=0"], "argument --threads: expected a positive integer, got '0'"),
+    (["{d}/good", "--requests=many"], "argument --requests: expected a positive integer"),
+    (["{d}/good", "--batch_sizes=1,x"], "argument --batch_sizes: expected positive integers"),
+    (["{d}/good", "--text_file={d}/missing.tsv"], "--text_file: {d}/missing.tsv not found"),
+    (["{d}/good", "--text_file={d}/texts.tsv", "--text_column=text"], "has no column 'text'"),
+    (["{d}/good", "--text_file={d}/empty.tsv"], "has no texts in column 'sentence'"),
+    ([], "the following arguments are required: savedmodel_dir"),
+])
+def test_serve_bench_reports_bad_arguments_in_one_line(serve_bench, savedmodels, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        serve_bench.main([a.format(d=savedmodels) for a in args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message.format(d=savedmodels) in err
