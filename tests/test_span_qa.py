@@ -483,7 +483,9 @@ def test_recipe_learns_the_toy_task(trained):
 
 def test_recipe_starts_from_a_tfllm_model_dir(trained):
     tmp_path, _ = trained
-    proc = run_recipe(tmp_path, f"--model_dir={tmp_path / 'again'}", f"--init_checkpoint={tmp_path / 'model'}",
+    # A run's checkpoints folder (a model_dir itself loads as a pretrained folder: test_pretrain_recipe.py).
+    proc = run_recipe(tmp_path, f"--model_dir={tmp_path / 'again'}",
+                      f"--init_checkpoint={tmp_path / 'model' / 'checkpoints'}",
                       f"--vocab_file={tmp_path / 'model' / 'vocab.txt'}", "--epochs=1")
     assert "Initialised the backbone from" in proc.stderr and "ckpt-" in proc.stderr
     assert (tmp_path / "again" / "predictions.json").exists()

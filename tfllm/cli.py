@@ -1,7 +1,7 @@
 """The entry point of every recipe and tool: absl's `app.run`, with bad input reported in one line.
 
-tfllm's own errors (`tfllm.errors.TfllmError`: bad data, config, checkpoint)
-and absl's flag errors are the user's to fix: they print `error: <message>`
+tfllm's own errors (`tfllm.errors.TfllmError`: bad data, config, checkpoint),
+absl's flag errors and `app.UsageError` are the user's to fix: they print `error: <message>`
 on stderr and exit with status 2, without a traceback. Any other exception
 is a bug in tfllm (or TensorFlow) and keeps its full traceback.
 """
@@ -23,7 +23,7 @@ def _reporting_errors(main):
     def wrapped(argv):
         try:
             return main(argv)
-        except (TfllmError, flags.Error) as e:
+        except (TfllmError, flags.Error, app.UsageError) as e:
             _fail(e)
         except FileNotFoundError as e:  # a path from a flag or file that is not there
             _fail(e.strerror and e.filename and f"{e.filename}: {e.strerror}" or e)

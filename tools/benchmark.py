@@ -35,6 +35,8 @@ import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow'
 from absl import app
 from absl import flags
 
+from tfllm.cli import run
+
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to measure.")
 flags.DEFINE_integer("prompt_length", 16, "Prompt tokens per row (generate).")
 flags.DEFINE_integer("new_tokens", 128, "New tokens per row (generate).")
@@ -134,4 +136,4 @@ def run(command):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

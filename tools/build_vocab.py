@@ -21,8 +21,9 @@ Plain-text inputs give one text per line; `.tsv`/`.csv` inputs (or any input
 when --text_column is set) are read as tables with a header row.
 """
 
-from absl import app
 from absl import flags
+
+from tfllm.cli import run
 
 flags.DEFINE_list("input", None, "Comma-separated input files.", required=True)
 flags.DEFINE_string("output", None, "Vocabulary file to write (--type=bpe: a folder).", required=True)
@@ -67,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -18,6 +18,8 @@ import os
 from absl import app
 from absl import flags
 
+from tfllm.cli import run
+
 flags.DEFINE_enum("from", None, ["hf", "google"], "Source format.", required=True)
 flags.DEFINE_enum("model", None, ["bert", "gpt2"], "Model family.", required=True)
 FLAGS = flags.FLAGS
@@ -68,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

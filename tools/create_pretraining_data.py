@@ -15,6 +15,8 @@ masked_lm_positions, masked_lm_ids, masked_lm_weights, next_sentence_labels,
 from absl import app
 from absl import flags
 
+from tfllm.cli import run
+
 flags.DEFINE_list("input_file", None, "Comma-separated input text files (globs allowed).", required=True)
 flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary file.", required=True)
 flags.DEFINE_string("output_file", None, "Output TFRecord path; with --num_shards > 1, "
@@ -55,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -1,7 +1,6 @@
 """Latency and throughput of an exported classifier under concurrent clients, and the in-graph tokenizer's share.
 
-    python tools/export.py --model_dir=runs/sst2 --head=classifier --token_ids_signatures \
-        --export_dir=runs/serving --model_name=sst2_bench
+    python tools/export.py runs/sst2 runs/serving --token_ids_signatures --model_name=sst2_bench
     python tools/serve_bench.py runs/serving/sst2_bench/1 --text_file=../shared/data/sst2/dev.tsv
 
 Imports only tensorflow and tensorflow_text, like a server (plus, from
