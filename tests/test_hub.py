@@ -15,8 +15,7 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from tests.in_process_tool import in_process_tool  # noqa: E402
-from tfllm.convert.hub import FILES, SUBFOLDERS, resolve_model_path  # noqa: E402
+from tfllm.hub import FILES, SUBFOLDERS, resolve_model_path  # noqa: E402
 from tfllm.errors import ConversionError  # noqa: E402
 from tfllm.models import Bert, load  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
@@ -116,9 +115,8 @@ def test_hub_name_loads_like_the_folder(offline, minilm_dir, tmp_path):
     backbone = Bert.from_config(folder_model.get_config())
     restore_backbone(backbone, NAME)
     np.testing.assert_array_equal(backbone(features)["sequence_output"], want)
-    with in_process_tool(REPO / "tools" / "convert_checkpoint.py") as tool:
-        tool.FLAGS(["convert_checkpoint.py", "--from=hf", "--model=bert"])
-        tool.main(["convert_checkpoint.py", NAME, str(tmp_path / "out")])
+    subprocess.run([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "--from=hf", "--model=bert", NAME,
+                    str(tmp_path / "out")], check=True, capture_output=True, timeout=300)  # env: HF_HOME, offline
     # A tfllm folder published on the Hub loads by name with tfllm.models.load.
     cache_repo(offline, "me/minilm-tfllm", tmp_path / "out")
     loaded = load("hf://me/minilm-tfllm")
@@ -139,7 +137,7 @@ def test_not_cached_offline_is_one_clear_error(offline, name):
 
 _RESOLVE = r"""
 import sys
-from tfllm.convert.hub import resolve_model_path
+from tfllm.hub import resolve_model_path
 from tfllm.errors import ConversionError
 for name in sys.argv[1:]:
     try:

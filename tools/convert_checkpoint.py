@@ -51,7 +51,7 @@ def main(argv):
     import tfllm  # noqa: F401,PLC0415  (slow: after the flag checks)
     from tfllm.models import GptCausalLM, pretrained  # noqa: PLC0415
     from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415
-    from tfllm.convert.hub import resolve_model_path  # noqa: PLC0415
+    from tfllm.hub import resolve_model_path  # noqa: PLC0415
 
     src = resolve_model_path(src)  # hf://org/name[@revision] -> its folder in the Hub cache
     fmt = pretrained.detect_format(src)

@@ -44,7 +44,7 @@ from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
-from tfllm.convert.hub import resolve_model_path
+from tfllm.hub import resolve_model_path
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights

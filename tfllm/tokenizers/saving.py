@@ -20,7 +20,7 @@ import os
 
 import tensorflow as tf
 
-from tfllm.convert.hub import resolve_model_path
+from tfllm.hub import resolve_model_path
 from tfllm.errors import ConfigError
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary

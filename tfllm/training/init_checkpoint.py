@@ -3,7 +3,7 @@
 import tensorflow as tf
 from absl import logging
 
-from tfllm.convert.hub import resolve_model_path
+from tfllm.hub import resolve_model_path
 from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
 from tfllm.models.pretrained import is_pretrained_dir

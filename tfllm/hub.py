@@ -22,7 +22,7 @@ import re
 
 from absl import logging
 
-from tfllm.convert.errors import ConversionError
+from tfllm.errors import ConversionError
 
 PREFIX = "hf://"
 # What tfllm reads from a tfllm, Hugging Face or Google BERT folder (see
