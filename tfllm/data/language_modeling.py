@@ -24,14 +24,18 @@ def read_text(path):
 def token_stream(documents, encode, separator_id=None):
     """Concatenate encoded documents into one int32 stream, `separator_id` between documents.
 
-    `encode(text) -> ids`. Packing documents into one stream (GPT-2's
-    <|endoftext|> convention) means no padding and every block is full.
+    `encode(texts) -> ids of each text` takes the list of all documents, as
+    tfllm tokenizers' `encode` does: an in-graph tokenizer then runs on big
+    batches instead of once per document. Packing documents into one stream
+    (GPT-2's <|endoftext|> convention) means no padding and every block is
+    full.
     """
+    documents = list(documents)
     parts = []
-    for i, doc in enumerate(documents):
+    for i, ids in enumerate(encode(documents) if documents else []):
         if i and separator_id is not None:
             parts.append(np.array([separator_id], np.int32))
-        parts.append(np.asarray(encode(doc), np.int32))
+        parts.append(np.asarray(ids, np.int32))
     return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
 
 
