@@ -152,3 +152,25 @@ def test_build_vocab_tool_bpe(tmp_path):
     texts = ["the cat sat on the log", "A new dog!"]
     assert as_lists(tokenizer(texts)) == reference_ids(tmp_path / "bpe", texts)
     assert len(as_lists(tokenizer(["the cat"]))[0]) == 2  # " cat" was merged into one token
+
+
+def test_encode_takes_lists_and_eager_calls_share_one_graph(bpe_dir):
+    """`encode` of a list == one string at a time == Hugging Face; eager calls of any batch size
+    run one graph traced once (eagerly, keras-hub's merge loop retraced on every iteration)."""
+    from tfllm.data import language_modeling as lm_data  # noqa: PLC0415
+    from tfllm.tokenizers.char_tokenizer import CharTokenizer  # noqa: PLC0415
+
+    tokenizer = BytePairTokenizer(bpe_dir / "vocab.json", bpe_dir / "merges.txt")
+    want = reference_ids(bpe_dir, HANDMADE)
+    assert [ids.tolist() for ids in tokenizer.encode(HANDMADE)] == want
+    assert [tokenizer.encode(text).tolist() for text in HANDMADE[:6]] == want[:6]
+    assert as_lists(tokenizer(tf.constant(HANDMADE[:3]))) == want[:3]
+    assert tokenizer._compiled().experimental_get_tracing_count() == 1
+
+    # token_stream hands all documents to `encode` at once, for both tokenizers.
+    end = tokenizer.end_token_id
+    stream = lm_data.token_stream(HANDMADE[5:8], tokenizer.encode, separator_id=end)
+    assert stream.tolist() == want[5] + [end] + want[6] + [end] + want[7]
+    chars = CharTokenizer.from_text("abc \n")
+    assert lm_data.token_stream(["ab", "", "c a"], chars.encode, separator_id=9).tolist() == [2, 3, 9, 9, 4, 1, 2]
+    assert chars.encode("cab").tolist() == [4, 2, 3]  # Sorted: "\n", " ", "a", "b", "c".

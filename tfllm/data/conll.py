@@ -16,6 +16,7 @@ import os
 import tensorflow as tf
 
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import text_lines
 from tfllm.metrics.entities import split_tag
 from tfllm.tokenizers.word_piece import load_vocabulary
 from tfllm.tokenizers.word_piece import save_vocabulary
@@ -47,8 +48,6 @@ def read_conll(path):
     or a tag that is not `O`, `B-<type>` or `I-<type>`.
     """
     path = os.fspath(path)
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
     sentences, words, tags = [], [], []
     num_columns = first_line = None
     document = 0
@@ -59,30 +58,29 @@ def read_conll(path):
             words.clear()
             tags.clear()
 
-    with tf.io.gfile.GFile(path, "r") as f:
-        line_number = 0
-        for line_number, line in enumerate(f, start=1):
-            columns = line.split()
-            if not columns or columns[0] == DOCSTART:
-                end_sentence(line_number)
-                document += bool(columns)
-                continue
-            where = f"{path}: line {line_number}"
-            if len(columns) < 2:
-                raise DataError(f"{where}: expected a word and a tag (whitespace-separated columns, "
-                                f"the tag last), found {line.rstrip()!r}")
-            if num_columns is None:
-                num_columns, first_line = len(columns), line_number
-            elif len(columns) != num_columns:
-                raise DataError(f"{where}: expected {num_columns} columns as on line {first_line}, "
-                                f"found {len(columns)}: {line.rstrip()!r}")
-            try:
-                split_tag(columns[-1])
-            except ValueError as e:
-                raise DataError(f"{where}: {e} (expected IOB1 or BIO tags in the last column)") from None
-            words.append(columns[0])
-            tags.append(columns[-1])
-        end_sentence(line_number + 1)
+    line_number = 0
+    for line_number, line in text_lines(path):
+        columns = line.split()
+        if not columns or columns[0] == DOCSTART:
+            end_sentence(line_number)
+            document += bool(columns)
+            continue
+        where = f"{path}: line {line_number}"
+        if len(columns) < 2:
+            raise DataError(f"{where}: expected a word and a tag (whitespace-separated columns, "
+                            f"the tag last), found {line.rstrip()!r}")
+        if num_columns is None:
+            num_columns, first_line = len(columns), line_number
+        elif len(columns) != num_columns:
+            raise DataError(f"{where}: expected {num_columns} columns as on line {first_line}, "
+                            f"found {len(columns)}: {line.rstrip()!r}")
+        try:
+            split_tag(columns[-1])
+        except ValueError as e:
+            raise DataError(f"{where}: {e} (expected IOB1 or BIO tags in the last column)") from None
+        words.append(columns[0])
+        tags.append(columns[-1])
+    end_sentence(line_number + 1)
     if not sentences:
         raise DataError(f"{path}: no tagged words found, expected lines like 'word ... tag'")
     return sentences

@@ -5,40 +5,63 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tfllm.data import text_files
+from tfllm.data.errors import DataError
+
 
 def read_text(path):
-    """A UTF-8 text file as one string, with a clear error naming the file."""
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no such file (expected a UTF-8 text file)")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+    """A UTF-8 text file as one string (without a BOM).
+
+    Raises `DataError` naming the file for a missing or empty file, and the
+    line and byte offset for bytes that are not UTF-8.
+    """
+    text = text_files.read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: no text (an empty file); expected UTF-8 text to model")
+    return text
 
 
 def token_stream(documents, encode, separator_id=None):
     """Concatenate encoded documents into one int32 stream, `separator_id` between documents.
 
-    `encode(text) -> ids`. Packing documents into one stream (GPT-2's
-    <|endoftext|> convention) means no padding and every block is full.
+    `encode(texts) -> ids of each text` takes the list of all documents, as
+    tfllm tokenizers' `encode` does: an in-graph tokenizer then runs on big
+    batches instead of once per document. Packing documents into one stream
+    (GPT-2's <|endoftext|> convention) means no padding and every block is
+    full.
     """
+    documents = list(documents)
     parts = []
-    for i, doc in enumerate(documents):
+    for i, ids in enumerate(encode(documents) if documents else []):
         if i and separator_id is not None:
             parts.append(np.array([separator_id], np.int32))
-        parts.append(np.asarray(encode(doc), np.int32))
+        parts.append(np.asarray(ids, np.int32))
     return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
 
 
-def split_stream(stream, train_fraction):
-    """First `train_fraction` of the tokens for training, the rest for validation (nanoGPT's split)."""
+def split_stream(stream, train_fraction, block_size=None, name="text"):
+    """First `train_fraction` of the tokens for training, the rest for validation (nanoGPT's split).
+
+    With `block_size`, raises `DataError` naming `name` (the text file) and
+    the split when a split is too short for one block (`block_size + 1`
+    tokens), before any training starts.
+    """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     cut = int(len(stream) * train_fraction)
-    return stream[:cut], stream[cut:]
+    splits = stream[:cut], stream[cut:]
+    if block_size is not None:
+        for split, tokens in zip(["train", "validation"], splits):
+            _check_one_block(tokens, block_size, name, split)
+    return splits
+
+
+def _check_one_block(stream, block_size, name, split):
+    if len(stream) <= block_size:
+        raise DataError(
+            f"{name}: the {split} split has {len(stream)} tokens, fewer than one block of "
+            f"block_size+1 = {block_size + 1}; expected a longer text or a smaller block_size"
+        )
 
 
 def _blocks(stream, block_size, offset):
@@ -50,7 +73,7 @@ def _blocks(stream, block_size, offset):
     return tf.gather(stream, idx)
 
 
-def lm_dataset(stream, block_size, batch_size, training, seed=0, input_context=None):
+def lm_dataset(stream, block_size, batch_size, training, seed=0, input_context=None, name="text"):
     """(features, targets) batches for next-token prediction.
 
     Each block is block_size+1 consecutive tokens: inputs are the first
@@ -63,11 +86,11 @@ def lm_dataset(stream, block_size, batch_size, training, seed=0, input_context=N
 
     With an `input_context`, blocks are sharded across input pipelines, so no
     block is seen twice per pass across workers.
+
+    Raises `DataError` naming `name` (the text file) and the split if the
+    stream is shorter than one block.
     """
-    if len(stream) <= block_size:
-        raise ValueError(
-            f"the token stream ({len(stream)} tokens) is shorter than block_size+1 ({block_size + 1})"
-        )
+    _check_one_block(stream, block_size, name, "train" if training else "validation")
     stream = tf.constant(stream, tf.int32)
 
     def pass_blocks(epoch):

@@ -14,20 +14,26 @@ from absl import logging
 
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import read_text
 from tfllm.tokenizers.strings import token_id_lists
 
 
 def read_lines(path):
     """The lines of a UTF-8 text file, without line endings."""
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
-    with tf.io.gfile.GFile(path, "r") as f:
-        return f.read().splitlines()
+    return read_text(path).splitlines()
 
 
 def read_parallel_text(source_path, target_path):
-    """(source lines, target lines) of two line-aligned files; line i of one translates line i of the other."""
+    """(source lines, target lines) of two line-aligned files; line i of one translates line i of the other.
+
+    Raises `DataError` for a missing or empty file, files of different
+    lengths, or bytes that are not UTF-8.
+    """
     sources, targets = read_lines(source_path), read_lines(target_path)
+    for path, lines in [(source_path, sources), (target_path, targets)]:
+        if not any(line.strip() for line in lines):
+            raise DataError(f"{path}: no text ({len(lines)} lines, all empty); expected one sentence per "
+                            f"line, line-aligned with its translation")
     if len(sources) != len(targets):
         raise DataError(
             f"parallel files differ in length: {source_path} has {len(sources)} lines, "
@@ -45,7 +51,9 @@ def filter_by_length(source_ids, target_ids, max_source_length, max_target_lengt
     """Drops pairs with an empty side or too long a side; logs how many. Returns (sources, targets, dropped).
 
     The target limit counts the added BOS/EOS: a target of n tokens needs
-    n + 1 <= max_target_length.
+    n + 1 <= max_target_length. `name` (the file, or file and split) names
+    the data in the log line and in the `DataError` raised when no pair is
+    left.
     """
     keep = [
         0 < len(s) <= max_source_length and 0 < len(t) and len(t) + 1 <= max_target_length
@@ -55,6 +63,10 @@ def filter_by_length(source_ids, target_ids, max_source_length, max_target_lengt
     logging.info("%s: dropped %d of %d pairs (an empty side, or over %d source / %d target tokens "
                  "with BOS/EOS); %d left", name, dropped, len(keep), max_source_length, max_target_length,
                  sum(keep))
+    if not any(keep):
+        raise DataError(f"{name}: all {len(keep)} pairs dropped (an empty side, or over {max_source_length} "
+                        f"source / {max_target_length} target tokens with BOS/EOS); expected pairs within "
+                        f"the length limits")
     return ([s for s, k in zip(source_ids, keep) if k], [t for t, k in zip(target_ids, keep) if k], dropped)
 
 

@@ -34,6 +34,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import text_lines
 from tfllm.tokenizers.word_piece import CLS, MASK, PAD, SEP
 
 # Feature names and order of Google's BERT TFRecords.
@@ -66,14 +67,13 @@ def read_documents(paths, split_into_sentences=False):
         if not tf.io.gfile.exists(path):
             raise DataError(f"{path}: file not found (expected plain text, blank line between documents)")
         lines = []
-        with tf.io.gfile.GFile(path, "r") as f:
-            for line in list(f) + [""]:
-                line = line.strip()
-                if line:
-                    lines.append(line)
-                elif lines:
-                    documents.append(split_sentences(" ".join(lines)) if split_into_sentences else lines)
-                    lines = []
+        for line in [line for _, line in text_lines(path)] + [""]:
+            line = line.strip()
+            if line:
+                lines.append(line)
+            elif lines:
+                documents.append(split_sentences(" ".join(lines)) if split_into_sentences else lines)
+                lines = []
     return documents
 
 

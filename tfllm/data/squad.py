@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import read_text
 from tfllm.data.batching import batch_by_length
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import SEP
@@ -71,13 +72,10 @@ def read_squad(path, articles=slice(None)):
     answer that is not the context text at its `answer_start`.
     """
     path = os.fspath(path)
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
-    with tf.io.gfile.GFile(path, "r") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON: {e}") from None
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON: {e}") from None
     _require(isinstance(data, dict) and isinstance(data.get("data"), list), path,
              'expected the SQuAD layout {"version": ..., "data": [articles]}')
     all_articles = data["data"]

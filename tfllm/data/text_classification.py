@@ -9,6 +9,7 @@ against padding every batch to 64 tokens.
 import csv
 import math
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +17,10 @@ from absl import logging
 
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import text_lines
+
+# csv's default field limit is 131,072 characters; a long document is one field.
+_MAX_FIELD_SIZE = min(sys.maxsize, 2**31 - 1)
 
 
 def _delimiter_for(path, delimiter):
@@ -33,25 +38,32 @@ def _read_rows(path, delimiter=None):
 
     Tab-separated files are split on tabs with no quoting (the GLUE layout,
     whose texts contain bare quotes); other delimiters use `csv` quoting.
-    Empty lines are skipped.
+    Empty lines are skipped; fields may be of any length.
     """
     path = os.fspath(path)
     delimiter = _delimiter_for(path, delimiter)
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
-    with tf.io.gfile.GFile(path, "r") as f:
-        if delimiter == "\t":
-            for line_number, line in enumerate(f, start=1):
-                line = line.rstrip("\r\n")
-                if line:
-                    yield line_number, line.split("\t")
-        else:
-            reader = csv.reader(f, delimiter=delimiter)
-            line_number = 1
-            for fields in reader:
-                if fields:
-                    yield line_number, fields
-                line_number = reader.line_num + 1
+    lines = text_lines(path)
+    if delimiter == "\t":
+        for line_number, line in lines:
+            line = line.rstrip("\r\n")
+            if line:
+                yield line_number, line.split("\t")
+        return
+    if csv.field_size_limit() < _MAX_FIELD_SIZE:
+        csv.field_size_limit(_MAX_FIELD_SIZE)
+    reader = csv.reader((line for _, line in lines), delimiter=delimiter)
+    line_number = 1
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as e:
+            raise DataError(f"{path}: line {reader.line_num}: {e} (expected {delimiter!r}-separated "
+                            f"fields, quoted with \"...\")") from None
+        if fields is None:
+            return
+        if fields:
+            yield line_number, fields
+        line_number = reader.line_num + 1
 
 
 def _table(path, columns, delimiter):

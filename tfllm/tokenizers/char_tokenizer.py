@@ -65,8 +65,11 @@ class CharTokenizer(keras.layers.Layer):
         return tf.strings.reduce_join(chars, axis=-1)
 
     def encode(self, text):
-        """A Python string -> numpy int32 ids (for building data streams)."""
-        return np.asarray(self(tf.constant(text)), dtype=np.int32)
+        """A Python string -> numpy int32 ids; a list of strings -> a list of them (for data streams)."""
+        if isinstance(text, str):
+            return np.asarray(self(tf.constant(text)), dtype=np.int32)
+        ids = self(tf.constant(list(text), tf.string))
+        return np.split(ids.flat_values.numpy(), ids.row_splits.numpy()[1:-1]) if len(text) else []
 
     def get_config(self):
         config = super().get_config()

@@ -222,6 +222,7 @@ def read_texts(paths, text_column=None, delimiter=None):
     files give one text per non-empty line.
     """
     from tfllm.data.text_classification import read_table_column
+    from tfllm.data.text_files import text_lines
 
     texts = []
     for path in paths:
@@ -229,10 +230,7 @@ def read_texts(paths, text_column=None, delimiter=None):
         if is_table:
             texts.extend(read_table_column(path, text_column or "sentence", delimiter))
         else:
-            if not tf.io.gfile.exists(path):
-                raise FileNotFoundError(f"Text file not found: {path}")
-            with tf.io.gfile.GFile(path, "r") as f:
-                texts.extend(line.rstrip("\r\n") for line in f if line.strip())
+            texts.extend(line.rstrip("\r\n") for _, line in text_lines(path) if line.strip())
     return texts
 
 

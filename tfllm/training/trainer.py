@@ -23,7 +23,9 @@ Example:
 """
 
 import contextlib
+import math
 import os
+import re
 import signal
 import tempfile
 import time
@@ -32,6 +34,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from tfllm.errors import CheckpointError
 from tfllm.training import loss_scaling
 from tfllm.training.strategy import check_same_step_on_all_workers
 from tfllm.training.strategy import is_chief
@@ -74,6 +77,11 @@ class Trainer:
             (the optimizer update and the all-reduce stay outside). Pays off
             for fixed-shape batches (GPT blocks); every new batch shape costs
             a compilation, so leave it off for length-bucketed batches.
+        restart: start from step 0 even though `model_dir/checkpoints` holds
+            checkpoints; they are moved to `checkpoints/before-restart-<time>/`
+            first. Without it a run never starts over while checkpoint files
+            exist: it resumes from the newest intact one, or raises
+            `CheckpointError` if none is.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class Trainer:
         checkpoint_data_iterator=True,
         jit_compile=False,
         time_budget_seconds=None,
+        restart=False,
     ):
         self.model = model
         self.loss_fn = loss_fn
@@ -108,6 +117,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.max_checkpoints = max_checkpoints
         self.time_budget_seconds = time_budget_seconds
+        self.restart = restart
+        self._restored_path = None  # The checkpoint `restore` read, if any.
         # One device reads a plain tf.data iterator, never a distributed one:
         # `distribute_datasets_from_function` wraps it in a MultiDeviceIterator
         # (a GeneratorDataset), which made BERT-mini pretraining steps 1.55x
@@ -373,7 +384,7 @@ class Trainer:
     # ---- Checkpoints and data position -------------------------------------
 
     def restore(self):
-        """Restores model, optimizer, step and RNG state from the latest checkpoint.
+        """Restores model, optimizer, step and RNG state from the newest intact checkpoint.
 
         Returns the restored step (0 if there is no checkpoint). The format is
         a plain `tf.train.Checkpoint(model=..., optimizer=..., step=...)`
@@ -381,13 +392,57 @@ class Trainer:
         `data_iterator` on one device), so
         `tf.train.Checkpoint(model=model).read(path).expect_partial()` loads
         just the weights, e.g. to fine-tune from a pretraining run.
+
+        The candidates are the checkpoints the `checkpoint` state file lists
+        and every `ckpt-N` on disk, newest first; each is read back in full
+        (index, data files, checksums) before it is used. A broken newer one
+        is logged and moved to `checkpoints/unreadable/`, and the state file
+        is rewritten to list the ones kept, so the `CheckpointManager` rotates
+        exactly those. If checkpoint files exist but none is intact this
+        raises `CheckpointError` rather than silently start from step 0
+        (`restart=True` starts over on purpose). The chief also deletes the
+        `ckpt-N_temp` folders a save killed midway leaves behind.
         """
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
-        if latest is None:
+        self._restored_path = None
+        if self.is_chief:
+            _remove_unfinished_saves(self.checkpoint_dir)
+        if self.restart:
+            self.restart = False  # Only the first `train`; later calls resume.
+            if self.is_chief:
+                _move_aside_for_restart(self.checkpoint_dir)
             return 0
-        self._checkpoint().read(latest).expect_partial()
+        candidates = _candidate_checkpoints(self.checkpoint_dir)
+        broken = []
+        for path in candidates:
+            problem = _unreadable(path)
+            if problem is None:
+                break
+            logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.",
+                            path, problem)
+            broken.append(f"{os.path.basename(path)}: {problem}")
+        else:
+            if not candidates:
+                return 0
+            raise CheckpointError(
+                f"{self.checkpoint_dir}: no intact checkpoint to resume from "
+                f"({'; '.join(broken)}); expected ckpt-N.index with readable data files. "
+                f"Move the folder away, or restart on purpose (Trainer(restart=True))."
+            )
+        try:
+            self._checkpoint().read(path).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            raise CheckpointError(
+                f"{path}: cannot restore it into this model ({_first_line(e)}); "
+                f"expected a checkpoint of the same model and optimizer."
+            ) from e
+        self._restored_path = path
         step = int(self.step.numpy())
-        logging.info("Resumed from step %d (%s).", step, latest)
+        if broken:
+            logging.warning("Resuming from %s, the newest intact checkpoint, instead of %s.",
+                            path, candidates[0])
+        if self.is_chief and (broken or tf.train.latest_checkpoint(self.checkpoint_dir) != path):
+            _repair_state(self.checkpoint_dir, path, candidates[:len(broken)])
+        logging.info("Resumed from step %d (%s).", step, path)
         return step
 
     def _checkpoint(self, iterator=None):
@@ -412,7 +467,7 @@ class Trainer:
         Returns it with the checkpoint to save, which holds the iterator too
         when it can be saved (one device); else we skip the consumed batches.
         """
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        latest = self._restored_path
         saved_iterator = latest is not None and any(
             name.startswith("data_iterator/") for name, _ in tf.train.list_variables(latest)
         )
@@ -527,6 +582,124 @@ class Trainer:
                 os.path.join(self.model_dir, name)
             )
         return self._writers[name]
+
+
+# ---- Checkpoint files ----------------------------------------------------------
+
+# A CheckpointManager's files: `ckpt-N.index`, `ckpt-N.data-00000-of-00001`.
+_CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))(\.index|\.data-\d+-of-\d+)?$")
+# Tensors read back per op when checking a checkpoint: bounds the memory used.
+_CHECK_BYTES_PER_READ = 256 << 20
+
+
+def _candidate_checkpoints(directory):
+    """The checkpoints the state file lists or that have files in `directory`, newest step first."""
+    names = []
+    state = tf.train.get_checkpoint_state(directory)
+    if state is not None:
+        names += [state.model_checkpoint_path, *state.all_model_checkpoint_paths]
+    if tf.io.gfile.isdir(directory):
+        names += tf.io.gfile.listdir(directory)
+    steps = {}
+    for name in names:
+        # By name in `directory`: the state file may hold absolute paths of a moved model_dir.
+        match = _CHECKPOINT_FILE.match(os.path.basename(name.rstrip("/")))
+        if match:
+            steps[match.group(1)] = int(match.group(2))
+    return [os.path.join(directory, prefix) for prefix in sorted(steps, key=steps.get, reverse=True)]
+
+
+def _unreadable(prefix):
+    """None if every tensor of checkpoint `prefix` reads back with its checksum, else why not.
+
+    Reads the data files once more than a restore would, in reads of at most
+    `_CHECK_BYTES_PER_READ`; `RestoreV2` also reads what numpy cannot hold
+    (the saved tf.data iterator is a variant tensor).
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+        batches, size = [[]], 0
+        for name in sorted(dtypes):
+            nbytes = max(dtypes[name].size, 1) * math.prod(shapes[name])
+            if batches[-1] and size + nbytes > _CHECK_BYTES_PER_READ:
+                batches.append([])
+                size = 0
+            batches[-1].append(name)
+            size += nbytes
+        with tf.device("/cpu:0"):
+            for names in batches:
+                tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=names,
+                                     shape_and_slices=[""] * len(names),
+                                     dtypes=[dtypes[name] for name in names])
+    except (tf.errors.OpError, ValueError) as e:
+        return _first_line(e)
+    return None
+
+
+def _first_line(error):
+    """An op error's message without TensorFlow's `{{function_node ...}}` and `[Op:...]` wrapping."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{.*?\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:\w+\].*", "", message, flags=re.S).strip()
+    return message.splitlines()[0] if message else type(error).__name__
+
+
+def _remove_unfinished_saves(directory):
+    """Deletes the `ckpt-N_temp` folders a save that was killed midway leaves behind."""
+    for path in tf.io.gfile.glob(os.path.join(directory, "*_temp*")):
+        logging.warning("Deleting %s, left by a checkpoint save that did not finish.", path)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+
+
+def _repair_state(directory, restored, broken):
+    """After resuming from `restored`: move the `broken` checkpoints to `unreadable/`, and
+    rewrite the state file to list the checkpoints up to `restored`, so that
+    `tf.train.latest_checkpoint` names it and the CheckpointManager rotates
+    exactly the intact ones (it would otherwise count the broken ones and
+    delete intact older ones to make room)."""
+    for prefix in broken:
+        files = tf.io.gfile.glob(prefix + ".*")
+        if files:
+            folder = os.path.join(directory, "unreadable")
+            _move(files, folder)
+            logging.warning("Moved the unreadable checkpoint %s to %s.", prefix, folder)
+    state = tf.train.get_checkpoint_state(directory)
+    saved_at = {}
+    if state is not None:
+        saved_at = dict(zip(map(os.path.basename, state.all_model_checkpoint_paths),
+                            state.all_model_checkpoint_timestamps))
+    kept = [os.path.basename(p) for p in reversed(_candidate_checkpoints(directory))
+            if tf.io.gfile.exists(p + ".index")]
+    timestamps = [saved_at.get(name) or tf.io.gfile.stat(os.path.join(directory, name + ".index")).mtime_nsec / 1e9
+                  for name in kept]
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, os.path.basename(restored), kept,
+        all_model_checkpoint_timestamps=timestamps,
+        last_preserved_timestamp=min(timestamps) - 1.0,
+    )
+    logging.info("Checkpoint state of %s now lists %s.", directory, ", ".join(kept))
+
+
+def _move_aside_for_restart(directory):
+    """`restart=True`: move every checkpoint file to `before-restart-<time>/`."""
+    names = [name for name in (tf.io.gfile.listdir(directory) if tf.io.gfile.isdir(directory) else [])
+             if name == "checkpoint" or _CHECKPOINT_FILE.match(name)]
+    if not names:
+        return
+    folder = os.path.join(directory, time.strftime("before-restart-%Y%m%d-%H%M%S"))
+    _move([os.path.join(directory, name) for name in names], folder)
+    logging.warning("Restarting from step 0: moved the %d checkpoint files in %s to %s.",
+                    len(names), directory, folder)
+
+
+def _move(paths, folder):
+    tf.io.gfile.makedirs(folder)
+    for path in paths:
+        tf.io.gfile.rename(path, os.path.join(folder, os.path.basename(path)), overwrite=True)
 
 
 def _add(totals, stats):
