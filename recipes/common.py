@@ -54,7 +54,7 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
     flags.DEFINE_string("model_dir", model_dir, "Checkpoints, TensorBoard logs, config.json, tokenizer files and "
                         "final weights go here. Re-running the same command resumes from the latest checkpoint.")
     flags.DEFINE_bool("restart", False, "Start over even though --model_dir has checkpoints (they are moved "
-                      "aside, not deleted).")
+                      "to checkpoints/before-restart-<time>/, not deleted).")
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU name, grpc://host:port address, or 'local' (--strategy=tpu).")
     flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many logical devices "
@@ -102,7 +102,7 @@ def trainer_options():
     """The `Trainer` keyword arguments the common flags set."""
     budget = FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
     return dict(log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile,
-                steps_per_execution=FLAGS.steps_per_execution, time_budget_seconds=budget)
+                steps_per_execution=FLAGS.steps_per_execution, time_budget_seconds=budget, restart=FLAGS.restart)
 
 
 def save_run_config(model, strategy, tokenizer=None, **settings):

@@ -65,7 +65,8 @@ def main(_):
     start = time.time()
     stream = lm_data.token_stream(text.split("\n\n") if FLAGS.tokenizer == "bpe" else [text],
                                   tokenizer.encode, separator_id=getattr(tokenizer, "end_token_id", None))
-    train_stream, val_stream = lm_data.split_stream(stream, FLAGS.train_fraction)
+    train_stream, val_stream = lm_data.split_stream(stream, FLAGS.train_fraction, block_size=FLAGS.block_size,
+                                                       name=FLAGS.text_file)
     logging.info("%s: %d tokens (vocabulary %d) in %.1f s; %d train / %d validation",
                  FLAGS.text_file, len(stream), tokenizer.vocabulary_size(), time.time() - start,
                  len(train_stream), len(val_stream))
@@ -92,11 +93,12 @@ def main(_):
 
     def train_data(ctx):
         return lm_data.lm_dataset(train_stream, FLAGS.block_size, ctx.get_per_replica_batch_size(FLAGS.batch_size),
-                                  training=True, seed=FLAGS.seed, input_context=ctx)
+                                  training=True, seed=FLAGS.seed, input_context=ctx,
+                                  name=f"{FLAGS.text_file} (train split)")
 
     def val_data(ctx):
         ds = lm_data.lm_dataset(val_stream, FLAGS.block_size, ctx.get_per_replica_batch_size(FLAGS.batch_size),
-                                training=False, input_context=ctx)
+                                training=False, input_context=ctx, name=f"{FLAGS.text_file} (validation split)")
         return ds.take(FLAGS.eval_steps) if FLAGS.eval_steps else ds
 
     start = time.time()

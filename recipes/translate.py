@@ -162,7 +162,7 @@ def main(_):
     sources, targets = parallel_text.read_parallel_text(FLAGS.train_source, FLAGS.train_target)
     source_ids, target_ids, _ = parallel_text.filter_by_length(
         parallel_text.tokenize(tokenizer, sources), parallel_text.tokenize(tokenizer, targets),
-        FLAGS.max_source_length, FLAGS.max_target_length, name=FLAGS.train_source)
+        FLAGS.max_source_length, FLAGS.max_target_length, name=f"{FLAGS.train_source} (train)")
     steps = FLAGS.max_steps or int(FLAGS.epochs * steps_per_epoch(len(source_ids), FLAGS.batch_size))
     logging.info("%d training pairs, %d steps of %d (%.1f epochs)", len(source_ids), steps, FLAGS.batch_size,
                  steps * FLAGS.batch_size / max(len(source_ids), 1))
@@ -193,7 +193,7 @@ def main(_):
         eval_sources, eval_targets = parallel_text.read_parallel_text(FLAGS.eval_source, FLAGS.eval_target)
         eval_source_ids, eval_target_ids, _ = parallel_text.filter_by_length(
             parallel_text.tokenize(tokenizer, eval_sources), parallel_text.tokenize(tokenizer, eval_targets),
-            FLAGS.max_source_length, FLAGS.max_target_length, name=FLAGS.eval_source)
+            FLAGS.max_source_length, FLAGS.max_target_length, name=f"{FLAGS.eval_source} (eval)")
 
         def eval_data(ctx):
             return parallel_text.translation_dataset(

@@ -104,10 +104,10 @@ def main(argv):
     for command in commands:
         if len(commands) > 1:
             print(f"\n=== benchmark.py {command} ===", flush=True)
-        run(command)
+        run_command(command)
 
 
-def run(command):
+def run_command(command):
     # Imported after flag parsing: TensorFlow start-up is slow and --help should not wait for it.
     if command == "generate":
         from tools.bench import generate  # noqa: PLC0415

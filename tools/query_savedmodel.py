@@ -6,17 +6,23 @@ graph): no tfllm, no Keras model code. Usage:
     python tools/query_savedmodel.py EXPORT_VERSION_DIR "a gripping film" "dull and slow"
 """
 
+import os
 import sys
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools.savedmodel_cli import fail  # noqa: E402  (imports only TensorFlow)
+from tools.savedmodel_cli import load_savedmodel  # noqa: E402
+
 
 def main(argv):
     if len(argv) < 3:
-        sys.exit(f"usage: {argv[0]} SAVEDMODEL_DIR SENTENCE [SENTENCE ...]")
+        fail(f"usage: {argv[0]} SAVEDMODEL_DIR SENTENCE [SENTENCE ...]")
     model_dir, sentences = argv[1], argv[2:]
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = load_savedmodel(model_dir).signatures["serving_default"]
     outputs = serve(text=tf.constant(sentences))
     probabilities = outputs["probabilities"].numpy()
     for sentence, name, probs in zip(sentences, outputs["label_name"].numpy(), probabilities):

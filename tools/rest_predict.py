@@ -22,10 +22,16 @@ Usage (prints one JSON reply per body):
 
 import base64
 import json
+import os
 import sys
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools.savedmodel_cli import fail  # noqa: E402  (imports only TensorFlow)
+from tools.savedmodel_cli import load_savedmodel  # noqa: E402
 
 _JSON_TYPES = {tf.string: (str,), tf.bool: (bool,)}
 
@@ -136,8 +142,8 @@ def predict(saved_model, body):
 
 def main(argv):
     if len(argv) < 3:
-        sys.exit(f"usage: {argv[0]} SAVEDMODEL_DIR JSON_BODY [JSON_BODY ...]")
-    saved_model = tf.saved_model.load(argv[1])
+        fail(f"usage: {argv[0]} SAVEDMODEL_DIR JSON_BODY [JSON_BODY ...]")
+    saved_model = load_savedmodel(argv[1])
     for body in argv[2:]:
         print(json.dumps(predict(saved_model, json.loads(body))), flush=True)
 

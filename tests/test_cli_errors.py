@@ -1,0 +1,78 @@
+"""Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback."""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cases(tmp):
+    missing = tmp / "missing.txt"
+    missing_tsv = tmp / "missing.tsv"
+    empty = tmp / "empty_dir"
+    return {
+        "recipes/classify.py": ([f"--train_file={missing_tsv}", f"--model_dir={tmp / 'm1'}"],
+                                f"{missing_tsv}: file not found"),
+        "recipes/tag.py": ([f"--train_file={missing}", f"--model_dir={tmp / 'm2'}"], f"{missing}: file not found"),
+        "recipes/qa.py": ([f"--train_file={missing}", f"--model_dir={tmp / 'm3'}"], f"{missing}: file not found"),
+        "recipes/pretrain_bert.py": ([f"--vocab_file={missing}", f"--text_files={missing}", f"--model_dir={tmp / 'm4'}"],
+                                     str(missing)),
+        "recipes/train_gpt.py": ([f"--text_file={missing}", f"--model_dir={tmp / 'm5'}"], str(missing)),
+        "recipes/translate.py": ([f"--train_source={missing}", f"--train_target={missing}", f"--model_dir={tmp / 'm6'}"],
+                                 f"{missing}: file not found"),
+        "recipes/generate.py": ([f"--model_dir={empty}"], f"{empty}/config.json: not found"),
+        "recipes/prompt_classify.py": ([f"--pretrained={empty}", f"--train_file={missing_tsv}",
+                                        f"--eval_file={missing_tsv}", f"--model_dir={tmp / 'm7'}",
+                                        "--template={sentence} [MASK]", "--verbalizer=bad,good"],
+                                       f"{missing_tsv}: file not found"),
+        "tools/build_vocab.py": ([f"--input={missing}", f"--output={tmp / 'v.txt'}"], str(missing)),
+        "tools/build_corpus.py": ([f"--text={missing}", f"--output={tmp / 'c.txt'}"], f"{missing}: file not found"),
+        "tools/create_pretraining_data.py": ([f"--input_file={missing}", f"--vocab_file={missing}",
+                                              f"--output_file={tmp / 'o'}"], "matches no file"),
+        "tools/convert_checkpoint.py": (["--from=hf", "--model=bert", str(empty), str(tmp / "o2")],
+                                        "no pretrained model found"),
+        "tools/export.py": ([str(empty), str(tmp / "out")], "no pretrained model found"),
+        "tools/query_savedmodel.py": ([str(empty), "a sentence"], "SavedModel file does not exist"),
+        "tools/rest_predict.py": ([str(empty), "{}"], "SavedModel file does not exist"),
+        "tools/serve_bench.py": ([str(empty)], "not a SavedModel directory"),
+        "tools/benchmark.py": (["no-such-benchmark"], "usage: benchmark.py"),
+    }
+
+
+def run(script, args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_every_recipe_and_tool_lists_a_case():
+    scripts = {str(p.relative_to(ROOT)) for p in [*ROOT.glob("recipes/*.py"), *ROOT.glob("tools/*.py")]}
+    helpers = {"recipes/common.py", "tools/savedmodel_cli.py"}
+    assert scripts - helpers == set(cases(Path("/tmp")))
+
+
+BAD_FLAGS = ["--batch_size=0", "--learning_rate=nan", "--num_cpu_devices=3"]
+
+
+def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
+    (tmp_path / "empty_dir").mkdir()
+    table = cases(tmp_path)
+    jobs = [(script, args) for script, (args, _) in table.items()]
+    jobs += [("recipes/classify.py", [f"--train_file={tmp_path / 'x.tsv'}", f"--model_dir={tmp_path}", flag])
+             for flag in BAD_FLAGS]
+    # Each script starts TensorFlow (seconds): run them side by side.
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        procs = list(pool.map(lambda job: run(*job), jobs))
+    problems = []
+    for (script, (_, message)), proc in zip(table.items(), procs):
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        if proc.returncode != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc.stderr:
+            problems.append(f"{script}: exit {proc.returncode}, {errors or proc.stderr[-1500:]}")
+    for flag, proc in zip(BAD_FLAGS, procs[len(table):]):
+        # absl refuses these while parsing flags: exit 1, its message names the flag.
+        if proc.returncode == 0 or "Traceback" in proc.stderr or flag.split("=")[0] not in proc.stderr:
+            problems.append(f"{flag}: exit {proc.returncode}, {proc.stderr[-1500:]}")
+    assert not problems, "\n".join(problems)
