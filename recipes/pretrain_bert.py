@@ -20,15 +20,14 @@ same preset and vocabulary:
         --init_checkpoint=runs/pretrain ...
 """
 
-import common
 import json
 import os
 import time
 
+import common
+import tensorflow as tf
 from absl import flags
 from absl import logging
-
-import tensorflow as tf
 
 from tfllm.data import pretraining
 from tfllm.models import Bert

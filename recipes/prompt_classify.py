@@ -15,16 +15,15 @@ LM folder, `--shots=k` puts k demonstrations per class in the prompt
 <model_dir>/prompt_results.json and one line on stdout.
 """
 
-import common
 import json
 import os
 import time
 
-from absl import flags
-from absl import logging
-
+import common
 import numpy as np
 import tensorflow as tf
+from absl import flags
+from absl import logging
 
 from tfllm import prompting
 from tfllm.data import read_labeled_text

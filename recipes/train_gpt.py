@@ -9,12 +9,11 @@ The nanoGPT Tiny Shakespeare character setting:
 Re-running resumes from the latest checkpoint; `recipes/generate.py --model_dir=...` samples from it.
 """
 
-import common
 import time
 
+import common
 from absl import flags
 from absl import logging
-
 
 from tfllm.data import language_modeling as lm_data
 from tfllm.models import Gpt
@@ -23,7 +22,6 @@ from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers import CharTokenizer
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
-from tfllm.training import is_chief
 from tfllm.training import losses
 
 FLAGS = flags.FLAGS

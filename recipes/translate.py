@@ -15,16 +15,15 @@ detokenized output against the raw references) with beam search, written to
 <model_dir>/eval_results.json with the translations beside it.
 """
 
-import common
 import json
 import os
 import sys
 import time
 
+import common
+import tensorflow as tf
 from absl import flags
 from absl import logging
-
-import tensorflow as tf
 
 from tfllm.data import parallel_text
 from tfllm.data import steps_per_epoch

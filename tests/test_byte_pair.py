@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import END_OF_TEXT
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary

@@ -13,12 +13,12 @@ import sys
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.errors import CheckpointError
-from tfllm.training import Trainer, create_optimizer
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
 import tiny_training as tt  # noqa: E402

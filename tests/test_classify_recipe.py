@@ -83,9 +83,11 @@ def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):
     assert served["label_name"] == ["positive", "negative", "negative"]
 
     # Same numbers as the Keras model restored from the run's checkpoint, in this process.
-    import tfllm  # noqa: F401
     import tensorflow as tf
-    from tfllm.models import Bert, BertClassifier
+
+    import tfllm  # noqa: F401
+    from tfllm.models import Bert
+    from tfllm.models import BertClassifier
     from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 
     pre = BertPreprocessor(str(tmp_path / "model" / "vocab.txt"), sequence_length=16)

@@ -3,14 +3,13 @@
 
 import itertools
 
-import pytest
-
-import tfllm  # noqa: F401
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl import logging
 
+import tfllm  # noqa: F401
 from tfllm.data import DataError
 from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text

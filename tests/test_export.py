@@ -31,9 +31,9 @@ from tfllm.models import BertSpanQA
 from tfllm.models import BertTokenClassifier
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models import save_config
 from tfllm.models.bert.bert_classifier import masked_mean
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
-from tfllm.models import save_config
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 from keras import ops
 
+import tfllm  # noqa: F401
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM

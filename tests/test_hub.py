@@ -15,11 +15,15 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from tfllm.hub import FILES, SUBFOLDERS, resolve_model_path  # noqa: E402
 from tfllm.errors import ConversionError  # noqa: E402
-from tfllm.models import Bert, load  # noqa: E402
+from tfllm.hub import FILES  # noqa: E402
+from tfllm.hub import SUBFOLDERS  # noqa: E402
+from tfllm.hub import resolve_model_path  # noqa: E402
+from tfllm.models import Bert  # noqa: E402
+from tfllm.models import load  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format, is_pretrained_dir  # noqa: E402
+from tfllm.models.pretrained import detect_format  # noqa: E402
+from tfllm.models.pretrained import is_pretrained_dir  # noqa: E402
 from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
 from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
 

@@ -1,12 +1,11 @@
 """Layer numerics against the numpy reference, masking invariances, and serialization."""
 
+import keras
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401  (sets the Keras backend)
-import keras
 from keras import ops
 
+import tfllm  # noqa: F401  (sets the Keras backend)
 from tests import numpy_reference as ref
 from tfllm.layers import EinsumDense
 from tfllm.layers import FeedForward

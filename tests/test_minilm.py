@@ -19,7 +19,8 @@ from tests.fresh_process import serve_in_fresh_process  # noqa: E402
 from tfllm.data.conll import read_conll  # noqa: E402
 from tfllm.data.text_classification import read_labeled_text  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert, BertClassifier  # noqa: E402
+from tfllm.models import Bert  # noqa: E402
+from tfllm.models import BertClassifier  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
 from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
 from tfllm.training import create_optimizer  # noqa: E402

@@ -1,11 +1,10 @@
 """Model-level tests: presets, numerics vs numpy, save/load, mixed precision, weight tying, cache."""
 
+import keras
 import numpy as np
 import pytest
 
 import tfllm  # noqa: F401
-import keras
-
 from tests import numpy_reference as ref
 from tests.test_layers import block_weights
 from tfllm.models import Bert

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tests.fresh_process import serve_in_fresh_process
 from tests.test_classify_recipe import write_toy_tsv
 
@@ -122,7 +121,8 @@ def test_two_workers_train_checkpoint_once_and_export(tmp_path):
     # The chief's checkpoint restores into a Keras model; the export serves
     # raw strings in a process without tfllm and gives the same probabilities.
     from tfllm.data import read_labeled_text
-    from tfllm.models import Bert, BertClassifier
+    from tfllm.models import Bert
+    from tfllm.models import BertClassifier
     from tfllm.models.bert.bert_preprocessor import BertPreprocessor
     from tfllm.training import losses
 
@@ -181,7 +181,8 @@ def test_workers_that_restored_different_steps_fail_fast(tmp_path):
     Worker 0 finds a step-2 checkpoint, worker 1 none; left alone they would
     run different numbers of collective steps and hang at the end.
     """
-    from tfllm.training import Trainer, create_optimizer
+    from tfllm.training import Trainer
+    from tfllm.training import create_optimizer
 
     sys.path.insert(0, str(ROOT / "tests" / "scripts"))
     import tiny_training as tt  # noqa: PLC0415

@@ -6,13 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401  (sets the Keras backend)
-import keras
 import tensorflow as tf
 
+import tfllm  # noqa: F401  (sets the Keras backend)
 from tests import numpy_reference as ref
 from tests.fresh_process import serve_in_fresh_process
 from tests.test_classify_recipe import write_toy_tsv

@@ -13,9 +13,9 @@ import sys
 import time
 
 import numpy as np
+import tensorflow as tf
 
 import tfllm  # noqa: F401
-import tensorflow as tf
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "preemptible_training.py")
 STEPS, EVERY, KILL_AT = 60, 10, 20

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.training import losses
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,21 +19,27 @@ torch = pytest.importorskip("torch")
 T = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-import tfllm  # noqa: E402,F401
 import tensorflow as tf  # noqa: E402
-from safetensors.numpy import load_file, save_file  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 
+import tfllm  # noqa: E402,F401
 from tests.fresh_process import serve_in_fresh_process  # noqa: E402
 from tests.test_tokenizers import HANDMADE  # noqa: E402
 from tfllm.convert import ConversionError  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert, BertClassifier, BertPretrainer, BertSpanQA, BertTokenClassifier  # noqa: E402
-from tfllm.models import Gpt, GptCausalLM  # noqa: E402
+from tfllm.models import Bert  # noqa: E402
+from tfllm.models import BertClassifier  # noqa: E402
+from tfllm.models import BertPretrainer  # noqa: E402
+from tfllm.models import BertSpanQA  # noqa: E402
+from tfllm.models import BertTokenClassifier  # noqa: E402
+from tfllm.models import Gpt  # noqa: E402
+from tfllm.models import GptCausalLM  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
 from tfllm.models.pretrained import detect_format  # noqa: E402
 from tfllm.tokenizers import load_tokenizer  # noqa: E402
-from tfllm.tokenizers import WordPieceTokenizer  # noqa: E402
-from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary, train_byte_pair_vocabulary  # noqa: E402
+from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary  # noqa: E402
+from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary  # noqa: E402
 from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,10 +11,9 @@ import random
 
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.data import pretraining as pt
 from tfllm.data.corpus import build_corpus
 from tfllm.data.squad import parse_article_range

@@ -21,8 +21,8 @@ from tfllm import prompting
 from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.models import GptCausalLM
-from tfllm.tokenizers import load_tokenizer
 from tfllm.tokenizers import WordPieceTokenizer
+from tfllm.tokenizers import load_tokenizer
 
 torch = pytest.importorskip("torch")
 

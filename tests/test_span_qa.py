@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
-import keras
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.data.errors import DataError
 from tfllm.data.span_decoding import decode_answers
 from tfllm.data.span_decoding import window_spans

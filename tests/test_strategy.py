@@ -4,11 +4,11 @@ import socket
 import types
 
 import pytest
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
-from tfllm.training import create_strategy, per_replica_batch_size
+import tfllm  # noqa: F401
+from tfllm.training import create_strategy
+from tfllm.training import per_replica_batch_size
 
 
 def test_cpu_and_auto_pick_one_cpu_device():

@@ -8,19 +8,18 @@ import textwrap
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
-import keras
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.data import DataError
+from tfllm.data.conll import TaggedSentence
 from tfllm.data.conll import iob1_to_bio
 from tfllm.data.conll import load_or_save_labels
 from tfllm.data.conll import read_conll
 from tfllm.data.conll import to_bio
-from tfllm.data.conll import TaggedSentence
 from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.data.token_classification import predict_word_tags
 from tfllm.data.token_classification import tagging_dataset
@@ -212,7 +211,10 @@ def test_dataset_batches_pads_and_shards():
 
 def seqeval_scores(gold, predicted):
     pytest.importorskip("seqeval", reason="seqeval (the reference) is in the 'test' extra")
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics import classification_report
+    from seqeval.metrics import f1_score
+    from seqeval.metrics import precision_score
+    from seqeval.metrics import recall_score
 
     with warnings.catch_warnings():  # seqeval's averages of empty reports warn
         warnings.simplefilter("ignore")

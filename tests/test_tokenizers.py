@@ -7,13 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-import tfllm  # noqa: F401
 import numpy as np
+import pytest
 import tensorflow as tf
 import tokenizers as hf
 
+import tfllm  # noqa: F401
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer

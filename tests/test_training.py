@@ -12,15 +12,15 @@ import signal
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-import tfllm  # noqa: F401
-import keras
 import tensorflow as tf
 
-from tfllm.training import Trainer, create_optimizer
+import tfllm  # noqa: F401
+from tfllm.training import Trainer
 from tfllm.training import create_learning_rate_schedule
+from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
 import tiny_training as tt  # noqa: E402

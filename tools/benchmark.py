@@ -31,10 +31,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
 from absl import app
 from absl import flags
 
+import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
 from tfllm.cli import run
 
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to measure.")

@@ -37,9 +37,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    import tfllm  # noqa: F401, PLC0415  (slow: after flag checks)
     import tensorflow as tf  # noqa: PLC0415
 
+    import tfllm  # noqa: F401, PLC0415  (slow: after flag checks)
     from tfllm.data.pretraining import create_pretraining_data  # noqa: PLC0415
 
     inputs = sorted({path for pattern in FLAGS.input_file for path in tf.io.gfile.glob(pattern)})

@@ -10,14 +10,15 @@ import os
 import sys
 import tempfile
 
-import numpy as np
-
-import tfllm  # noqa: F401
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from tfllm.training import Trainer, create_optimizer, split_cpu_into_logical_devices
+import tfllm  # noqa: F401
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import split_cpu_into_logical_devices
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_training as tt  # noqa: E402

@@ -9,10 +9,12 @@ Run by tests/test_multi_worker.py, one process per worker; a checkpoint every
 import os
 import sys
 
-import tfllm  # noqa: F401
 from absl import logging
 
-from tfllm.training import Trainer, create_optimizer, create_strategy
+import tfllm  # noqa: F401
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import create_strategy
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_training as tt  # noqa: E402

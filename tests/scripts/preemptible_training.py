@@ -12,14 +12,14 @@ import json
 import os
 import sys
 
+import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
 import tfllm  # noqa: F401
-import tensorflow as tf
-
-from tfllm.training import Trainer, create_optimizer
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_training as tt  # noqa: E402

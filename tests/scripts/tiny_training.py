@@ -2,11 +2,11 @@
 
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 import tfllm  # noqa: F401  (sets the Keras backend)
-import keras
-import tensorflow as tf
 
 NUM_EXAMPLES = 96
 SEQ_LEN = 4

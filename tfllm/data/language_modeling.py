@@ -1,6 +1,5 @@
 """Language-modelling input: text -> token stream -> shifted (input, target) blocks."""
 
-import math
 
 import numpy as np
 import tensorflow as tf

@@ -35,7 +35,10 @@ from absl import logging
 
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import text_lines
-from tfllm.tokenizers.word_piece import CLS, MASK, PAD, SEP
+from tfllm.tokenizers.word_piece import CLS
+from tfllm.tokenizers.word_piece import MASK
+from tfllm.tokenizers.word_piece import PAD
+from tfllm.tokenizers.word_piece import SEP
 
 # Feature names and order of Google's BERT TFRecords.
 FEATURE_NAMES = (

@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import read_text
-from tfllm.data.batching import batch_by_length
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece_offsets import WordPieceOffsets

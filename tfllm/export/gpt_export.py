@@ -9,7 +9,6 @@ from tfllm.export.serving_layout import string_batch_spec
 from tfllm.tokenizers.strings import as_text
 
 
-
 class GptGenerationServingModule(tf.Module):
     """Tokenizer + cached decoding loop + detokenizer in one graph.
 

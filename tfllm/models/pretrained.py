@@ -44,13 +44,13 @@ from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
-from tfllm.hub import resolve_model_path
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights
 from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
 from tfllm.errors import ConversionError
+from tfllm.hub import resolve_model_path
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.peft.methods import apply_peft
 from tfllm.peft.methods import peft_config

@@ -20,8 +20,8 @@ import os
 
 import keras
 import keras_hub
-import regex
 import numpy as np
+import regex
 import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.src.utils.tensor_utils import preprocessing_function

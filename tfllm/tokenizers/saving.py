@@ -20,8 +20,8 @@ import os
 
 import tensorflow as tf
 
-from tfllm.hub import resolve_model_path
 from tfllm.errors import ConfigError
+from tfllm.hub import resolve_model_path
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.char_tokenizer import CharTokenizer

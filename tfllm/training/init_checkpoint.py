@@ -3,11 +3,10 @@
 import tensorflow as tf
 from absl import logging
 
-from tfllm.hub import resolve_model_path
 from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
+from tfllm.hub import resolve_model_path
 from tfllm.models.pretrained import is_pretrained_dir
-
 
 # Config values that must agree for a pretrained folder's weights to fit a backbone.
 _ARCHITECTURE = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",

@@ -4,7 +4,6 @@ labels = `{"start_positions", "end_positions"}` (int `[B]`), outputs =
 `BertSpanQA`'s `{"start_logits", "end_logits"}` (float `[B, T]`).
 """
 
-import tensorflow as tf
 
 from tfllm.training.losses import classification_accuracy
 from tfllm.training.losses import classification_loss

@@ -11,8 +11,8 @@ import os
 import socket
 import urllib.parse
 
-from absl import logging
 import tensorflow as tf
+from absl import logging
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
 

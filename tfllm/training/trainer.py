@@ -30,9 +30,9 @@ import signal
 import tempfile
 import time
 
-from absl import logging
 import keras
 import tensorflow as tf
+from absl import logging
 
 from tfllm.errors import CheckpointError
 from tfllm.training import loss_scaling

@@ -20,10 +20,9 @@ import tempfile
 import time
 
 import numpy as np
-
-import tfllm  # noqa: F401
 import tensorflow as tf
 
+import tfllm  # noqa: F401
 from tfllm.data import language_modeling as lm_data
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary

@@ -7,13 +7,12 @@ compiled sampler loop but recomputes the whole (static-shape) sequence at
 every step, which is what the key/value cache saves.
 """
 
-import numpy as np
-
-import tfllm  # noqa: F401  (sets the Keras backend)
 import keras
 import keras_hub
+import numpy as np
 from keras import ops
 
+import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM

@@ -20,13 +20,12 @@ No HTTP/gRPC: this is the SavedModel's own cost in one process.
 import os
 import tempfile
 
+import keras
+import keras_hub
 import numpy as np
 import tensorflow as tf
 
 import tfllm  # noqa: F401  (sets the Keras backend)
-import keras
-import keras_hub
-
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier

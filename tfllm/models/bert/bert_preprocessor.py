@@ -8,10 +8,12 @@ import tensorflow as tf
 # (no eager conversion of ragged outputs to Python lists between layers).
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
-from tfllm.tokenizers.word_piece import CLS, PAD, SEP
+from tfllm.tokenizers.saving import load_tokenizer
+from tfllm.tokenizers.word_piece import CLS
+from tfllm.tokenizers.word_piece import PAD
+from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
-from tfllm.tokenizers.saving import load_tokenizer
 
 
 @keras.saving.register_keras_serializable(package="tfllm")

@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+
 from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
