@@ -206,8 +206,8 @@ def define_peft_flags():
     flags.DEFINE_float("lora_alpha", 16.0, "--peft=lora: updates are scaled by alpha / rank.")
     flags.DEFINE_float("lora_dropout", 0.0, "--peft=lora: dropout on the LoRA path's input.", lower_bound=0.0,
                        upper_bound=1.0)
-    flags.DEFINE_list("lora_targets", list(ATTENTION_PROJECTIONS), "--peft=lora: projections to "
-                      "adapt: query, key, value, attention_output, intermediate, output, or groups attention, ffn, all.")
+    flags.DEFINE_list("lora_targets", list(ATTENTION_PROJECTIONS), "--peft=lora: projections to adapt: query, "
+                      "key, value, attention_output, intermediate, output, or groups attention, ffn, all.")
     flags.DEFINE_integer("adapter_size", 64, "--peft=adapter: bottleneck width of each adapter.", lower_bound=1)
     flags.DEFINE_integer("prefix_length", 16, "--peft=prefix: learned key/value positions per layer.", lower_bound=1)
 

@@ -67,7 +67,7 @@ def test_bpe_path_train_generate_and_serve(tmp_path):
     import tfllm  # noqa: F401
     from tfllm.export.gpt_export import export_gpt
     from tfllm.models import load
-    from tfllm.tokenizers.byte_pair import build_byte_pair_files
+    from tfllm.data.vocabulary_files import build_byte_pair_files
 
     text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
     (tmp_path / "text.txt").write_text(text)

@@ -16,7 +16,7 @@ from tfllm.data.conll import read_conll
 from tfllm.data.errors import DataError
 from tfllm.data.squad import read_squad
 from tfllm.data.text_classification import read_labeled_text
-from tfllm.tokenizers.word_piece import read_texts
+from tfllm.data.vocabulary_files import read_texts
 
 SQUAD = {"version": "1.1", "data": [{"title": "bad", "paragraphs": [{
     "context": "Paris is in France.",

@@ -16,7 +16,7 @@ import tfllm  # noqa: F401
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.tokenizers import build_vocabulary_file
+from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary

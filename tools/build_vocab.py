@@ -40,25 +40,24 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from tfllm.tokenizers import build_vocabulary_file  # Slow (TensorFlow): after flag checks.
+    from tfllm.data import vocabulary_files  # noqa: PLC0415  (slow: TensorFlow, after the flag checks)
 
     print(
         f"Building a {FLAGS.type} vocabulary of up to {FLAGS.vocab_size} tokens "
         f"from {', '.join(FLAGS.input)}"
     )
     if FLAGS.type == "sentencepiece":
-        from tfllm.data.parallel_text import read_lines  # noqa: PLC0415
-        from tfllm.tokenizers.sentence_piece import train_sentence_piece  # noqa: PLC0415
+        from tfllm.data.parallel_text import read_lines  # noqa: PLC0415  (slow: TensorFlow, after the flag checks)
+        from tfllm.tokenizers.sentence_piece import train_sentence_piece  # noqa: PLC0415  (likewise)
 
         texts = [line for path in FLAGS.input for line in read_lines(path)]
         train_sentence_piece(texts, FLAGS.output, FLAGS.vocab_size)
         return
     if FLAGS.type == "bpe":
-        from tfllm.tokenizers.byte_pair import build_byte_pair_files  # noqa: PLC0415
-
-        build_byte_pair_files(FLAGS.input, FLAGS.output, FLAGS.vocab_size, FLAGS.text_column, FLAGS.min_frequency)
+        vocabulary_files.build_byte_pair_files(FLAGS.input, FLAGS.output, FLAGS.vocab_size, FLAGS.text_column,
+                                               FLAGS.min_frequency)
         return
-    build_vocabulary_file(
+    vocabulary_files.build_vocabulary_file(
         FLAGS.input,
         FLAGS.output,
         vocab_size=FLAGS.vocab_size,

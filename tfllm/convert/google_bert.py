@@ -59,7 +59,8 @@ def read_google_checkpoint(model_dir):
         config = json.load(f)
     prefix = find_checkpoint(model_dir)
     if prefix is None:
-        raise ConversionError(f"{model_dir}: no TensorFlow checkpoint (looked for bert_model.ckpt.index, *.ckpt*.index)")
+        raise ConversionError(
+            f"{model_dir}: no TensorFlow checkpoint (looked for bert_model.ckpt.index, *.ckpt*.index)")
     reader = tf.train.load_checkpoint(prefix)
     tensors = {}
     for name in reader.get_variable_to_shape_map():

@@ -1,4 +1,7 @@
-"""Tokenizers (in-graph, on keras-hub and tensorflow-text): BERT WordPiece, GPT-2 byte-level BPE, SentencePiece, characters; saving and loading them with a model folder."""
+"""Tokenizers, in-graph on keras-hub and tensorflow-text, and saving and loading them with a model folder.
+
+BERT WordPiece, GPT-2 byte-level BPE, SentencePiece (translation) and characters.
+"""
 
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
@@ -8,9 +11,7 @@ from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.sentence_piece import train_sentence_piece
 from tfllm.tokenizers.word_piece import RESERVED_TOKENS
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
-from tfllm.tokenizers.word_piece import build_vocabulary_file
 from tfllm.tokenizers.word_piece import build_word_piece_vocabulary
 from tfllm.tokenizers.word_piece import load_vocabulary
 from tfllm.tokenizers.word_piece import normalize_text
-from tfllm.tokenizers.word_piece import read_texts
 from tfllm.tokenizers.word_piece import save_vocabulary

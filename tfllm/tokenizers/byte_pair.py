@@ -262,15 +262,3 @@ def save_byte_pair_vocabulary(vocabulary, merges, directory):
     with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "".join(f"{m}\n" for m in merges))
 
-
-def build_byte_pair_files(input_paths, output_dir, vocab_size, text_column=None, min_frequency=2, log=print):
-    """What `tools/build_vocab.py --type=bpe` does: read texts, train, write vocab.json + merges.txt."""
-    from tfllm.tokenizers.word_piece import read_texts  # noqa: PLC0415
-
-    texts = read_texts(input_paths, text_column)
-    if not texts:
-        raise ValueError(f"No text found in {', '.join(map(str, input_paths))}")
-    vocabulary, merges = train_byte_pair_vocabulary(texts, vocab_size, min_frequency)
-    save_byte_pair_vocabulary(vocabulary, merges, output_dir)
-    log(f"Wrote {len(vocabulary)} tokens and {len(merges)} merges from {len(texts)} texts to {output_dir}")
-    return vocabulary, merges

@@ -17,7 +17,6 @@ long non-ASCII words differ.
 """
 
 import os
-import time
 
 import keras
 import keras_hub
@@ -213,50 +212,3 @@ def build_word_piece_vocabulary(
         reserved_tokens=reserved_tokens,
     )
 
-
-def read_texts(paths, text_column=None, delimiter=None):
-    """Reads texts for vocabulary training from plain-text or TSV/CSV files.
-
-    A `.tsv`/`.csv` file (or any file when `text_column` is given) is read as a
-    table with a header, keeping `text_column` (default "sentence"); other
-    files give one text per non-empty line.
-    """
-    from tfllm.data.text_classification import read_table_column
-    from tfllm.data.text_files import text_lines
-
-    texts = []
-    for path in paths:
-        is_table = text_column is not None or str(path).endswith((".tsv", ".csv"))
-        if is_table:
-            texts.extend(read_table_column(path, text_column or "sentence", delimiter))
-        else:
-            texts.extend(line.rstrip("\r\n") for _, line in text_lines(path) if line.strip())
-    return texts
-
-
-def build_vocabulary_file(
-    input_paths,
-    output_path,
-    vocab_size=8000,
-    lowercase=True,
-    text_column=None,
-    delimiter=None,
-    log=print,
-):
-    """Reads texts from files, learns a WordPiece vocabulary, writes it.
-
-    What `tools/build_vocab.py` does, callable from a recipe when its
-    `--vocab_file` is missing. Returns the vocabulary.
-    """
-    start = time.time()
-    texts = read_texts(input_paths, text_column, delimiter)
-    log(
-        f"Read {len(texts)} texts from {len(input_paths)} file(s) "
-        f"in {time.time() - start:.1f} s"
-    )
-    if not texts:
-        raise ValueError(f"No text found in {', '.join(map(str, input_paths))}")
-    vocab = build_word_piece_vocabulary(texts, vocab_size, lowercase=lowercase)
-    save_vocabulary(vocab, output_path)
-    log(f"Wrote {len(vocab)} tokens to {output_path} ({time.time() - start:.1f} s total)")
-    return vocab

@@ -114,7 +114,8 @@ def create_optimizer(
 ):
     """AdamW with the warmup/decay schedule and global-norm gradient clipping.
 
-    Clipping uses the gradient summed over replicas (see `AdamW` above). Biases and LayerNorm `gamma`/`beta` are excluded from weight decay.
+    Clipping uses the gradient summed over replicas (see `AdamW` above). Biases
+    and LayerNorm `gamma`/`beta` are excluded from weight decay.
     `total_steps` counts optimizer updates (with gradient accumulation, one
     update per `grad_accum_steps` micro-batches). `ema_momentum` (e.g. 0.999;
     None or 0 for none) also keeps an exponential moving average of the weights (Keras' `use_ema`),
