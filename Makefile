@@ -38,9 +38,11 @@ demo: $(VENV)/.installed-runtime
 	    "not the best movie of the year , but worth seeing ." \
 	    "an utterly tedious waste of two hours ."
 
+# ruff first (lint findings fail the run), then the tests.
 # --dist loadscope keeps a module's tests on one worker: each module fixture
 # (a trained toy run, a set of exports) is built once instead of once per worker.
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=15 tests
 
 clean:

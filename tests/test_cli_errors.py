@@ -1,6 +1,9 @@
-"""Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback."""
+"""Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback.
 
-import concurrent.futures
+tools/export.py's own subprocess test (tests/test_export.py) checks the same from a fresh interpreter.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -42,10 +45,14 @@ def cases(tmp):
     }
 
 
-def run(script, args):
+def run_all(jobs):
+    """`python SCRIPT ARGS` for each (script, args), in one process (tests/scripts/bad_input_driver.py)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "bad_input_driver.py")],
+                          input=json.dumps([[str(ROOT / script), args] for script, args in jobs]),
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def test_every_recipe_and_tool_lists_a_case():
@@ -63,16 +70,15 @@ def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
     jobs = [(script, args) for script, (args, _) in table.items()]
     jobs += [("recipes/classify.py", [f"--train_file={tmp_path / 'x.tsv'}", f"--model_dir={tmp_path}", flag])
              for flag in BAD_FLAGS]
-    # Each script starts TensorFlow (seconds): run them side by side.
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        procs = list(pool.map(lambda job: run(*job), jobs))
+    procs = run_all(jobs)
+    assert len(procs) == len(jobs)
     problems = []
     for (script, (_, message)), proc in zip(table.items(), procs):
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-        if proc.returncode != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc.stderr:
-            problems.append(f"{script}: exit {proc.returncode}, {errors or proc.stderr[-1500:]}")
+        errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
+        if proc["exit"] != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc["stderr"]:
+            problems.append(f"{script}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")
     for flag, proc in zip(BAD_FLAGS, procs[len(table):]):
         # absl refuses these while parsing flags: exit 1, its message names the flag.
-        if proc.returncode == 0 or "Traceback" in proc.stderr or flag.split("=")[0] not in proc.stderr:
-            problems.append(f"{flag}: exit {proc.returncode}, {proc.stderr[-1500:]}")
+        if proc["exit"] == 0 or "Traceback" in proc["stderr"] or flag.split("=")[0] not in proc["stderr"]:
+            problems.append(f"{flag}: exit {proc['exit']}, {proc['stderr'][-1500:]}")
     assert not problems, "\n".join(problems)
