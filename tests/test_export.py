@@ -108,6 +108,8 @@ def served(tmp_path_factory):
         "missing_columnar": (paths["span_qa"], {"inputs": {"question": ["where?"]}}),
         "batch_mismatch": (paths["span_qa"], {"inputs": {"question": ["a", "b"], "context": ["a"]}}),
         "bad_signature": (paths["classifier"], {"signature_name": "nope", "instances": ["x"]}),
+        # Latin-1 bytes (b64, as TF Serving's REST API takes bytes): refused, not turned into [UNK].
+        "not_utf8": (paths["classifier"], {"inputs": {"text": [{"b64": "Y2Fm6Q=="}, "fine", {"b64": "/w=="}]}}),
         "too_many_tokens": (paths["gpt"], {"signature_name": "generate", "inputs": {
             "prompt": ["abc"], "max_new_tokens": 7, "temperature": 0.0, "top_k": 0, "seed": 0}}),
     }
@@ -249,6 +251,7 @@ def test_gpt_matches_generate(served):
     ("missing_columnar", "missing: ['context']"),
     ("batch_mismatch", "`question` and `context` must have the same batch size"),
     ("bad_signature", 'signature name: "nope" not found'),
+    ("not_utf8", "input `text` must be UTF-8 text; rows with invalid bytes:] [0 2]"),
     ("too_many_tokens", "exceeds the exported maximum 6"),
 ])
 def test_bad_requests_get_a_clear_error(served, request_name, message):

@@ -116,9 +116,21 @@ def string_batch_spec(name):
 
 
 def check_string_batch(tensor, name):
-    """`tensor` as a 1-D string batch `[batch]`, or an InvalidArgumentError naming the input."""
+    """`tensor` as a 1-D batch `[batch]` of UTF-8 strings, or an InvalidArgumentError naming the input.
+
+    Invalid UTF-8 is refused, not repaired: the tokenizers would otherwise
+    turn each broken word into [UNK] without a sign, and the client is the
+    one who can fix its encoding. The error lists the offending rows.
+    """
     check = tf.debugging.Assert(tf.equal(tf.rank(tensor), 1), [
         f"input `{name}` must be a 1-D batch of strings, shape [batch]; got shape", tf.shape(tensor)])
     # Not tf.ensure_shape: its shape check can fire before the Assert, with a less helpful message.
     with tf.control_dependencies([check]):
-        return tf.reshape(tensor, [-1])
+        tensor = tf.reshape(tensor, [-1])
+    # Valid UTF-8 (U+FFFD included) transcodes to itself; any invalid byte is replaced, so the row changes.
+    valid = tf.equal(tf.strings.unicode_transcode(tensor, "UTF-8", "UTF-8", errors="replace"), tensor)
+    check = tf.debugging.Assert(tf.reduce_all(valid), [
+        f"input `{name}` must be UTF-8 text; rows with invalid bytes:", tf.where(tf.logical_not(valid))[:, 0]],
+        summarize=10)
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
