@@ -39,6 +39,7 @@ from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import MASK
 from tfllm.tokenizers.word_piece import PAD
 from tfllm.tokenizers.word_piece import SEP
+from tfllm.tokenizers.word_piece import WordPieceTokenizer
 
 # Feature names and order of Google's BERT TFRecords.
 FEATURE_NAMES = (
@@ -352,8 +353,6 @@ def create_pretraining_data(input_files, vocabulary, output_file, num_shards=1, 
     What `tools/create_pretraining_data.py` runs. `vocabulary` is a list of
     WordPiece tokens or a vocabulary file.
     """
-    from tfllm.tokenizers.word_piece import WordPieceTokenizer  # noqa: PLC0415
-
     start = time.time()
     tokenizer = WordPieceTokenizer(vocabulary, lowercase=lowercase)
     vocab = PretrainingVocab.from_tokens(tokenizer.get_vocabulary())
