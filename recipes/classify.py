@@ -20,7 +20,6 @@ from absl import logging
 
 from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text
-from tfllm.data import steps_per_epoch
 from tfllm.export import export_classifier
 from tfllm.models import BertClassifier
 from tfllm.peft import merge_lora
@@ -54,7 +53,7 @@ def main(_):
                      min(FLAGS.max_train_examples, len(train_texts)), len(train_texts))
         train_texts, train_labels = train_texts[: FLAGS.max_train_examples], train_labels[: FLAGS.max_train_examples]
     preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
-    steps = int(FLAGS.epochs * steps_per_epoch(len(train_texts), FLAGS.batch_size))
+    steps = common.epoch_steps(len(train_texts), "training examples")
     logging.info("%d training examples, %d steps of %d", len(train_texts), steps, FLAGS.batch_size)
 
     with strategy.scope():

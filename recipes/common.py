@@ -25,6 +25,8 @@ from absl import logging
 import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
 from tfllm import peft
 from tfllm.cli import run  # noqa: F401  (re-exported: recipes end with common.run(main))
+from tfllm.data import steps_per_epoch
+from tfllm.errors import ConfigError
 from tfllm.models import Bert
 from tfllm.models import BertPreprocessor
 from tfllm.models import save_config
@@ -103,6 +105,17 @@ def trainer_options():
     budget = FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
     return dict(log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile,
                 steps_per_execution=FLAGS.steps_per_execution, time_budget_seconds=budget, restart=FLAGS.restart)
+
+
+def epoch_steps(num_examples, what):
+    """Optimizer steps for --epochs passes over `num_examples` (`what`) at --batch_size; at least one."""
+    per_epoch = steps_per_epoch(num_examples, FLAGS.batch_size)
+    steps = int(FLAGS.epochs * per_epoch)
+    if steps < 1:
+        raise ConfigError(f"--epochs={FLAGS.epochs:g} of {num_examples} {what} at --batch_size={FLAGS.batch_size} "
+                          f"({per_epoch} step{'s' if per_epoch > 1 else ''} an epoch) gives no training step; "
+                          "raise --epochs")
+    return steps
 
 
 def save_run_config(model, strategy, tokenizer=None, **settings):

@@ -21,7 +21,6 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
-from tfllm.data import steps_per_epoch
 from tfllm.data.span_decoding import decode_answers
 from tfllm.data.squad import parse_article_range
 from tfllm.data.squad import read_squad
@@ -99,7 +98,7 @@ def main(_):
     window = dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
                   max_query_length=FLAGS.max_query_length)
     train_features = squad_features(train_examples, tokenizer, name=FLAGS.train_file, **window)
-    steps = int(FLAGS.epochs * steps_per_epoch(len(train_features), FLAGS.batch_size))
+    steps = common.epoch_steps(len(train_features), "training windows")
     logging.info("%d training windows, %d steps of %d", len(train_features), steps, FLAGS.batch_size)
 
     with strategy.scope():

@@ -21,7 +21,6 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
-from tfllm.data import steps_per_epoch
 from tfllm.data.conll import TAG_SCHEMES
 from tfllm.data.conll import load_or_save_labels
 from tfllm.data.conll import read_conll
@@ -85,7 +84,7 @@ def main(_):
     train_texts = [" ".join(s.words) for s in train_sentences]
     preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
     train_encoded = encode_tagged_sentences(train_sentences, preprocessor, labels, name=FLAGS.train_file)
-    steps = int(FLAGS.epochs * steps_per_epoch(len(train_sentences), FLAGS.batch_size))
+    steps = common.epoch_steps(len(train_sentences), "training sentences")
     logging.info("%d training sentences, %d steps of %d", len(train_sentences), steps, FLAGS.batch_size)
 
     with strategy.scope():

@@ -26,7 +26,6 @@ from absl import flags
 from absl import logging
 
 from tfllm.data import parallel_text
-from tfllm.data import steps_per_epoch
 from tfllm.export import export_translator
 from tfllm.models import Seq2SeqTransformer
 from tfllm.models import load
@@ -162,14 +161,14 @@ def main(_):
     source_ids, target_ids, _ = parallel_text.filter_by_length(
         parallel_text.tokenize(tokenizer, sources), parallel_text.tokenize(tokenizer, targets),
         FLAGS.max_source_length, FLAGS.max_target_length, name=f"{FLAGS.train_source} (train)")
-    steps = FLAGS.max_steps or int(FLAGS.epochs * steps_per_epoch(len(source_ids), FLAGS.batch_size))
+    steps = FLAGS.max_steps or common.epoch_steps(len(source_ids), "training pairs")
     logging.info("%d training pairs, %d steps of %d (%.1f epochs)", len(source_ids), steps, FLAGS.batch_size,
                  steps * FLAGS.batch_size / max(len(source_ids), 1))
 
     with strategy.scope():
         model = build_model(tokenizer.vocabulary_size())
         optimizer = create_optimizer(
-            FLAGS.learning_rate, total_steps=steps, warmup_steps=min(FLAGS.warmup_steps, steps - 1),
+            FLAGS.learning_rate, total_steps=steps, warmup_steps=FLAGS.warmup_steps,
             decay=FLAGS.decay, beta_2=FLAGS.beta_2, **common.optimizer_options())
     logging.info("Seq2SeqTransformer %s with %s parameters", FLAGS.preset, f"{model.count_params():,}")
     common.save_run_config(model, strategy, tokenizer, tokenizer_file=spm_path)

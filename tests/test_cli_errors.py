@@ -82,3 +82,16 @@ def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
         if proc["exit"] == 0 or "Traceback" in proc["stderr"] or flag.split("=")[0] not in proc["stderr"]:
             problems.append(f"{flag}: exit {proc['exit']}, {proc['stderr'][-1500:]}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_run_too_short_for_one_step_says_why(tmp_path):
+    """10 examples at batch 32 are one step an epoch; --epochs=0.5 of that is no step: one line, not the optimizer's."""
+    train = tmp_path / "train.tsv"
+    train.write_text("label\tsentence\n" + "".join(f"{i % 2}\tsentence number {i}\n" for i in range(10)))
+    args = [f"--train_file={train}", f"--model_dir={tmp_path / 'm'}", "--preset=bert_nano", "--vocab_size=50",
+            "--batch_size=32", "--epochs=0.5", "--strategy=cpu"]
+    [proc] = run_all([("recipes/classify.py", args)])
+    errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
+    assert proc["exit"] == 2 and "Traceback" not in proc["stderr"], proc["stderr"][-3000:]
+    assert errors == ["error: --epochs=0.5 of 10 training examples at --batch_size=32 (1 step an epoch) "
+                      "gives no training step; raise --epochs"]

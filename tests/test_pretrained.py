@@ -19,7 +19,9 @@ torch = pytest.importorskip("torch")
 T = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tokenizers as hf  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
@@ -27,6 +29,9 @@ import tfllm  # noqa: E402,F401
 from tests.fresh_process import serve_in_fresh_process  # noqa: E402
 from tests.test_tokenizers import HANDMADE  # noqa: E402
 from tfllm.convert import ConversionError  # noqa: E402
+from tfllm.convert.hf_bert import bert_config_from_hf  # noqa: E402
+from tfllm.convert.hf_gpt2 import gpt_config_from_hf  # noqa: E402
+from tfllm.errors import ConfigError  # noqa: E402
 from tfllm.export import export_classifier  # noqa: E402
 from tfllm.models import Bert  # noqa: E402
 from tfllm.models import BertClassifier  # noqa: E402
@@ -35,8 +40,10 @@ from tfllm.models import BertSpanQA  # noqa: E402
 from tfllm.models import BertTokenClassifier  # noqa: E402
 from tfllm.models import Gpt  # noqa: E402
 from tfllm.models import GptCausalLM  # noqa: E402
+from tfllm.models import load as load_folder  # noqa: E402
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
 from tfllm.models.pretrained import detect_format  # noqa: E402
+from tfllm.models.pretrained import save_pretrained  # noqa: E402  (GptCausalLM saves through it)
 from tfllm.tokenizers import load_tokenizer  # noqa: E402
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary  # noqa: E402
 from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary  # noqa: E402
@@ -69,8 +76,6 @@ def sentences(sst2_dir=None):
 
 @pytest.fixture(scope="module")
 def vocab_file(tmp_path_factory):
-    import tokenizers as hf
-
     trainer = hf.BertWordPieceTokenizer(lowercase=True)
     trainer.train_from_iterator(sentences() * 3, vocab_size=400,
                                 special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
@@ -265,7 +270,8 @@ def test_google_checkpoint_matches_transformers(hf_bert_dirs, vocab_file, tmp_pa
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert detect_format(dst) == "tfllm" and (dst / "model.weights.h5").exists() and (dst / "vocab.txt").exists()
     check_bert_model(dst, BertPretrainer.from_pretrained(dst), ref)
-    check_bert_model(dst, Bert.from_pretrained(dst), T.BertModel.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval())
+    reference = T.BertModel.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval()
+    check_bert_model(dst, Bert.from_pretrained(dst), reference)
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
@@ -298,8 +304,6 @@ def test_fine_tune_then_export_serves_same_outputs(hf_bert_dirs, tmp_path):
     with torch.no_grad():
         assert max_diff(model(features), ref(**enc).logits) <= ATOL
     # One optimizer step moves the weights and lowers the loss on the batch.
-    import keras
-
     optimizer = keras.optimizers.Adam(1e-3)
     labels = tf.constant([1, 0])
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -321,8 +325,6 @@ def test_fine_tune_then_export_serves_same_outputs(hf_bert_dirs, tmp_path):
 
 
 def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
-    import keras
-
     lm = GptCausalLM.from_pretrained(hf_gpt2_dir, dropout=0.0)
     ids = tf.constant(as_lists(lm.tokenizer(["ROMEO: what light through yonder window breaks ."])))
     x = {"token_ids": ids[:, :-1], "padding_mask": tf.ones_like(ids[:, :-1], bool)}
@@ -333,8 +335,6 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
         loss = loss_fn(ids[:, 1:], lm(x, training=True))
     optimizer.apply_gradients(zip(tape.gradient(loss, lm.trainable_variables), lm.trainable_variables))
     assert float(loss_fn(ids[:, 1:], lm(x))) < before
-    from tfllm.models.pretrained import save_pretrained  # GptCausalLM saves through the module function
-
     save_pretrained(lm, tmp_path / "tuned")
     again = GptCausalLM.from_pretrained(tmp_path / "tuned")
     np.testing.assert_allclose(again(x), lm(x), atol=1e-6)
@@ -373,6 +373,96 @@ def test_unsupported_config_is_refused_naming_the_field(hf_bert_dirs, hf_gpt2_di
     (path / "config.json").write_text(json.dumps({**config, field: value}))
     with pytest.raises(ConversionError, match=f"{field}={value!r}"):
         cls.from_pretrained(path)
+
+
+DROP = object()  # the field is removed from config.json
+
+
+@pytest.mark.parametrize("cls,field,value,message", [
+    (Bert, "hidden_size", 0, "hidden_size=0 is not a valid size (expected a positive integer)"),
+    (Bert, "hidden_size", -32, "hidden_size=-32 is not a valid size"),
+    (Bert, "hidden_size", "32", "hidden_size='32' is not a valid size"),
+    (Bert, "hidden_size", DROP, "hidden_size is missing (expected a positive integer)"),
+    (Bert, "num_hidden_layers", 0, "num_hidden_layers=0 is not a valid size"),
+    (Bert, "num_hidden_layers", 1.5, "num_hidden_layers=1.5 is not a valid size"),
+    (Bert, "num_attention_heads", 0, "num_attention_heads=0 is not a valid size"),
+    (Bert, "num_attention_heads", 5, "num_attention_heads=5 does not divide hidden_size=32"),
+    (Bert, "intermediate_size", -1, "intermediate_size=-1 is not a valid size"),
+    (Bert, "vocab_size", None, "vocab_size=None is not a valid size"),
+    (Bert, "max_position_embeddings", 0, "max_position_embeddings=0 is not a valid size"),
+    (Bert, "type_vocab_size", 0, "type_vocab_size=0 is not a valid size"),
+    (Bert, "hidden_dropout_prob", 1.5, "hidden_dropout_prob=1.5 is not valid (expected a number in [0, 1))"),
+    (Bert, "layer_norm_eps", "tiny", "layer_norm_eps='tiny' is not valid (expected a positive number)"),
+    (GptCausalLM, "n_embd", 0, "n_embd=0 is not a valid size"),
+    (GptCausalLM, "n_embd", DROP, "n_embd is missing"),
+    (GptCausalLM, "n_layer", -2, "n_layer=-2 is not a valid size"),
+    (GptCausalLM, "n_head", 3, "n_head=3 does not divide n_embd=32"),
+    (GptCausalLM, "n_head", True, "n_head=True is not a valid size"),
+    (GptCausalLM, "n_positions", 0, "n_positions=0 is not a valid size"),
+    (GptCausalLM, "vocab_size", "300", "vocab_size='300' is not a valid size"),
+    (GptCausalLM, "n_inner", 0, "n_inner=0 is not a valid size"),
+    (GptCausalLM, "resid_pdrop", -0.1, "resid_pdrop=-0.1 is not valid (expected a number in [0, 1))"),
+])
+def test_bad_config_values_are_named_with_their_file(hf_bert_dirs, hf_gpt2_dir, tmp_path, cls, field, value,
+                                                     message):
+    src = hf_gpt2_dir if cls is GptCausalLM else hf_bert_dirs["BertModel"]
+    path = copy_dir(src, tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    assert field in config or value is not DROP
+    config = {k: v for k, v in config.items() if k != field} if value is DROP else {**config, field: value}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError) as info:
+        cls.from_pretrained(path)
+    assert str(info.value).startswith(f"{path / 'config.json'}: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_broken_weight_files_are_named(hf_bert_dirs, tmp_path):
+    src = hf_bert_dirs["BertModel"]
+    blob = (src / "model.safetensors").read_bytes()
+    for name, content, reason in [("garbage", b"not a safetensors file at all", "header too large"),
+                                  ("truncated", blob[: len(blob) // 2], "incomplete metadata"),
+                                  ("empty", b"", "header too small")]:
+        path = copy_dir(src, tmp_path / name, skip=("model.safetensors",))
+        (path / "model.safetensors").write_bytes(content)
+        with pytest.raises(ConversionError, match=f"^{path / 'model.safetensors'}: not a readable safetensors "
+                                                  f"file \\(.*{reason}.*\\)$"):
+            Bert.from_pretrained(path)
+    path = copy_dir(src, tmp_path / "index", skip=("model.safetensors",))
+    (path / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-1.safetensors"')
+    with pytest.raises(ConversionError, match=f"^{path / 'model.safetensors.index.json'}: not valid JSON"):
+        Bert.from_pretrained(path)
+
+
+def test_broken_tfllm_config_is_a_config_error_naming_the_file(hf_bert_dirs, tmp_path):
+    folder = tmp_path / "saved"
+    Bert.from_pretrained(hf_bert_dirs["BertModel"]).save_pretrained(folder)
+    config_file = folder / "config.json"
+    good = json.loads(config_file.read_text())
+    assert load_folder(folder).model.num_layers == 2  # the folder loads before it is broken
+    model_config = good["model"]["config"]
+    cases = [
+        ('{"tfllm_class": "Bert", "model": ', "not valid JSON (Expecting value at line 1 column 34)"),
+        (b"\xff\xfe{}", "not valid JSON (not UTF-8 text)"),
+        ("[1, 2]", "expected a JSON object ({...}), found a list"),
+        (json.dumps({"model": good["model"]}), "not a tfllm config (no tfllm_class/model entries)"),
+        (json.dumps({**good, "model": "Bert"}), "model is not a Keras serialization"),
+        (json.dumps({**good, "model": {**good["model"], "config": {k: v for k, v in model_config.items()
+                                                                    if k != "vocabulary_size"}}}),
+         "cannot rebuild Bert from its model config"),
+    ]
+    for content, message in cases:
+        if isinstance(content, bytes):
+            config_file.write_bytes(content)
+        else:
+            config_file.write_text(content)
+        # Without tfllm_class, from_pretrained does not take the folder for a tfllm one (its own error).
+        loaders = (load_folder,) if "tfllm_class" in message else (load_folder, Bert.from_pretrained)
+        for load in loaders:
+            with pytest.raises(ConfigError) as info:
+                load(folder)
+            assert str(info.value).startswith(f"{config_file}: {message}"), (content, str(info.value))
+            assert "\n" not in str(info.value)
 
 
 def test_missing_and_unexpected_weights_are_named(hf_bert_dirs, tmp_path):
@@ -452,8 +542,6 @@ PUBLISHED_GPT2 = {
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_BERT))
 def test_published_bert_configs_map(name):
-    from tfllm.convert.hf_bert import bert_config_from_hf
-
     config, preset = PUBLISHED_BERT[name]
     kwargs = bert_config_from_hf(config, name)
     if preset:
@@ -462,8 +550,6 @@ def test_published_bert_configs_map(name):
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GPT2))
 def test_published_gpt2_configs_map(name):
-    from tfllm.convert.hf_gpt2 import gpt_config_from_hf
-
     hidden, layers, heads, preset = PUBLISHED_GPT2[name]
     config = dict(model_type="gpt2", vocab_size=50257, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=1024,
                   n_ctx=1024, n_inner=None, activation_function="gelu_new", layer_norm_epsilon=1e-5,

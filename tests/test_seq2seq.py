@@ -11,12 +11,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras_hub import samplers
 
 import tfllm  # noqa: F401
 from tests.fresh_process import rest_predict_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
 from tfllm.models import Seq2SeqTransformer
 from tfllm.training import seq2seq_losses
 
@@ -109,12 +112,12 @@ def test_cached_incremental_decoding_equals_full_recompute(model):
 # ---- Decoding ----------------------------------------------------------------
 
 
-def greedy_by_recomputation(model, source, n):
+def greedy_by_recomputation(model, source, n, eos=EOS):
     """Reference greedy: a full forward pass over the whole prefix for every new token."""
     out = [BOS]
     for _ in range(n):
         token = int(model(features([source], [out])).numpy()[0, -1].argmax())
-        if token == EOS:
+        if token == eos:
             break
         out.append(token)
     return out[1:]
@@ -147,6 +150,26 @@ def test_beam_search_equals_brute_force_on_the_model(model):
                                              length_penalty=alpha, return_scores=True)
         assert tokens == [t for t in best if t != EOS], alpha
         assert score == pytest.approx(scores.max(), abs=1e-4)
+
+
+def test_xla_decoding_gives_the_same_tokens_and_scores(model):
+    """generate(jit_compile=True) == generate(jit_compile=False), greedy and beam, sources of different lengths.
+
+    The first decoding step is right even when the cache update is wrong (it
+    only reads position 0), so the outputs must run several steps: with
+    EOS = 1, which this model rarely emits, some run to the budget.
+    """
+    sources = [[5, 6, 7, 8, 9], [10, 11, 4], [4, 5, 6, 7, 8, 9, 10, 11, 4, 5]]
+    for beams in (1, 3):
+        plain, plain_scores = model.generate(sources, BOS, 1, max_new_tokens=10, num_beams=beams, return_scores=True)
+        xla, xla_scores = model.generate(sources, BOS, 1, max_new_tokens=10, num_beams=beams, jit_compile=True,
+                                         return_scores=True)
+        assert max(len(t) for t in plain) == 10, plain
+        assert xla == plain, beams
+        if beams > 1:
+            np.testing.assert_allclose(xla_scores, plain_scores, atol=1e-4)
+    assert model.generate(sources, BOS, 1, max_new_tokens=10) == [greedy_by_recomputation(model, s, 10, eos=1)
+                                                                  for s in sources]
 
 
 def test_length_penalty_formula():
@@ -216,11 +239,6 @@ def test_beam_search_with_length_penalty_on_a_hand_made_model():
 
 def test_tfllm_beam_search_matches_keras_hub_beam_sampler_for_gpt():
     """GPT's results did not change when its beam search moved from keras-hub to tfllm.generation."""
-    from keras_hub import samplers
-
-    from tfllm.models import Gpt
-    from tfllm.models import GptCausalLM
-
     keras.utils.set_random_seed(3)
     lm = GptCausalLM(Gpt.from_preset("gpt_nano", dropout=0.0, max_sequence_length=32, initializer_range=0.3))
     prompt, mask, _ = generation.pad_prompts([[5, 6, 7], [8, 9, 10]], 6)
@@ -287,7 +305,7 @@ def test_filtering_teacher_forcing_padding_and_buckets():
     src = [list(rng.integers(4, 9, size=n)) for n in rng.integers(1, 30, size=200)]
     train = parallel_text.translation_dataset(src, [s[::-1] for s in src], 8, training=True, bos_id=BOS,
                                               eos_id=EOS, seed=0, bucket_boundaries=[9, 17])
-    for x, y in train.take(30):
+    for x, _ in train.take(30):
         lengths = np.maximum(x["encoder_padding_mask"].numpy().sum(1), x["decoder_padding_mask"].numpy().sum(1))
         assert lengths.shape == (8,)
         assert len({int(np.searchsorted([9, 17], n, side="right")) for n in lengths}) == 1

@@ -1,5 +1,6 @@
 """Tests for tfllm.training.strategy: names, clear errors, fast TPU failure."""
 
+import logging
 import socket
 import types
 
@@ -44,6 +45,24 @@ def test_tpu_unreachable_fails_with_address():
         port = s.getsockname()[1]
     address = f"grpc://127.0.0.1:{port}"
     with pytest.raises(ValueError, match=f"no TPU found at {address}"):
+        create_strategy("tpu", tpu=address)
+
+
+def test_auto_logs_no_tpu_without_naming_a_flag_it_was_not_given(caplog):
+    caplog.set_level(logging.INFO, logger="absl")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"grpc://127.0.0.1:{port}"
+    for tpu, where in [(None, "<none>"), (address, address)]:
+        caplog.clear()
+        strategy = create_strategy("auto", tpu=tpu)
+        assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+        [line] = [m for m in caplog.messages if "TPU" in m]
+        assert line.startswith(f"Strategy auto: no TPU found at {where} (") and line.endswith("; using GPUs or CPU.")
+        assert "--" not in line, line
+    # Asked for by name, the same failure names the flag.
+    with pytest.raises(ValueError, match=f"^--strategy=tpu: no TPU found at {address} \\("):
         create_strategy("tpu", tpu=address)
 
 

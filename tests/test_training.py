@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import tfllm  # noqa: F401
+from tfllm.errors import ConfigError
 from tfllm.training import Trainer
 from tfllm.training import create_learning_rate_schedule
 from tfllm.training import create_optimizer
@@ -70,6 +71,28 @@ def test_schedule_matches_numpy(decay):
     config = keras.optimizers.schedules.serialize(schedule)
     again = keras.optimizers.schedules.deserialize(config)
     assert float(again(42)) == pytest.approx(float(schedule(42)), rel=1e-6)
+
+
+def test_a_run_without_steps_is_refused_and_a_long_warmup_is_cut(caplog):
+    for total in (0, -3):
+        with pytest.raises(ConfigError, match=rf"^total_steps={total}: the run has no training step \("):
+            create_optimizer(1e-3, total_steps=total, warmup_steps=0)
+    with pytest.raises(ConfigError, match=r"^warmup_steps=-1: must be >= 0$"):
+        create_optimizer(1e-3, total_steps=10, warmup_steps=-1)
+    caplog.set_level(logging.WARNING, logger="absl")
+    peak, total = 1e-3, 5
+    for warmup in (5, 50):
+        caplog.clear()
+        for decay in ("linear", "cosine"):
+            schedule = create_learning_rate_schedule(peak, total, warmup, decay)
+            # Cut to 4 warmup steps: peak * step / 4 up to the peak at step 4, then 0 at the end.
+            expected = [0.0, peak / 4, peak / 2, 3 * peak / 4, peak, 0.0]
+            np.testing.assert_allclose([float(schedule(s)) for s in range(6)], expected, rtol=1e-5, atol=1e-10)
+        assert caplog.messages == [f"warmup_steps={warmup} is not shorter than the run (total_steps=5): "
+                                   "warming up for 4 steps"] * 2
+    caplog.clear()
+    create_optimizer(1e-3, total_steps=1, warmup_steps=0)  # the shortest run: no warmup, nothing logged
+    assert caplog.messages == []
 
 
 def test_weight_decay_skips_bias_and_layer_norm():

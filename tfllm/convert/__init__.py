@@ -1,7 +1,8 @@
 """Checkpoint converters: Hugging Face and original Google BERT weights into tfllm models.
 
 One file per source layout (`hf_bert.py`, `hf_gpt2.py`, `google_bert.py`);
-`safetensors_io.py` reads HF weight files and `weight_porter.py` checks that
+`safetensors_io.py` reads HF weight files, `config_fields.py` checks config
+values (naming the file and field), and `weight_porter.py` checks that
 every source tensor lands in exactly one model variable. The user-facing
 entry point is `from_pretrained` (`tfllm/models/pretrained.py`).
 """

@@ -8,12 +8,12 @@ classifier of Google's `run_classifier.py` (`output_weights`, `output_bias`).
 """
 
 import glob
-import json
 import os
 import re
 
 import tensorflow as tf
 
+from tfllm.convert.config_fields import read_json
 from tfllm.convert.errors import ConversionError
 
 CONFIG_FILE = "bert_config.json"
@@ -55,8 +55,7 @@ def hf_name(name):
 def read_google_checkpoint(model_dir):
     """(HF-style config dict, HF-named numpy tensors) of a Google BERT checkpoint folder."""
     config_path = os.path.join(model_dir, CONFIG_FILE)
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_json(config_path)
     prefix = find_checkpoint(model_dir)
     if prefix is None:
         raise ConversionError(

@@ -11,6 +11,7 @@ attention kernels split the head axis: query/key/value [D, N, H], output [N, H, 
 
 import numpy as np
 
+from tfllm.convert import config_fields as fields
 from tfllm.convert.errors import ConversionError
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
@@ -20,7 +21,11 @@ BUFFERS = ("embeddings.position_ids",)
 
 
 def bert_config_from_hf(config, source="config.json"):
-    """tfllm `Bert` kwargs for a HF BERT config dict; refuses (naming the field) what tfllm cannot represent."""
+    """tfllm `Bert` kwargs for a HF BERT config dict; refuses (naming the field) what tfllm cannot represent.
+
+    Sizes must be positive integers and dropout rates in [0, 1); a bad or
+    missing value is a `ConversionError` naming `source` and the field.
+    """
     def refuse(field, why):
         raise ConversionError(f"{source}: {field}={config.get(field)!r} is not supported by tfllm ({why})")
 
@@ -32,21 +37,22 @@ def bert_config_from_hf(config, source="config.json"):
         refuse("hidden_act", f"supported: {', '.join(ACTIVATIONS)}")
     if config.get("is_decoder") or config.get("add_cross_attention"):
         refuse("is_decoder" if config.get("is_decoder") else "add_cross_attention", "encoders only")
-    if config["hidden_size"] % config["num_attention_heads"]:
-        refuse("num_attention_heads", f"must divide hidden_size={config['hidden_size']}")
+    hidden = fields.size(config, "hidden_size", source)
+    heads = fields.size(config, "num_attention_heads", source)
+    fields.heads_divide(hidden, heads, "hidden_size", "num_attention_heads", source)
     return dict(
-        vocabulary_size=config["vocab_size"],
-        num_layers=config["num_hidden_layers"],
-        num_heads=config["num_attention_heads"],
-        hidden_dim=config["hidden_size"],
-        intermediate_dim=config["intermediate_size"],
-        dropout=config.get("hidden_dropout_prob", 0.1),
-        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
-        max_sequence_length=config.get("max_position_embeddings", 512),
-        num_segments=config.get("type_vocab_size", 2),
+        vocabulary_size=fields.size(config, "vocab_size", source),
+        num_layers=fields.size(config, "num_hidden_layers", source),
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=fields.size(config, "intermediate_size", source),
+        dropout=fields.probability(config, "hidden_dropout_prob", source, 0.1),
+        attention_dropout=fields.probability(config, "attention_probs_dropout_prob", source, 0.1),
+        max_sequence_length=fields.size(config, "max_position_embeddings", source, 512),
+        num_segments=fields.size(config, "type_vocab_size", source, 2),
         activation=ACTIVATIONS[config.get("hidden_act", "gelu")],
-        layer_norm_epsilon=config.get("layer_norm_eps", 1e-12),
-        initializer_range=config.get("initializer_range", 0.02),
+        layer_norm_epsilon=fields.positive(config, "layer_norm_eps", source, 1e-12),
+        initializer_range=fields.positive(config, "initializer_range", source, 0.02),
     )
 
 

@@ -8,6 +8,7 @@ our `feed_forward_layer_norm`, `ln_f` the `final_layer_norm`.
 
 import re
 
+from tfllm.convert import config_fields as fields
 from tfllm.convert.errors import ConversionError
 from tfllm.convert.hf_bert import check_tied
 
@@ -16,7 +17,11 @@ ACTIVATIONS = {"gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approx
 
 
 def gpt_config_from_hf(config, source="config.json"):
-    """tfllm `Gpt` kwargs for a HF GPT-2 config dict; refuses (naming the field) what tfllm cannot represent."""
+    """tfllm `Gpt` kwargs for a HF GPT-2 config dict; refuses (naming the field) what tfllm cannot represent.
+
+    Sizes must be positive integers and dropout rates in [0, 1); a bad or
+    missing value is a `ConversionError` naming `source` and the field.
+    """
     def refuse(field, why):
         raise ConversionError(f"{source}: {field}={config.get(field)!r} is not supported by tfllm ({why})")
 
@@ -32,18 +37,21 @@ def gpt_config_from_hf(config, source="config.json"):
         refuse("add_cross_attention", "decoder-only GPT has no cross-attention")
     if not config.get("tie_word_embeddings", True):
         refuse("tie_word_embeddings", "the LM head is tied to the token embedding")
-    hidden = config["n_embd"]
+    hidden = fields.size(config, "n_embd", source)
+    heads = fields.size(config, "n_head", source)
+    fields.heads_divide(hidden, heads, "n_embd", "n_head", source)
+    positions = "n_positions" if "n_positions" in config else "n_ctx"
     return dict(
-        vocabulary_size=config["vocab_size"],
-        num_layers=config["n_layer"],
-        num_heads=config["n_head"],
+        vocabulary_size=fields.size(config, "vocab_size", source),
+        num_layers=fields.size(config, "n_layer", source),
+        num_heads=heads,
         hidden_dim=hidden,
-        intermediate_dim=config.get("n_inner") or 4 * hidden,
-        dropout=config.get("resid_pdrop", 0.1),
-        max_sequence_length=config.get("n_positions", config.get("n_ctx", 1024)),
+        intermediate_dim=4 * hidden if config.get("n_inner") is None else fields.size(config, "n_inner", source),
+        dropout=fields.probability(config, "resid_pdrop", source, 0.1),
+        max_sequence_length=fields.size(config, positions, source, 1024),
         activation=ACTIVATIONS[config.get("activation_function", "gelu_new")],
-        layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
-        initializer_range=config.get("initializer_range", 0.02),
+        layer_norm_epsilon=fields.positive(config, "layer_norm_epsilon", source, 1e-5),
+        initializer_range=fields.positive(config, "initializer_range", source, 0.02),
     )
 
 

@@ -5,11 +5,11 @@ Supported: `model.safetensors`, sharded `model.safetensors.index.json`, and
 `torch.load(weights_only=True)`, which refuses pickles that would run code.
 """
 
-import json
 import os
 
 import numpy as np
 
+from tfllm.convert.config_fields import read_json
 from tfllm.convert.errors import ConversionError
 
 SAFETENSORS = "model.safetensors"
@@ -24,15 +24,21 @@ def has_hf_weights(model_dir):
 
 
 def _shards(model_dir, index_file):
-    with open(os.path.join(model_dir, index_file), encoding="utf-8") as f:
-        weight_map = json.load(f)["weight_map"]
+    path = os.path.join(model_dir, index_file)
+    weight_map = read_json(path).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConversionError(f"{path}: expected a weight_map of tensor name -> shard file")
     return sorted(set(weight_map.values())), set(weight_map)
 
 
 def _read_safetensors(path):
+    from safetensors import SafetensorError  # noqa: PLC0415  (optional dependency)
     from safetensors.numpy import load_file  # noqa: PLC0415  (optional dependency)
 
-    return load_file(path)
+    try:
+        return load_file(path)
+    except SafetensorError as e:  # a truncated or garbled file
+        raise ConversionError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
 def _read_torch_bin(path):

@@ -44,6 +44,7 @@ from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
+from tfllm.convert.config_fields import read_json
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights
@@ -141,27 +142,33 @@ def read_config(folder):
     path = os.path.join(os.fspath(folder), CONFIG)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: not found; is {folder} a tfllm model folder or recipe --model_dir?")
-    with tf.io.gfile.GFile(path) as f:
-        spec = json.load(f)
+    spec = read_json(path, ConfigError)
     if "tfllm_class" not in spec or "model" not in spec:
         raise ConfigError(f"{path}: not a tfllm config (no tfllm_class/model entries)")
+    model = spec["model"]
+    if not (isinstance(model, dict) and isinstance(model.get("class_name"), str)
+            and isinstance(model.get("config"), dict)):
+        raise ConfigError(f"{path}: model is not a Keras serialization (an object with class_name and config)")
     return spec
 
 
-def build(spec, overrides=None, tokenizer=None):
-    """The untrained model a config.json describes; `overrides` replace backbone config values."""
+def build(spec, overrides=None, tokenizer=None, source=CONFIG):
+    """The untrained model a config.json (`source`, for errors) describes; `overrides` replace backbone values."""
     serialized = json.loads(json.dumps(spec["model"]))  # a deep copy to edit
     if overrides:
         inner = serialized["config"]
-        target = inner["backbone"]["config"] if "backbone" in inner else inner
+        backbone = inner.get("backbone")
+        target = backbone["config"] if isinstance(backbone, dict) and isinstance(backbone.get("config"), dict) \
+            else inner
         unknown = sorted(set(overrides) - set(target))
         if unknown:
             raise ConfigError(f"{spec['tfllm_class']} has no config field(s) {', '.join(unknown)} to override")
         target.update(overrides)
     try:
         model = keras.saving.deserialize_keras_object(serialized)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"cannot rebuild {spec['tfllm_class']} from its config: {str(e).splitlines()[0]}") from None
+    except (TypeError, ValueError, KeyError) as e:  # a missing or wrong field in the saved model config
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{source}: cannot rebuild {spec['tfllm_class']} from its model config: {reason}") from None
     if hasattr(model, "tokenizer") and tokenizer is not None:
         model.tokenizer = tokenizer
     if spec.get("peft"):  # the same PEFT layers, so the saved weights have a place
@@ -181,7 +188,7 @@ def load(folder, checkpoint=None, **overrides):
     folder = os.fspath(resolve_model_path(folder))  # hf://org/name[@revision] -> its folder in the Hub cache
     spec = read_config(folder)
     tokenizer = load_tokenizer(folder) if spec.get("tokenizer") else None
-    model = build(spec, overrides, tokenizer)
+    model = build(spec, overrides, tokenizer, source=os.path.join(folder, CONFIG))
     weights_file = os.path.join(folder, WEIGHTS)
     if checkpoint is None and tf.io.gfile.exists(weights_file):
         model.load_weights(weights_file)
@@ -231,9 +238,8 @@ def detect_format(path):
         raise FileNotFoundError(f"{path}: not a directory (from_pretrained takes a model folder)")
     has = lambda name: tf.io.gfile.exists(os.path.join(path, name))  # noqa: E731
     if has(CONFIG):
-        with tf.io.gfile.GFile(os.path.join(path, CONFIG)) as f:
-            if "tfllm_class" in json.load(f):
-                return "tfllm"
+        if "tfllm_class" in read_json(os.path.join(path, CONFIG), ConfigError):
+            return "tfllm"
         if has_hf_weights(path):
             return "hf"
     if has(google_bert.CONFIG_FILE) and google_bert.find_checkpoint(path):
@@ -276,7 +282,7 @@ def load_model(path, cls, **kwargs):
             raise ConversionError(f"{path}: a Google BERT checkpoint cannot load as {cls.__name__}")
         return _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, kwargs)
     if fmt == "hf":
-        config, source = _read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
+        config, source = read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
         tensors = read_hf_weights(path)
     else:
         config, tensors = google_bert.read_google_checkpoint(path)
@@ -289,11 +295,6 @@ def _head_arg_names(cls):
     if getattr(cls, "backbone_class", None) is None:
         return ()
     return (*cls.head_args, "classifier_dropout", "tokenizer")
-
-
-def _read_json(path):
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides):
@@ -358,7 +359,7 @@ def _from_bert_checkpoint(path, cls, backbone_cls, config, source, tensors, head
 
 
 def _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, overrides):
-    config = _read_json(os.path.join(path, CONFIG))
+    config = read_json(os.path.join(path, CONFIG))
     backbone = backbone_cls(**{**hf_gpt2.gpt_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
     porter = WeightPorter(hf_gpt2.normalize_names(read_hf_weights(path)), path)
     hf_gpt2.port_backbone(porter, backbone)

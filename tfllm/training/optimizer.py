@@ -2,6 +2,9 @@
 
 import keras
 import tensorflow as tf
+from absl import logging
+
+from tfllm.errors import ConfigError
 
 # Variables that get no weight decay: every bias, and the LayerNorm scale and
 # offset (Keras names them `gamma`/`beta`). Keras `re.search`es these patterns
@@ -79,11 +82,20 @@ class AdamW(keras.optimizers.AdamW):
 def create_learning_rate_schedule(
     learning_rate, total_steps, warmup_steps, decay="linear", end_learning_rate=0.0
 ):
-    """Warmup to `learning_rate`, then `linear` or `cosine` decay to the end value."""
-    if not 0 <= warmup_steps < total_steps:
-        raise ValueError(
-            f"Need 0 <= warmup_steps < total_steps; got {warmup_steps}, {total_steps}."
-        )
+    """Warmup to `learning_rate`, then `linear` or `cosine` decay to the end value.
+
+    A run without a step is a `ConfigError`. A warmup as long as the run or
+    longer is cut to `total_steps - 1` (logged), so the peak rate is reached.
+    """
+    if total_steps < 1:
+        raise ConfigError(f"total_steps={total_steps}: the run has no training step "
+                          "(too few examples for one batch, or too few epochs or steps?)")
+    if warmup_steps < 0:
+        raise ConfigError(f"warmup_steps={warmup_steps}: must be >= 0")
+    if warmup_steps >= total_steps:
+        logging.warning("warmup_steps=%d is not shorter than the run (total_steps=%d): warming up for %d steps",
+                        warmup_steps, total_steps, total_steps - 1)
+        warmup_steps = total_steps - 1
     if decay == "linear":
         return WarmupLinearDecay(
             learning_rate, warmup_steps, total_steps, end_learning_rate

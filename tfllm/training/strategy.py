@@ -70,7 +70,10 @@ def create_strategy(name="auto", tpu=None):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
     elif name == "tpu":
-        strategy = _tpu_strategy(tpu)
+        try:
+            strategy = _tpu_strategy(tpu)
+        except ValueError as e:
+            raise ValueError(f"--strategy=tpu: {e}") from e
     else:
         strategy = _auto_strategy(tpu, tf.config.list_logical_devices("GPU"))
     logging.info(
@@ -86,7 +89,8 @@ def _auto_strategy(tpu, gpus):
     try:
         return _tpu_strategy(tpu)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        logging.info("No TPU (%s); using GPUs or CPU.", str(e).splitlines()[0])
+        # In the auto path's own words: the user asked for no TPU (and maybe passed no --strategy at all).
+        logging.info("Strategy auto: %s; using GPUs or CPU.", str(e).splitlines()[0])
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in gpus])
     if gpus:
@@ -95,11 +99,12 @@ def _auto_strategy(tpu, gpus):
 
 
 def _tpu_strategy(tpu):
+    """A TPUStrategy, or a ValueError saying where no TPU answered (callers add which flag asked)."""
     address = tpu or os.environ.get("TPU_NAME") or "<none>"
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     except ValueError as e:  # No name given and not on a TPU VM.
-        raise ValueError(f"--strategy=tpu: no TPU found at {address} ({e})") from e
+        raise ValueError(f"no TPU found at {address} ({e})") from e
     # `experimental_connect_to_cluster` waits forever on an address nobody
     # listens at without GRPC_FAIL_FAST set, so check the gRPC port answers first.
     master = resolver.master()
@@ -108,14 +113,14 @@ def _tpu_strategy(tpu):
         try:
             socket.create_connection((url.hostname, url.port), timeout=2).close()
         except OSError as e:
-            raise ValueError(f"--strategy=tpu: no TPU found at {master} ({e})") from e
+            raise ValueError(f"no TPU found at {master} ({e})") from e
     try:
         if master:  # An empty master means the TPU is local: nothing to connect to.
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (tf.errors.OpError, RuntimeError, ValueError) as e:
         raise ValueError(
-            f"--strategy=tpu: no TPU found at {master or address} "
+            f"no TPU found at {master or address} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from e
     return tf.distribute.TPUStrategy(resolver)

@@ -208,7 +208,11 @@ class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
         prompt_mask = tf.pad(tf.ones([batch_size, 1], tf.bool), [[0, 0], [0, max_length - 1]])
 
         def next_fn(tokens, cache, index):
-            token = tokens[:, index - 1:index]
+            # A slice of static size 1 (as GPT's `_next`), not `tokens[:, index - 1:index]`:
+            # under XLA that strided slice is [B, <=max_length] (a bounded dynamic
+            # length), and the cache update then writes the whole padded bound at
+            # position 0 (tools/repro/xla_strided_slice_update.py).
+            token = ops.slice(tokens, [0, index - 1], [ops.shape(tokens)[0], 1])
             logits, hidden, cache = self.call_with_cache(token, cache, index - 1, cross_cache, source_mask)
             return logits[:, 0], hidden[:, 0], cache
 
@@ -228,21 +232,14 @@ class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
             num_beams: 1 is greedy search (keras-hub's `GreedySampler`), more
                 is `tfllm.generation.BeamSearch`.
             length_penalty: GNMT alpha (beam search only matters; 0 = none).
-            jit_compile: must be False for now (XLA gives wrong tokens here;
-                see the known issue in docs/translation.md).
+            jit_compile: compile the decoding loop with XLA (same tokens,
+                tested; the first call per shape pays the compilation).
             return_scores: also return each output's beam score
                 (log-probability / length penalty; beam search only).
         The loop is one `tf.function` per (batch, source length, beams,
         penalty) shape: batches are padded to a multiple of 8 in the source
         length to limit retracing.
         """
-        if jit_compile:
-            # Known issue: under XLA the cached decoding loop gives tokens that
-            # differ from the same loop without XLA and from a full recomputation
-            # (seen on transformer_tiny, with and without source padding; GPT's
-            # XLA path is unaffected). Not diagnosed yet, so refused.
-            raise NotImplementedError("Seq2SeqTransformer.generate(jit_compile=True) is not supported yet: "
-                                      "its XLA results disagree with the reference; use jit_compile=False")
         if isinstance(source_ids, np.ndarray):
             source = source_ids.astype("int32")
         else:
