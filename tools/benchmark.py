@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app
 from absl import flags
 
-import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
+import tfllm  # noqa: F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
 from tfllm.cli import run
 
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to measure.")

@@ -10,12 +10,14 @@ import os
 import sys
 import tempfile
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-import tfllm  # noqa: F401
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import split_cpu_into_logical_devices

@@ -12,12 +12,14 @@ import json
 import os
 import sys
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 

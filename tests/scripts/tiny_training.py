@@ -2,11 +2,12 @@
 
 import time
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
-
-import tfllm  # noqa: F401  (sets the Keras backend)
 
 NUM_EXAMPLES = 96
 SEQ_LEN = 4

@@ -7,12 +7,14 @@ compiled sampler loop but recomputes the whole (static-shape) sequence at
 every step, which is what the key/value cache saves.
 """
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import keras_hub
 import numpy as np
 from keras import ops
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM

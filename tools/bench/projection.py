@@ -6,11 +6,13 @@ batch matmul; tfllm's `EinsumDense` runs `tf.einsum` (one GEMM). Both layers
 hold the same kernel and get the same input; outputs are checked equal.
 """
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm.layers import EinsumDense
 from tools.bench.timing import print_table
 from tools.bench.timing import spread

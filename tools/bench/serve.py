@@ -20,12 +20,14 @@ No HTTP/gRPC: this is the SavedModel's own cost in one process.
 import os
 import tempfile
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
