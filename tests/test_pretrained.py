@@ -15,32 +15,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-T = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-import tensorflow as tf  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
-from safetensors.numpy import save_file  # noqa: E402
+import keras
+import tensorflow as tf
+import tokenizers as hf
+import torch
+import transformers as T
+from safetensors.numpy import load_file
+from safetensors.numpy import save_file
 
-import tfllm  # noqa: E402,F401
-from tests.fresh_process import serve_in_fresh_process  # noqa: E402
-from tests.test_tokenizers import HANDMADE  # noqa: E402
-from tfllm.convert import ConversionError  # noqa: E402
-from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert  # noqa: E402
-from tfllm.models import BertClassifier  # noqa: E402
-from tfllm.models import BertPretrainer  # noqa: E402
-from tfllm.models import BertSpanQA  # noqa: E402
-from tfllm.models import BertTokenClassifier  # noqa: E402
-from tfllm.models import Gpt  # noqa: E402
-from tfllm.models import GptCausalLM  # noqa: E402
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format  # noqa: E402
-from tfllm.tokenizers import load_tokenizer  # noqa: E402
-from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary  # noqa: E402
-from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary  # noqa: E402
-from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
+from tests.fresh_process import serve_in_fresh_process
+from tests.test_tokenizers import HANDMADE
+from tfllm.convert import ConversionError
+from tfllm.convert.hf_bert import bert_config_from_hf
+from tfllm.convert.hf_gpt2 import gpt_config_from_hf
+from tfllm.export import export_classifier
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import BertPretrainer
+from tfllm.models import BertSpanQA
+from tfllm.models import BertTokenClassifier
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.pretrained import detect_format
+from tfllm.models.pretrained import save_pretrained
+from tfllm.tokenizers import load_tokenizer
+from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
+from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary
+from tfllm.training.init_checkpoint import restore_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4
@@ -69,8 +75,6 @@ def sentences(sst2_dir=None):
 
 @pytest.fixture(scope="module")
 def vocab_file(tmp_path_factory):
-    import tokenizers as hf
-
     trainer = hf.BertWordPieceTokenizer(lowercase=True)
     trainer.train_from_iterator(sentences() * 3, vocab_size=400,
                                 special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
@@ -265,7 +269,8 @@ def test_google_checkpoint_matches_transformers(hf_bert_dirs, vocab_file, tmp_pa
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert detect_format(dst) == "tfllm" and (dst / "model.weights.h5").exists() and (dst / "vocab.txt").exists()
     check_bert_model(dst, BertPretrainer.from_pretrained(dst), ref)
-    check_bert_model(dst, Bert.from_pretrained(dst), T.BertModel.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval())
+    hf_bert = T.BertModel.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval()
+    check_bert_model(dst, Bert.from_pretrained(dst), hf_bert)
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
@@ -298,8 +303,6 @@ def test_fine_tune_then_export_serves_same_outputs(hf_bert_dirs, tmp_path):
     with torch.no_grad():
         assert max_diff(model(features), ref(**enc).logits) <= ATOL
     # One optimizer step moves the weights and lowers the loss on the batch.
-    import keras
-
     optimizer = keras.optimizers.Adam(1e-3)
     labels = tf.constant([1, 0])
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -321,8 +324,6 @@ def test_fine_tune_then_export_serves_same_outputs(hf_bert_dirs, tmp_path):
 
 
 def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
-    import keras
-
     lm = GptCausalLM.from_pretrained(hf_gpt2_dir, dropout=0.0)
     ids = tf.constant(as_lists(lm.tokenizer(["ROMEO: what light through yonder window breaks ."])))
     x = {"token_ids": ids[:, :-1], "padding_mask": tf.ones_like(ids[:, :-1], bool)}
@@ -333,8 +334,7 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
         loss = loss_fn(ids[:, 1:], lm(x, training=True))
     optimizer.apply_gradients(zip(tape.gradient(loss, lm.trainable_variables), lm.trainable_variables))
     assert float(loss_fn(ids[:, 1:], lm(x))) < before
-    from tfllm.models.pretrained import save_pretrained  # GptCausalLM saves through the module function
-
+    # GptCausalLM saves through the module function.
     save_pretrained(lm, tmp_path / "tuned")
     again = GptCausalLM.from_pretrained(tmp_path / "tuned")
     np.testing.assert_allclose(again(x), lm(x), atol=1e-6)
@@ -452,8 +452,6 @@ PUBLISHED_GPT2 = {
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_BERT))
 def test_published_bert_configs_map(name):
-    from tfllm.convert.hf_bert import bert_config_from_hf
-
     config, preset = PUBLISHED_BERT[name]
     kwargs = bert_config_from_hf(config, name)
     if preset:
@@ -462,8 +460,6 @@ def test_published_bert_configs_map(name):
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GPT2))
 def test_published_gpt2_configs_map(name):
-    from tfllm.convert.hf_gpt2 import gpt_config_from_hf
-
     hidden, layers, heads, preset = PUBLISHED_GPT2[name]
     config = dict(model_type="gpt2", vocab_size=50257, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=1024,
                   n_ctx=1024, n_inner=None, activation_function="gelu_new", layer_norm_epsilon=1e-5,

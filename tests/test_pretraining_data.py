@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.data import pretraining as pt
 from tfllm.data.corpus import build_corpus
 from tfllm.data.squad import parse_article_range
@@ -136,7 +135,7 @@ def test_records_round_trip(instances, tmp_path):
     paths = pt.write_instances(found, str(tmp_path / "data" / "r"), 3, 64, 10)
     assert [p.rsplit("/", 1)[1] for p in paths] == [f"r-0000{i}-of-00003" for i in range(3)]
     batches = [pt.pretraining_dataset(p, 8, training=False, trim_padding=False) for p in paths]
-    read = [(f, l) for ds in batches for f, l in ds.unbatch()]
+    read = [(features, labels) for ds in batches for features, labels in ds.unbatch()]
     expected = [found[i] for shard in range(3) for i in range(shard, len(found), 3)]  # round robin
     assert len(read) == len(expected)
     for (features, labels), instance in zip(read, expected):

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_classify_recipe import FILLER
 from tests.test_classify_recipe import NEGATIVE
 from tests.test_classify_recipe import POSITIVE
 from tests.test_classify_recipe import write_toy_tsv
@@ -18,6 +19,7 @@ from tests.test_pretrained import hf_gpt2_dir  # noqa: F401  (fixture)
 from tests.test_pretrained import sentences
 from tests.test_pretrained import vocab_file  # noqa: F401  (fixture)
 from tfllm import prompting
+from tfllm.data import read_labeled_text
 from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.models import GptCausalLM
@@ -132,8 +134,6 @@ def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811
 
 def toy_pretrained(path):
     """A random tiny tfllm BertPretrainer folder whose vocabulary covers the toy sentiment data."""
-    from tests.test_classify_recipe import FILLER
-
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "it", "."] + FILLER + POSITIVE + NEGATIVE
     backbone = Bert(vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
                     max_sequence_length=32, dropout=0.0)
@@ -179,8 +179,6 @@ def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_pat
     results = json.loads((tmp_path / "icl" / "prompt_results.json").read_text())
 
     # The same prompt the recipe builds: 1 demonstration per class (seed 5), in a seeded order.
-    from tfllm.data import read_labeled_text
-
     texts, labels = read_labeled_text(str(tmp_path / "train.tsv"))
     picked = prompting.sample_per_class(labels, 1, 2, seed=5)
     order = np.random.default_rng(5).permutation(len(picked))

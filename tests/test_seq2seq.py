@@ -11,12 +11,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras_hub import samplers
 
-import tfllm  # noqa: F401
 from tests.fresh_process import rest_predict_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
+from tfllm.export import read_warmup_requests
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
 from tfllm.models import Seq2SeqTransformer
 from tfllm.training import seq2seq_losses
 
@@ -173,7 +176,8 @@ def test_beam_search_with_length_penalty_on_a_hand_made_model():
     # -1.0/(7/6)^0.6 = -0.912 > -1.2/1.5^0.6 = -0.941; alpha 1: -0.857 < -0.800, the long one wins.
     v = 7
     table = np.zeros((v, v))
-    def row(prev, **probs):  # noqa: E306  (the rest of the mass is spread evenly)
+
+    def row(prev, **probs):  # the rest of the mass is spread evenly
         for token, p in probs.items():
             table[prev, "0 1 EOS A B C D".split().index(token)] = p
         table[prev][table[prev] == 0] = (1 - sum(probs.values())) / (v - len(probs))
@@ -216,11 +220,6 @@ def test_beam_search_with_length_penalty_on_a_hand_made_model():
 
 def test_tfllm_beam_search_matches_keras_hub_beam_sampler_for_gpt():
     """GPT's results did not change when its beam search moved from keras-hub to tfllm.generation."""
-    from keras_hub import samplers
-
-    from tfllm.models import Gpt
-    from tfllm.models import GptCausalLM
-
     keras.utils.set_random_seed(3)
     lm = GptCausalLM(Gpt.from_preset("gpt_nano", dropout=0.0, max_sequence_length=32, initializer_range=0.3))
     prompt, mask, _ = generation.pad_prompts([[5, 6, 7], [8, 9, 10]], 6)
@@ -287,7 +286,7 @@ def test_filtering_teacher_forcing_padding_and_buckets():
     src = [list(rng.integers(4, 9, size=n)) for n in rng.integers(1, 30, size=200)]
     train = parallel_text.translation_dataset(src, [s[::-1] for s in src], 8, training=True, bos_id=BOS,
                                               eos_id=EOS, seed=0, bucket_boundaries=[9, 17])
-    for x, y in train.take(30):
+    for x, _ in train.take(30):
         lengths = np.maximum(x["encoder_padding_mask"].numpy().sum(1), x["decoder_padding_mask"].numpy().sum(1))
         assert lengths.shape == (8,)
         assert len({int(np.searchsorted([9, 17], n, side="right")) for n in lengths}) == 1
@@ -326,8 +325,6 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     # The export (tokenizer + beam search + detokenizer in one graph) translates the same, served through the
     # TF Serving REST format by a process that imports only TensorFlow and tensorflow_text; so do its warmup
     # requests.
-    from tfllm.export import read_warmup_requests  # noqa: PLC0415
-
     export = tmp_path / "export" / "translator" / "1"
     sources = (tmp_path / "val.src").read_text().splitlines()
     warmup = read_warmup_requests(str(export))

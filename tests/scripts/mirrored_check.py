@@ -23,7 +23,7 @@ from tfllm.training import create_optimizer
 from tfllm.training import split_cpu_into_logical_devices
 
 sys.path.insert(0, os.path.dirname(__file__))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 split_cpu_into_logical_devices(2)
 STEPS = 4

@@ -24,7 +24,7 @@ from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.dirname(__file__))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 flags.DEFINE_integer("max_steps", 60, "Optimizer updates.")
 flags.DEFINE_integer("checkpoint_every", 10, "Checkpoint interval.")
