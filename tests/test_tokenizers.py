@@ -13,10 +13,10 @@ import tensorflow as tf
 import tokenizers as hf
 
 from tfllm.data import read_labeled_text
+from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
