@@ -230,7 +230,9 @@ def test_span_qa_matches_squad_decoding(served):
 def _select(features, windows):
     """The features of some windows, their questions renumbered from 0."""
 
-    pick = lambda xs: [xs[w] for w in windows]  # noqa: E731
+    def pick(xs):
+        return [xs[w] for w in windows]
+
     return dataclasses.replace(
         features, token_ids=pick(features.token_ids), segment_ids=pick(features.segment_ids),
         start_positions=features.start_positions[windows], end_positions=features.end_positions[windows],

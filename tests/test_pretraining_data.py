@@ -216,8 +216,11 @@ def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
     conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n\n"
                      "-DOCSTART- -X- O O\n\nBRUSSELS NNP B-LOC\n")
     squad = tmp_path / "squad.json"
-    paragraph = lambda context: {"context": context, "qas": [  # noqa: E731
-        {"id": context[:3], "question": "?", "answers": [{"text": context[:2], "answer_start": 0}]}]}
+
+    def paragraph(context):
+        return {"context": context, "qas": [
+            {"id": context[:3], "question": "?", "answers": [{"text": context[:2], "answer_start": 0}]}]}
+
     squad.write_text(json.dumps({"version": "1.1", "data": [
         {"title": "A", "paragraphs": [paragraph("One sentence. Two here!"), paragraph("Second paragraph.")]},
         {"title": "B", "paragraphs": [paragraph("Held-out article.")]},

@@ -202,7 +202,10 @@ def test_contextual_calibration_matches_the_paper_formula():
     """softmax(W p) with W = diag(p_cf)^-1 (Zhao et al. 2021, eq. 2 with b = 0), p_cf the mean content-free p."""
     rng = np.random.default_rng(0)
     scores, content_free = rng.normal(size=(6, 3)), rng.normal(size=(3, 3))
-    softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+
+    def softmax(z):
+        return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+
     p_cf = softmax(content_free).mean(0)
     expected = softmax(scores) / p_cf
     expected /= expected.sum(-1, keepdims=True)

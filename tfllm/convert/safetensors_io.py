@@ -57,7 +57,10 @@ def _read_torch_bin(path):
 def read_hf_weights(model_dir):
     """All tensors of a HF model directory as `{name: np.ndarray}` (float32 for floating weights)."""
     model_dir = os.fspath(model_dir)
-    exists = lambda f: os.path.exists(os.path.join(model_dir, f))  # noqa: E731
+
+    def exists(f):
+        return os.path.exists(os.path.join(model_dir, f))
+
     if exists(SAFETENSORS_INDEX):
         files, names = _shards(model_dir, SAFETENSORS_INDEX)
         read = _read_safetensors
