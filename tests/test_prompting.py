@@ -79,7 +79,7 @@ def label_words(vocab_path):
     return words[:2]
 
 
-def test_zero_shot_cloze_equals_transformers_mlm_logits(hf_bert_dirs, vocab_file):  # noqa: F811
+def test_zero_shot_cloze_equals_transformers_mlm_logits(hf_bert_dirs, vocab_file):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     path = hf_bert_dirs["BertForPreTraining"]
     texts = sentences()[:12]
     verbalizer = prompting.Verbalizer(label_words(vocab_file))
@@ -115,7 +115,7 @@ def gpt2_log_likelihood(ref, ref_tok, prefix, continuation):
     return sum(log_probs[t - 1, full[t]] for t in range(n, len(full)))
 
 
-def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811
+def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     template = prompting.PromptTemplate("{sentence}: [MASK]")  # short: this GPT-2 has 64 positions
     verbalizer = prompting.Verbalizer("positive,negative")  # several BPE tokens each in this vocabulary
     tokenizer = load_tokenizer(hf_gpt2_dir)
@@ -167,7 +167,7 @@ def test_recipe_few_shot_prompt_tuning_learns(tmp_path):
     assert results["accuracy"] >= 0.75, results
 
 
-def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_path):  # noqa: F811
+def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_path):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     # One-word reviews: this GPT-2's 64 positions hold a demonstration per class and the query.
     for name, words in (("train.tsv", POSITIVE[:3] + NEGATIVE[:3]), ("dev.tsv", POSITIVE + NEGATIVE)):
         rows = [f"{int(w in POSITIVE)}\t{w}\n" for w in words]

@@ -9,6 +9,7 @@ import json
 import os
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from tfllm.convert.errors import ConversionError
 
@@ -30,14 +31,12 @@ def _shards(model_dir, index_file):
 
 
 def _read_safetensors(path):
-    from safetensors.numpy import load_file  # noqa: PLC0415  (optional dependency)
-
     return load_file(path)
 
 
 def _read_torch_bin(path):
     try:
-        import torch  # noqa: PLC0415
+        import torch  # noqa: PLC0415  (optional: only pytorch_model.bin needs it)
     except ImportError:
         raise ConversionError(
             f"{path}: reading pytorch_model.bin needs PyTorch (for torch.load(weights_only=True)); "
