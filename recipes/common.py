@@ -18,11 +18,13 @@ import math
 import os
 import time
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import tensorflow as tf
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
 from tfllm import peft
 from tfllm.cli import run  # noqa: F401  (re-exported: recipes end with common.run(main))
 from tfllm.data import steps_per_epoch

@@ -119,9 +119,12 @@ def run_mlm(template, verbalizer, shots, evaluation, strategy):
                                                verbalizer.single_token_ids(tokenizer))
     if FLAGS.method == "finetune":
         preprocessor = BertPreprocessor.from_pretrained(FLAGS.pretrained, sequence_length=FLAGS.sequence_length)
-        encode = lambda texts: {k: v.numpy() for k, v in preprocessor(tf.constant(texts)).items()}  # noqa: E731
+
+        def encode(texts):
+            return {k: v.numpy() for k, v in preprocessor(tf.constant(texts)).items()}
     else:
-        encode = lambda texts: prompting.encode_cloze(tokenizer, template, texts, FLAGS.sequence_length)[0]  # noqa
+        def encode(texts):
+            return prompting.encode_cloze(tokenizer, template, texts, FLAGS.sequence_length)[0]
     if FLAGS.shots:
         train(model, losses.classification_loss, encode(shots[0]), shots[1], strategy)
     scores = predict_logits(model, encode(evaluation[0]))

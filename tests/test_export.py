@@ -5,6 +5,7 @@ run in this process through the training-time data path (preprocessor,
 `encode_tagged_sentences`, `squad_features` + `decode_answers`, `generate`).
 """
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 
 from tests.fresh_process import rest_predict_in_fresh_process
 from tfllm import export
@@ -25,6 +27,8 @@ from tfllm.data.squad import squad_dataset
 from tfllm.data.squad import squad_features
 from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.data.token_classification import tagging_dataset
+from tfllm.errors import CheckpointError
+from tfllm.errors import ConfigError
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertSpanQA
@@ -132,7 +136,7 @@ def test_layout_and_warmup_file(served):
         assert (path / "saved_model.pb").exists() and (path / export.WARMUP_FILE).exists(), head
         assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
     assert Path(served["paths"]["classifier"]).parts[-2:] == ("clf", "3")
-    from tensorflow_serving.apis import prediction_log_pb2
+    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415  (the `serving` extra: only this test needs it)
 
     record = next(iter(tf.data.TFRecordDataset(str(Path(served["paths"]["tagger"]) / export.WARMUP_FILE))))
     request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
@@ -225,9 +229,10 @@ def test_span_qa_matches_squad_decoding(served):
 
 def _select(features, windows):
     """The features of some windows, their questions renumbered from 0."""
-    import dataclasses
 
-    pick = lambda xs: [xs[w] for w in windows]  # noqa: E731
+    def pick(xs):
+        return [xs[w] for w in windows]
+
     return dataclasses.replace(
         features, token_ids=pick(features.token_ids), segment_ids=pick(features.segment_ids),
         start_positions=features.start_positions[windows], end_positions=features.end_positions[windows],
@@ -260,8 +265,6 @@ def test_bad_requests_get_a_clear_error(served, request_name, message):
 
 
 def test_export_errors_name_the_problem(tmp_path):
-    from tfllm.errors import CheckpointError
-    from tfllm.errors import ConfigError
 
     run = tmp_path / "run"
     save_config(BertTokenClassifier(bert(), 2), run, preprocessor(8), labels=["O", "B-X"])
@@ -269,7 +272,8 @@ def test_export_errors_name_the_problem(tmp_path):
     cases = [
         (dict(folder=run, head="span_qa"), ConfigError,
          "it holds a BertTokenClassifier (exports for it: tagger, embeddings)"),
-        (dict(folder=run), CheckpointError, "no weights yet (neither model.weights.h5 nor a checkpoint in checkpoints/)"),
+        (dict(folder=run), CheckpointError,
+         "no weights yet (neither model.weights.h5 nor a checkpoint in checkpoints/)"),
         (dict(folder=run, checkpoint=f"{run}/nope"), CheckpointError, "no such checkpoint"),
         (dict(folder=tmp_path, head="classifier"), FileNotFoundError, "no pretrained model found"),
     ]
@@ -292,8 +296,7 @@ def test_export_tool_reports_bad_input_in_one_line(tmp_path):
 
 
 def test_models_config_example_parses_as_a_model_server_config():
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+    from tensorflow_serving.config import model_server_config_pb2  # noqa: PLC0415  (the `serving` extra: only this test needs it)
 
     config = text_format.Parse((ROOT / "examples" / "models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-import tfllm  # noqa: F401
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM

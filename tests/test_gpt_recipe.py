@@ -8,6 +8,9 @@ import pytest
 
 from tests.fresh_process import serve_calls_in_fresh_process
 from tests.fresh_process import serve_in_fresh_process
+from tfllm.data.vocabulary_files import build_byte_pair_files
+from tfllm.export.gpt_export import export_gpt
+from tfllm.models import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +31,7 @@ def run(tmp_path_factory):
 
 def test_training_learns_the_repeating_text(run):
     _, proc = run
-    line = [l for l in proc.stdout.splitlines() if l.startswith("validation:")][0]
+    line = [line for line in proc.stdout.splitlines() if line.startswith("validation:")][0]
     loss = float(line.split()[2])
     assert loss < 0.1, line  # uniform over 9 symbols would be ln 9 = 2.2 nats
 
@@ -44,9 +47,6 @@ def test_generate_recipe_continues_the_pattern(run):
 
 def test_exported_generation_matches_in_process_generate(run):
     tmp, _ = run
-    import tfllm  # noqa: F401
-    from tfllm.export.gpt_export import export_gpt
-    from tfllm.models import load
 
     lm = load(tmp / "model").model
     path = export_gpt(lm, tmp / "export", model_name="toy", max_new_tokens=16)
@@ -64,23 +64,21 @@ def test_exported_generation_matches_in_process_generate(run):
 def test_bpe_path_train_generate_and_serve(tmp_path):
     """BPE files (as tools/build_vocab.py --type=bpe writes them, tested in test_byte_pair.py) ->
     train_gpt.py --tokenizer=bpe -> generate and the export agree."""
-    import tfllm  # noqa: F401
-    from tfllm.export.gpt_export import export_gpt
-    from tfllm.models import load
-    from tfllm.data.vocabulary_files import build_byte_pair_files
 
     text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
     (tmp_path / "text.txt").write_text(text)
     build_byte_pair_files([str(tmp_path / "text.txt")], str(tmp_path / "bpe"), 300, log=lambda *a: None)
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_gpt.py"), f"--text_file={tmp_path / 'text.txt'}",
-                           f"--model_dir={tmp_path / 'model'}", "--tokenizer=bpe",
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_gpt.py"),
+                           f"--text_file={tmp_path / 'text.txt'}", f"--model_dir={tmp_path / 'model'}",
+                           "--tokenizer=bpe",
                            f"--bpe_vocab={tmp_path / 'bpe' / 'vocab.json'}",
                            f"--bpe_merges={tmp_path / 'bpe' / 'merges.txt'}", "--num_layers=1", "--num_heads=2",
                            "--hidden_dim=32", "--block_size=24", "--batch_size=16", "--max_steps=100",
                            "--warmup_steps=10", "--learning_rate=1e-2", "--eval_every=100", "--log_every=50",
                            "--strategy=cpu"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    loss = float([l for l in proc.stdout.splitlines() if l.startswith("validation:")][0].split()[2])
+    line = [line for line in proc.stdout.splitlines() if line.startswith("validation:")][0]
+    loss = float(line.split()[2])
     assert loss < 0.5, proc.stdout  # a 1-layer model learns the repeated sentence (uniform: ln 300 = 5.7)
 
     lm = load(tmp_path / "model").model  # what recipes/generate.py loads

@@ -15,17 +15,20 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from tfllm.errors import ConversionError  # noqa: E402
-from tfllm.hub import FILES  # noqa: E402
-from tfllm.hub import SUBFOLDERS  # noqa: E402
-from tfllm.hub import resolve_model_path  # noqa: E402
-from tfllm.models import Bert  # noqa: E402
-from tfllm.models import load  # noqa: E402
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format  # noqa: E402
-from tfllm.models.pretrained import is_pretrained_dir  # noqa: E402
-from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
-from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
+from huggingface_hub import constants
+from huggingface_hub.utils import filter_repo_objects
+
+from tfllm.errors import ConversionError
+from tfllm.hub import FILES
+from tfllm.hub import SUBFOLDERS
+from tfllm.hub import resolve_model_path
+from tfllm.models import Bert
+from tfllm.models import load
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.pretrained import detect_format
+from tfllm.models.pretrained import is_pretrained_dir
+from tfllm.tokenizers.saving import load_tokenizer
+from tfllm.training.init_checkpoint import restore_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "hf://sentence-transformers/all-MiniLM-L6-v2"
@@ -63,8 +66,6 @@ def offline(hf_home, monkeypatch):
     constants derived from them are set too. A user sets them before Python
     starts; `test_env_vars_set_before_python_starts` checks that path.
     """
-    from huggingface_hub import constants
-
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(hf_home))
@@ -89,8 +90,6 @@ def test_local_paths_come_back_unchanged(minilm_dir):
 
 
 def test_only_top_level_files_tfllm_reads_are_fetched():
-    from huggingface_hub.utils import filter_repo_objects
-
     # The files of the sentence-transformers/all-MiniLM-L6-v2 repository (abridged): pickles, ONNX, TF/Rust weights.
     listing = [".gitattributes", "1_Pooling/config.json", "README.md", "config.json",
                "config_sentence_transformers.json", "data_config.json", "model.safetensors", "modules.json",

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tests import numpy_reference as ref
 from tfllm.layers import EinsumDense
 from tfllm.layers import FeedForward
@@ -94,7 +94,6 @@ def test_einsum_dense_matches_numpy_with_static_shapes_and_lora(equation, in_sha
     # tfllm's EinsumDense swaps Keras' contraction for tf.einsum (speed); it
     # must compute the same thing in a traced function with known shapes,
     # including the LoRA update Keras folds into `kernel`.
-    import tensorflow as tf
     layer = EinsumDense(equation, output_shape=out_shape, bias_axes=bias_axes)
     layer.build(in_shape)
     layer.bias.assign(randn(*layer.bias.shape))

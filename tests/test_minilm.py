@@ -9,21 +9,24 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-T = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
+import torch
+import transformers as T
 
-from tests.fresh_process import serve_in_fresh_process  # noqa: E402
-from tfllm.data.conll import read_conll  # noqa: E402
-from tfllm.data.text_classification import read_labeled_text  # noqa: E402
-from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert  # noqa: E402
-from tfllm.models import BertClassifier  # noqa: E402
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.tokenizers.saving import load_tokenizer  # noqa: E402
-from tfllm.training import create_optimizer  # noqa: E402
+from tests.conftest import SHARED_DATA
+from tests.fresh_process import serve_in_fresh_process
+from tfllm.data.conll import read_conll
+from tfllm.data.text_classification import read_labeled_text
+from tfllm.export import export_classifier
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.tokenizers.saving import load_tokenizer
+from tfllm.training import create_optimizer
 
 ATOL = 1e-4
 SEQUENCE_LENGTH = 128
@@ -82,8 +85,6 @@ def test_hidden_states_match_transformers(minilm, minilm_dir, preprocessor, hf_t
 
 
 def _dataset_texts(name):
-    from tests.conftest import SHARED_DATA  # noqa: PLC0415
-
     path = {"sst2": "sst2/dev.tsv", "conll2003": "conll2003/valid.txt", "squad": "squad/dev-v1.1.json"}[name]
     path = SHARED_DATA / path
     if not path.exists():

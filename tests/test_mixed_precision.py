@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
+from tests.fresh_process import serve_in_fresh_process
+from tests.test_classify_recipe import run_recipe
+from tests.test_classify_recipe import write_toy_tsv
 from tfllm.training import AdamW
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 BATCH = 8
 
@@ -228,9 +230,6 @@ def test_resume_under_another_precision_keeps_the_optimizer_state(tmp_path):
 
 def test_classify_recipe_trains_and_exports_under_fp16(tmp_path):
     """--mixed_precision=fp16 end to end: loss-scaled training, float32 probabilities served."""
-    from tests.fresh_process import serve_in_fresh_process
-    from tests.test_classify_recipe import run_recipe
-    from tests.test_classify_recipe import write_toy_tsv
 
     write_toy_tsv(tmp_path / "train.tsv", 256, seed=0)
     write_toy_tsv(tmp_path / "dev.tsv", 64, seed=1)

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-import tfllm  # noqa: F401
 from tests import numpy_reference as ref
 from tests.test_layers import block_weights
 from tfllm.models import Bert
@@ -30,14 +29,15 @@ def gpt_inputs(batch=2, length=9, vocab=1000):
             "padding_mask": np.ones((batch, length), bool)}
 
 
-def bert_param_count(V, L, H, I, P=512, S=2):
+# V vocabulary, L layers, H hidden width, F feed-forward (intermediate) width, P positions, S segments.
+def bert_param_count(V, L, H, F, P=512, S=2):
     embeddings = V * H + P * H + S * H + 2 * H
-    layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H
+    layer = 4 * (H * H + H) + 2 * H + (H * F + F) + (F * H + H) + 2 * H
     return embeddings + L * layer + (H * H + H)
 
 
-def gpt_param_count(V, L, H, I, P=1024):
-    layer = 2 * H + 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H)
+def gpt_param_count(V, L, H, F, P=1024):
+    layer = 2 * H + 4 * (H * H + H) + 2 * H + (H * F + F) + (F * H + H)
     return V * H + P * H + L * layer + 2 * H
 
 

@@ -22,9 +22,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tests.fresh_process import serve_in_fresh_process
 from tests.test_classify_recipe import write_toy_tsv
+from tfllm.data import classification_dataset
+from tfllm.data import read_labeled_text
+from tfllm.data.language_modeling import lm_dataset
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.training import Trainer
+from tfllm.training import create_optimizer
+from tfllm.training import losses
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
+import tiny_training as tt
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "scripts" / "multi_worker_tiny.py"
@@ -120,11 +131,6 @@ def test_two_workers_train_checkpoint_once_and_export(tmp_path):
 
     # The chief's checkpoint restores into a Keras model; the export serves
     # raw strings in a process without tfllm and gives the same probabilities.
-    from tfllm.data import read_labeled_text
-    from tfllm.models import Bert
-    from tfllm.models import BertClassifier
-    from tfllm.models.bert.bert_preprocessor import BertPreprocessor
-    from tfllm.training import losses
 
     pre = BertPreprocessor(str(tmp_path / "model" / "vocab.txt"), sequence_length=16)
     model = BertClassifier(Bert.from_preset("bert_nano", vocabulary_size=pre.tokenizer.vocabulary_size(),
@@ -181,11 +187,7 @@ def test_workers_that_restored_different_steps_fail_fast(tmp_path):
     Worker 0 finds a step-2 checkpoint, worker 1 none; left alone they would
     run different numbers of collective steps and hang at the end.
     """
-    from tfllm.training import Trainer
-    from tfllm.training import create_optimizer
 
-    sys.path.insert(0, str(ROOT / "tests" / "scripts"))
-    import tiny_training as tt  # noqa: PLC0415
 
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
@@ -213,8 +215,6 @@ def test_classification_training_data_is_split_between_workers():
 
     All texts have 4 words, so length bucketing cannot reorder across epochs.
     """
-    from tfllm.data import classification_dataset
-    from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 
     words = [f"w{i}" for i in range(10)]
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
@@ -237,7 +237,6 @@ def test_classification_training_data_is_split_between_workers():
 
 def test_language_model_blocks_are_split_between_workers():
     """In one pass the workers get disjoint blocks, cut at the same random offset."""
-    from tfllm.data.language_modeling import lm_dataset
 
     stream = np.arange(1001)  # token = position
     block = 10

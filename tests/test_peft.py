@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tests import numpy_reference as ref
 from tests.fresh_process import serve_in_fresh_process
 from tests.test_classify_recipe import write_toy_tsv
@@ -23,6 +22,7 @@ from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import load
 from tfllm.training import create_optimizer
+from tfllm.training.init_checkpoint import restore_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5
@@ -294,8 +294,6 @@ def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
 
 def test_init_checkpoint_from_a_peft_run_is_refused(tmp_path):
     """A --peft run's checkpoint holds only the frozen base: initialising from it would drop the adaptation."""
-    from tfllm.training.init_checkpoint import restore_backbone  # noqa: PLC0415
-
     (tmp_path / "peft_weights.npz").write_bytes(b"")
     backbone = Bert(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16)
     with pytest.raises(ValueError, match="is a --peft run"):

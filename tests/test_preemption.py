@@ -15,8 +15,6 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401
-
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "preemptible_training.py")
 STEPS, EVERY, KILL_AT = 60, 10, 20
 

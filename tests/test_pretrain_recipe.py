@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
+from tfllm.models import Bert
 from tfllm.training import losses
+from tfllm.training.init_checkpoint import restore_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["the", "movie", "film", "plot", "acting", "was", "really", "quite", "a", "story",
@@ -96,9 +97,6 @@ def test_pretraining_run_logs_metrics_and_saves(pretrained):
 
 def test_classify_fine_tunes_from_the_pretrained_encoder(pretrained):
     """classify.py --init_checkpoint starts from the pretrained backbone (lr 0: the end equals the start)."""
-    from tfllm.models import Bert
-    from tfllm.training.init_checkpoint import restore_backbone
-
     tmp, model_dir, _ = pretrained
     rng = np.random.default_rng(1)
     with open(tmp / "train.tsv", "w") as f:

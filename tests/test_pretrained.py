@@ -15,39 +15,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-T = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tokenizers as hf  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
-from safetensors.numpy import save_file  # noqa: E402
+import keras
+import tensorflow as tf
+import tokenizers as hf
+import torch
+import transformers as T
+from safetensors.numpy import load_file
+from safetensors.numpy import save_file
 
-import tfllm  # noqa: E402,F401
-from tests.fresh_process import serve_in_fresh_process  # noqa: E402
-from tests.test_tokenizers import HANDMADE  # noqa: E402
-from tfllm.convert import ConversionError  # noqa: E402
-from tfllm.convert.hf_bert import bert_config_from_hf  # noqa: E402
-from tfllm.convert.hf_gpt2 import gpt_config_from_hf  # noqa: E402
-from tfllm.errors import ConfigError  # noqa: E402
-from tfllm.export import export_classifier  # noqa: E402
-from tfllm.models import Bert  # noqa: E402
-from tfllm.models import BertClassifier  # noqa: E402
-from tfllm.models import BertPretrainer  # noqa: E402
-from tfllm.models import BertSpanQA  # noqa: E402
-from tfllm.models import BertTokenClassifier  # noqa: E402
-from tfllm.models import Gpt  # noqa: E402
-from tfllm.models import GptCausalLM  # noqa: E402
-from tfllm.models import load as load_folder  # noqa: E402
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor  # noqa: E402
-from tfllm.models.pretrained import detect_format  # noqa: E402
-from tfllm.models.pretrained import save_pretrained  # noqa: E402  (GptCausalLM saves through it)
-from tfllm.tokenizers import load_tokenizer  # noqa: E402
-from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary  # noqa: E402
-from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary  # noqa: E402
-from tfllm.training.init_checkpoint import restore_backbone  # noqa: E402
+from tests.fresh_process import serve_in_fresh_process
+from tests.test_tokenizers import HANDMADE
+from tfllm.convert import ConversionError
+from tfllm.convert.hf_bert import bert_config_from_hf
+from tfllm.convert.hf_gpt2 import gpt_config_from_hf
+from tfllm.errors import ConfigError
+from tfllm.export import export_classifier
+from tfllm.models import Bert
+from tfllm.models import BertClassifier
+from tfllm.models import BertPretrainer
+from tfllm.models import BertSpanQA
+from tfllm.models import BertTokenClassifier
+from tfllm.models import Gpt
+from tfllm.models import GptCausalLM
+from tfllm.models import load as load_folder
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.pretrained import detect_format
+from tfllm.models.pretrained import save_pretrained
+from tfllm.tokenizers import load_tokenizer
+from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
+from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary
+from tfllm.training.init_checkpoint import restore_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4
@@ -335,6 +336,7 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
         loss = loss_fn(ids[:, 1:], lm(x, training=True))
     optimizer.apply_gradients(zip(tape.gradient(loss, lm.trainable_variables), lm.trainable_variables))
     assert float(loss_fn(ids[:, 1:], lm(x))) < before
+    # GptCausalLM saves through the module function.
     save_pretrained(lm, tmp_path / "tuned")
     again = GptCausalLM.from_pretrained(tmp_path / "tuned")
     np.testing.assert_allclose(again(x), lm(x), atol=1e-6)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.data import pretraining as pt
 from tfllm.data.corpus import build_corpus
 from tfllm.data.squad import parse_article_range
@@ -136,7 +135,7 @@ def test_records_round_trip(instances, tmp_path):
     paths = pt.write_instances(found, str(tmp_path / "data" / "r"), 3, 64, 10)
     assert [p.rsplit("/", 1)[1] for p in paths] == [f"r-0000{i}-of-00003" for i in range(3)]
     batches = [pt.pretraining_dataset(p, 8, training=False, trim_padding=False) for p in paths]
-    read = [(f, l) for ds in batches for f, l in ds.unbatch()]
+    read = [(features, labels) for ds in batches for features, labels in ds.unbatch()]
     expected = [found[i] for shard in range(3) for i in range(shard, len(found), 3)]  # round robin
     assert len(read) == len(expected)
     for (features, labels), instance in zip(read, expected):
@@ -217,8 +216,11 @@ def test_build_corpus_groups_conll_documents_and_squad_paragraphs(tmp_path):
     conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n\n"
                      "-DOCSTART- -X- O O\n\nBRUSSELS NNP B-LOC\n")
     squad = tmp_path / "squad.json"
-    paragraph = lambda context: {"context": context, "qas": [  # noqa: E731
-        {"id": context[:3], "question": "?", "answers": [{"text": context[:2], "answer_start": 0}]}]}
+
+    def paragraph(context):
+        return {"context": context, "qas": [
+            {"id": context[:3], "question": "?", "answers": [{"text": context[:2], "answer_start": 0}]}]}
+
     squad.write_text(json.dumps({"version": "1.1", "data": [
         {"title": "A", "paragraphs": [paragraph("One sentence. Two here!"), paragraph("Second paragraph.")]},
         {"title": "B", "paragraphs": [paragraph("Held-out article.")]},

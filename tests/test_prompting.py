@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_classify_recipe import FILLER
 from tests.test_classify_recipe import NEGATIVE
 from tests.test_classify_recipe import POSITIVE
 from tests.test_classify_recipe import write_toy_tsv
@@ -18,6 +19,7 @@ from tests.test_pretrained import hf_gpt2_dir  # noqa: F401  (fixture)
 from tests.test_pretrained import sentences
 from tests.test_pretrained import vocab_file  # noqa: F401  (fixture)
 from tfllm import prompting
+from tfllm.data import read_labeled_text
 from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.models import GptCausalLM
@@ -77,7 +79,7 @@ def label_words(vocab_path):
     return words[:2]
 
 
-def test_zero_shot_cloze_equals_transformers_mlm_logits(hf_bert_dirs, vocab_file):  # noqa: F811
+def test_zero_shot_cloze_equals_transformers_mlm_logits(hf_bert_dirs, vocab_file):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     path = hf_bert_dirs["BertForPreTraining"]
     texts = sentences()[:12]
     verbalizer = prompting.Verbalizer(label_words(vocab_file))
@@ -113,7 +115,7 @@ def gpt2_log_likelihood(ref, ref_tok, prefix, continuation):
     return sum(log_probs[t - 1, full[t]] for t in range(n, len(full)))
 
 
-def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811
+def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     template = prompting.PromptTemplate("{sentence}: [MASK]")  # short: this GPT-2 has 64 positions
     verbalizer = prompting.Verbalizer("positive,negative")  # several BPE tokens each in this vocabulary
     tokenizer = load_tokenizer(hf_gpt2_dir)
@@ -132,8 +134,6 @@ def test_in_context_scores_equal_transformers_gpt2(hf_gpt2_dir):  # noqa: F811
 
 def toy_pretrained(path):
     """A random tiny tfllm BertPretrainer folder whose vocabulary covers the toy sentiment data."""
-    from tests.test_classify_recipe import FILLER
-
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "it", "."] + FILLER + POSITIVE + NEGATIVE
     backbone = Bert(vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
                     max_sequence_length=32, dropout=0.0)
@@ -167,7 +167,7 @@ def test_recipe_few_shot_prompt_tuning_learns(tmp_path):
     assert results["accuracy"] >= 0.75, results
 
 
-def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_path):  # noqa: F811
+def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_path):  # noqa: F811  (pytest fixtures imported from test_pretrained)
     # One-word reviews: this GPT-2's 64 positions hold a demonstration per class and the query.
     for name, words in (("train.tsv", POSITIVE[:3] + NEGATIVE[:3]), ("dev.tsv", POSITIVE + NEGATIVE)):
         rows = [f"{int(w in POSITIVE)}\t{w}\n" for w in words]
@@ -179,8 +179,6 @@ def test_recipe_gpt_in_context_accuracy_equals_transformers(hf_gpt2_dir, tmp_pat
     results = json.loads((tmp_path / "icl" / "prompt_results.json").read_text())
 
     # The same prompt the recipe builds: 1 demonstration per class (seed 5), in a seeded order.
-    from tfllm.data import read_labeled_text
-
     texts, labels = read_labeled_text(str(tmp_path / "train.tsv"))
     picked = prompting.sample_per_class(labels, 1, 2, seed=5)
     order = np.random.default_rng(5).permutation(len(picked))
@@ -204,7 +202,10 @@ def test_contextual_calibration_matches_the_paper_formula():
     """softmax(W p) with W = diag(p_cf)^-1 (Zhao et al. 2021, eq. 2 with b = 0), p_cf the mean content-free p."""
     rng = np.random.default_rng(0)
     scores, content_free = rng.normal(size=(6, 3)), rng.normal(size=(3, 3))
-    softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+
+    def softmax(z):
+        return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+
     p_cf = softmax(content_free).mean(0)
     expected = softmax(scores) / p_cf
     expected /= expected.sum(-1, keepdims=True)

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 
-import tfllm  # noqa: F401
 from tfllm.data import language_modeling as lm_data
 from tfllm.data import parallel_text
 from tfllm.data import pretraining

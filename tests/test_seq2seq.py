@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 from keras_hub import samplers
 
-import tfllm  # noqa: F401
 from tests.fresh_process import rest_predict_in_fresh_process
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
+from tfllm.export import read_warmup_requests
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tfllm.models import Seq2SeqTransformer
@@ -196,7 +196,8 @@ def test_beam_search_with_length_penalty_on_a_hand_made_model():
     # -1.0/(7/6)^0.6 = -0.912 > -1.2/1.5^0.6 = -0.941; alpha 1: -0.857 < -0.800, the long one wins.
     v = 7
     table = np.zeros((v, v))
-    def row(prev, **probs):  # noqa: E306  (the rest of the mass is spread evenly)
+
+    def row(prev, **probs):  # the rest of the mass is spread evenly
         for token, p in probs.items():
             table[prev, "0 1 EOS A B C D".split().index(token)] = p
         table[prev][table[prev] == 0] = (1 - sum(probs.values())) / (v - len(probs))
@@ -344,8 +345,6 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     # The export (tokenizer + beam search + detokenizer in one graph) translates the same, served through the
     # TF Serving REST format by a process that imports only TensorFlow and tensorflow_text; so do its warmup
     # requests.
-    from tfllm.export import read_warmup_requests  # noqa: PLC0415
-
     export = tmp_path / "export" / "translator" / "1"
     sources = (tmp_path / "val.src").read_text().splitlines()
     warmup = read_warmup_requests(str(export))

@@ -1,4 +1,4 @@
-"""Extractive QA (SQuAD v1.1): token offsets, windows, decoding, official metric, span model, and recipes/qa.py end to end."""
+"""Extractive QA (SQuAD v1.1): offsets, windows, decoding, official metric, span model, recipes/qa.py end to end."""
 
 import collections
 import json
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.data.errors import DataError
 from tfllm.data.span_decoding import decode_answers
 from tfllm.data.span_decoding import window_spans
@@ -184,7 +183,8 @@ def test_read_squad_and_article_ranges(tmp_path):
     path = tmp_path / "s.json"
     data = squad_json([GOOD_QA])
     data["data"].append({"title": "U", "paragraphs": [{"context": "abc", "qas": [
-        {"id": "q2", "question": "Which?", "answers": [{"text": "b", "answer_start": 1}, {"text": "bc", "answer_start": 1}]}]}]})
+        {"id": "q2", "question": "Which?",
+         "answers": [{"text": "b", "answer_start": 1}, {"text": "bc", "answer_start": 1}]}]}]})
     path.write_text(json.dumps(data))
     assert [e.id for e in read_squad(path)] == ["q1", "q2"]
     (second,) = read_squad(path, parse_article_range("1:2"))

@@ -7,7 +7,6 @@ import types
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.training import create_strategy
 from tfllm.training import per_replica_batch_size
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.data import DataError
 from tfllm.data.conll import TaggedSentence
 from tfllm.data.conll import iob1_to_bio
@@ -210,18 +209,14 @@ def test_dataset_batches_pads_and_shards():
 
 
 def seqeval_scores(gold, predicted):
-    pytest.importorskip("seqeval", reason="seqeval (the reference) is in the 'test' extra")
-    from seqeval.metrics import classification_report
-    from seqeval.metrics import f1_score
-    from seqeval.metrics import precision_score
-    from seqeval.metrics import recall_score
-
+    metrics = pytest.importorskip("seqeval.metrics", reason="seqeval (the reference) is in the 'test' extra")
     with warnings.catch_warnings():  # seqeval's averages of empty reports warn
         warnings.simplefilter("ignore")
-        report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+        report = metrics.classification_report(gold, predicted, output_dict=True, zero_division=0)
     per_type = {t: r for t, r in report.items() if "avg" not in t}
-    return (precision_score(gold, predicted, zero_division=0), recall_score(gold, predicted, zero_division=0),
-            f1_score(gold, predicted, zero_division=0), per_type)
+    return (metrics.precision_score(gold, predicted, zero_division=0),
+            metrics.recall_score(gold, predicted, zero_division=0),
+            metrics.f1_score(gold, predicted, zero_division=0), per_type)
 
 
 def assert_same_as_seqeval(gold, predicted):
@@ -251,7 +246,7 @@ def test_entity_scores_by_hand():
 def test_entity_scores_equal_seqeval_on_random_tags():
     rng = np.random.default_rng(0)
     tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "I-MISC"]
-    for trial in range(300):
+    for _ in range(300):
         lengths = rng.integers(0, 12, size=rng.integers(1, 6))
         gold = [[str(t) for t in rng.choice(tags, size=n)] for n in lengths]
         # Predictions: the gold tags with some changed, so that some entities match.
@@ -351,24 +346,24 @@ def write_toy_conll(path, n, seed):
     """IOB1 CoNLL: persons (first name, maybe a last name) and places among filler words; entities may touch."""
     rng = np.random.default_rng(seed)
     lines = ["-DOCSTART- -X- O O", ""]
+
+    def start(words, entity_type):  # IOB1: B- only where an entity touches one of its type
+        return ("B-" if words and words[-1][1].endswith(entity_type) else "I-") + entity_type
+
     for _ in range(n):
         words = []
-
-        def start(entity_type):  # IOB1: B- only where an entity touches one of its type
-            return ("B-" if words and words[-1][1].endswith(entity_type) else "I-") + entity_type
-
         for _ in range(int(rng.integers(3, 10))):
             r = rng.random()
             if r < 0.1:  # "Jordan" needs context: a person after "met", a country after "in"
                 context, entity_type = ("met", "PER") if rng.random() < 0.5 else ("in", "LOC")
                 words.append((context, "O"))
-                words.append(("Jordan", start(entity_type)))
+                words.append(("Jordan", start(words, entity_type)))
             elif r < 0.25:
-                words.append((str(rng.choice(FIRST)), start("PER")))
+                words.append((str(rng.choice(FIRST)), start(words, "PER")))
                 if rng.random() < 0.5:
                     words.append((str(rng.choice(LAST)), "I-PER"))
             elif r < 0.4:
-                words.append((str(rng.choice(CITIES)), start("LOC")))
+                words.append((str(rng.choice(CITIES)), start(words, "LOC")))
             else:
                 words.append((str(rng.choice(FILLER)), "O"))
         lines += [f"{w} X X {t}" for w, t in words] + [""]

@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 import tokenizers as hf
 
-import tfllm  # noqa: F401
+from tfllm.data import read_labeled_text
+from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
@@ -131,8 +131,6 @@ def test_cased_parity_with_hf_handmade(cased_vocab):
 
 
 def test_uncased_parity_with_hf_on_sst2_dev(uncased_vocab, sst2_dir):
-    from tfllm.data import read_labeled_text
-
     texts, _ = read_labeled_text(sst2_dir / "dev.tsv")
     vocab, path = uncased_vocab
     ours = WordPieceTokenizer(vocab)(texts)
@@ -155,8 +153,6 @@ def test_long_non_ascii_word_is_the_known_difference(cased_vocab):
 
 
 def test_preprocessor_parity_with_hf_special_tokens(uncased_vocab, sst2_dir):
-    from tfllm.data import read_labeled_text
-
     texts, _ = read_labeled_text(sst2_dir / "dev.tsv")
     texts = texts + HANDMADE
     vocab, path = uncased_vocab
@@ -266,7 +262,8 @@ def test_build_vocabulary_file_from_text_and_tsv(tmp_path):
 
 def test_build_vocab_tool_rejects_other_types(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_vocab.py"), "--input=x.txt", f"--output={tmp_path}/v.txt", "--type=unigram"],
+        [sys.executable, str(REPO / "tools" / "build_vocab.py"), "--input=x.txt", f"--output={tmp_path}/v.txt",
+         "--type=unigram"],
         capture_output=True,
         text=True,
         timeout=120,

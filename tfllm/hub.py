@@ -60,9 +60,9 @@ def resolve_model_path(name_or_path):
         return name_or_path
     repo_id, revision = parse_hub_name(name_or_path)
     # huggingface_hub is only needed for hf:// names, so it is imported here.
-    import huggingface_hub  # noqa: PLC0415
-    from huggingface_hub import constants  # noqa: PLC0415
-    from huggingface_hub import errors  # noqa: PLC0415
+    import huggingface_hub  # noqa: PLC0415  (only hf:// names need it)
+    from huggingface_hub import constants  # noqa: PLC0415  (only hf:// names need it)
+    from huggingface_hub import errors  # noqa: PLC0415  (only hf:// names need it)
 
     where = f"{name_or_path}: "
     try:

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app
 from absl import flags
 
-import tfllm  # noqa: E402,F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
+import tfllm  # noqa: F401  (first: picks the Keras backend and TensorFlow's CPU kernels, as a user's import does)
 from tfllm.cli import run
 
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to measure.")
@@ -110,27 +110,27 @@ def main(argv):
 def run_command(command):
     # Imported after flag parsing: TensorFlow start-up is slow and --help should not wait for it.
     if command == "generate":
-        from tools.bench import generate  # noqa: PLC0415
+        from tools.bench import generate  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         generate.run(FLAGS)
     elif command == "serve":
-        from tools.bench import serve  # noqa: PLC0415
+        from tools.bench import serve  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         serve.run(FLAGS)
     elif command == "char-lm":
-        from tools.bench import char_lm  # noqa: PLC0415
+        from tools.bench import char_lm  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         char_lm.run(FLAGS)
     elif command == "decode-profile":
-        from tools.bench import decode_profile  # noqa: PLC0415
+        from tools.bench import decode_profile  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         decode_profile.run(FLAGS)
     elif command == "projection":
-        from tools.bench import projection  # noqa: PLC0415
+        from tools.bench import projection  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         projection.run(FLAGS)
     else:
-        from tools.bench import train  # noqa: PLC0415
+        from tools.bench import train  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         train.run(FLAGS, command)
 

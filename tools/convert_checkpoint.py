@@ -27,8 +27,8 @@ FLAGS = flags.FLAGS
 
 def bert_class(src, fmt):
     """The richest tfllm BERT model class the checkpoint's weights fill."""
-    import tfllm.convert.google_bert as google_bert  # noqa: PLC0415
-    from tfllm.convert.safetensors_io import read_hf_weights  # noqa: PLC0415
+    import tfllm.convert.google_bert as google_bert  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.convert.safetensors_io import read_hf_weights  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import Bert  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import BertClassifier  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import BertPretrainer  # noqa: PLC0415  (slow: after the flag checks)
@@ -50,11 +50,10 @@ def main(argv):
     if len(argv) != 3:
         raise app.UsageError("usage: convert_checkpoint.py --from=hf|google --model=bert|gpt2 SRC DST")
     src, dst = argv[1], argv[2]
-    import tfllm  # noqa: F401,PLC0415  (slow: after the flag checks)
-    from tfllm.hub import resolve_model_path  # noqa: PLC0415
-    from tfllm.models import GptCausalLM  # noqa: PLC0415
-    from tfllm.models import pretrained  # noqa: PLC0415
-    from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415
+    from tfllm.hub import resolve_model_path  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.models import GptCausalLM  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.models import pretrained  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415  (slow: after the flag checks)
 
     src = resolve_model_path(src)  # hf://org/name[@revision] -> its folder in the Hub cache
     fmt = pretrained.detect_format(src)

@@ -37,10 +37,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415  (slow: after the flag checks)
 
-    import tfllm  # noqa: F401, PLC0415  (slow: after flag checks)
-    from tfllm.data.pretraining import create_pretraining_data  # noqa: PLC0415
+    from tfllm.data.pretraining import create_pretraining_data  # noqa: PLC0415  (slow: after the flag checks)
 
     inputs = sorted({path for pattern in FLAGS.input_file for path in tf.io.gfile.glob(pattern)})
     if not inputs:

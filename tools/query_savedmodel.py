@@ -14,8 +14,8 @@ import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph use
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools.savedmodel_cli import fail  # noqa: E402  (imports only TensorFlow)
-from tools.savedmodel_cli import load_savedmodel  # noqa: E402
+from tools.savedmodel_cli import fail  # imports only TensorFlow
+from tools.savedmodel_cli import load_savedmodel
 
 
 def main(argv):

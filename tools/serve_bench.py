@@ -29,9 +29,9 @@ import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph use
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools.bench.clients import closed_loop_clients  # noqa: E402  (imports neither TensorFlow nor tfllm)
-from tools.bench.clients import latency_summary  # noqa: E402
-from tools.bench.hardware import hardware_line  # noqa: E402
+from tools.bench.clients import closed_loop_clients  # imports neither TensorFlow nor tfllm
+from tools.bench.clients import latency_summary
+from tools.bench.hardware import hardware_line
 
 DEFAULT_TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "not bad at all",
                  "the plot is thin but the performances carry it through to a satisfying end"]
@@ -80,7 +80,7 @@ def load_signatures(savedmodel_dir, parser):
                      "folder looks like runs/serving/<model_name>/1)")
     try:
         signatures = tf.saved_model.load(savedmodel_dir).signatures
-    except Exception as e:  # noqa: BLE001  (a directory that does not load is bad input, not a bug here)
+    except Exception as e:  # a directory that does not load is bad input, not a bug here
         parser.error(f"{savedmodel_dir}: cannot load the SavedModel: {type(e).__name__}: "
                      f"{(str(e).strip().splitlines() or [''])[0]}")
     if "serving_default" not in signatures:

@@ -32,7 +32,7 @@ for script, args in jobs:
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:  # noqa: BLE001  (reported to the test, as a traceback)
+        except BaseException:  # reported to the test, as a traceback
             traceback.print_exc()
             code = 1
     sys.path.pop(0)

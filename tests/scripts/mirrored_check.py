@@ -10,18 +10,20 @@ import os
 import sys
 import tempfile
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-import tfllm  # noqa: F401
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import split_cpu_into_logical_devices
 
 sys.path.insert(0, os.path.dirname(__file__))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 split_cpu_into_logical_devices(2)
 STEPS = 4

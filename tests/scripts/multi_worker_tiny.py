@@ -11,13 +11,12 @@ import sys
 
 from absl import logging
 
-import tfllm  # noqa: F401
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import create_strategy
 
 sys.path.insert(0, os.path.dirname(__file__))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 
 def main():

@@ -12,17 +12,19 @@ import json
 import os
 import sys
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
-import tfllm  # noqa: F401
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 
 sys.path.insert(0, os.path.dirname(__file__))
-import tiny_training as tt  # noqa: E402
+import tiny_training as tt
 
 flags.DEFINE_integer("max_steps", 60, "Optimizer updates.")
 flags.DEFINE_integer("checkpoint_every", 10, "Checkpoint interval.")

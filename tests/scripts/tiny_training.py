@@ -2,11 +2,12 @@
 
 import time
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
-
-import tfllm  # noqa: F401  (sets the Keras backend)
 
 NUM_EXAMPLES = 96
 SEQ_LEN = 4
@@ -16,7 +17,9 @@ NUM_CLASSES = 3
 
 def build_model(dropout=0.0):
     """Embedding -> mean -> Dense -> LayerNorm [-> Dropout] -> Dense, seeded initialisers."""
-    init = lambda seed: keras.initializers.GlorotUniform(seed=seed)  # noqa: E731
+    def init(seed):
+        return keras.initializers.GlorotUniform(seed=seed)
+
     inputs = keras.Input((SEQ_LEN,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, 8, embeddings_initializer=init(1))(inputs)
     x = keras.layers.GlobalAveragePooling1D()(x)

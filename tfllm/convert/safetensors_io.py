@@ -8,6 +8,8 @@ Supported: `model.safetensors`, sharded `model.safetensors.index.json`, and
 import os
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from tfllm.convert.config_fields import read_json
 from tfllm.convert.errors import ConversionError
@@ -32,9 +34,6 @@ def _shards(model_dir, index_file):
 
 
 def _read_safetensors(path):
-    from safetensors import SafetensorError  # noqa: PLC0415  (optional dependency)
-    from safetensors.numpy import load_file  # noqa: PLC0415  (optional dependency)
-
     try:
         return load_file(path)
     except SafetensorError as e:  # a truncated or garbled file
@@ -43,7 +42,7 @@ def _read_safetensors(path):
 
 def _read_torch_bin(path):
     try:
-        import torch  # noqa: PLC0415
+        import torch  # noqa: PLC0415  (optional: only pytorch_model.bin needs it)
     except ImportError:
         raise ConversionError(
             f"{path}: reading pytorch_model.bin needs PyTorch (for torch.load(weights_only=True)); "
@@ -63,7 +62,10 @@ def _read_torch_bin(path):
 def read_hf_weights(model_dir):
     """All tensors of a HF model directory as `{name: np.ndarray}` (float32 for floating weights)."""
     model_dir = os.fspath(model_dir)
-    exists = lambda f: os.path.exists(os.path.join(model_dir, f))  # noqa: E731
+
+    def exists(f):
+        return os.path.exists(os.path.join(model_dir, f))
+
     if exists(SAFETENSORS_INDEX):
         files, names = _shards(model_dir, SAFETENSORS_INDEX)
         read = _read_safetensors

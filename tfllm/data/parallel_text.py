@@ -106,7 +106,10 @@ def translation_dataset(
         n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
         source_ids, target_ids = source_ids[i::n], target_ids[i::n]
     decoder_ids, label_ids = zip(*(teacher_forcing(t, bos_id, eos_id) for t in target_ids)) if target_ids else ((), ())
-    ragged = lambda rows: tf.ragged.constant(list(rows), dtype=tf.int32, row_splits_dtype=tf.int64)  # noqa: E731
+
+    def ragged(rows):
+        return tf.ragged.constant(list(rows), dtype=tf.int32, row_splits_dtype=tf.int64)
+
     ds = tf.data.Dataset.from_tensor_slices((ragged(source_ids), ragged(decoder_ids), ragged(label_ids)))
 
     def to_example(source, decoder, labels):

@@ -58,7 +58,7 @@ def write_warmup_requests(savedmodel_dir, requests, model_name):
     """
     try:
         from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415  (optional extra)
-        from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+        from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415  (optional extra)
     except ImportError:
         logging.warning("tensorflow-serving-api is not installed (pip install 'tfllm[serving]'): "
                         "exporting without %s", WARMUP_FILE)
@@ -81,7 +81,7 @@ def write_warmup_requests(savedmodel_dir, requests, model_name):
 
 def read_warmup_requests(savedmodel_dir):
     """The warmup file's requests as `(signature_name, {input name: numpy array})` (needs tensorflow-serving-api)."""
-    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415
+    from tensorflow_serving.apis import prediction_log_pb2  # noqa: PLC0415  (optional extra)
 
     requests = []
     for record in tf.data.TFRecordDataset(os.path.join(savedmodel_dir, WARMUP_FILE)):

@@ -65,7 +65,9 @@ class SpanQAServingModule(tf.Module):
         fits = tf.ragged.range(ids.row_lengths()) < room[:, None]
         ids, starts, ends = (tf.ragged.boolean_mask(x, fits) for x in (ids, starts, ends))
 
-        column = lambda value: tf.fill([batch, 1], tf.cast(value, tf.int64))  # noqa: E731
+        def column(value):
+            return tf.fill([batch, 1], tf.cast(value, tf.int64))
+
         cls, sep = column(self.preprocessor.cls_token_id), column(self.preprocessor.sep_token_id)
         token_ids = tf.concat([cls, query, sep, tf.cast(ids, tf.int64), sep], axis=1)
         prefix = query.row_lengths() + 2  # [CLS] question [SEP]
@@ -84,7 +86,9 @@ class SpanQAServingModule(tf.Module):
         end_logits = tf.cast(outputs["end_logits"], tf.float32)
 
         # Character offsets per window position; -1 outside the context.
-        outside = lambda: tf.fill([batch, 1], tf.constant(-1, tf.int64))  # noqa: E731
+        def outside():
+            return tf.fill([batch, 1], tf.constant(-1, tf.int64))
+
         pad_prefix = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(prefix)], tf.constant(-1, tf.int64)),
                                                       prefix, validate=False)
         char_starts = tf.concat([pad_prefix, starts, outside()], axis=1).to_tensor(-1)

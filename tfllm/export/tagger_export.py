@@ -101,7 +101,9 @@ class TaggerServingModule(tf.Module):
         }
         probabilities = tf.nn.softmax(tf.cast(self.model(features, training=False), tf.float32), axis=-1)
 
-        ragged = lambda x: tf.RaggedTensor.from_row_lengths(x, words_per_sentence, validate=False)  # noqa: E731
+        def ragged(x):
+            return tf.RaggedTensor.from_row_lengths(x, words_per_sentence, validate=False)
+
         positions = ragged(tf.where(kept, first_piece + 1, 0)).to_tensor(0)
         kept = ragged(kept).to_tensor(False)
         word_probabilities = tf.gather(probabilities, positions, batch_dims=1)  # [batch, max_words, classes]

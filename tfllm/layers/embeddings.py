@@ -56,7 +56,9 @@ class TransformerEmbedding(keras.layers.Layer):
         self.dropout = dropout
         self.initializer_range = initializer_range
 
-        init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)  # noqa: E731
+        def init():
+            return keras.initializers.TruncatedNormal(stddev=initializer_range)
+
         self.token_embedding = ReversibleEmbedding(
             vocabulary_size, hidden_dim, embeddings_initializer=init(),
             dtype=self.dtype_policy, name="token_embedding",

@@ -236,7 +236,10 @@ def detect_format(path):
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
     if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"{path}: not a directory (from_pretrained takes a model folder)")
-    has = lambda name: tf.io.gfile.exists(os.path.join(path, name))  # noqa: E731
+
+    def has(name):
+        return tf.io.gfile.exists(os.path.join(path, name))
+
     if has(CONFIG):
         if "tfllm_class" in read_json(os.path.join(path, CONFIG), ConfigError):
             return "tfllm"

@@ -244,7 +244,7 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
 
 def train_byte_pair_vocabulary(texts, vocab_size, min_frequency=2, special_tokens=(END_OF_TEXT,)):
     """Learns a GPT-2-style byte-level BPE vocabulary with HF `tokenizers`; returns (vocab dict, merges)."""
-    from tokenizers import ByteLevelBPETokenizer  # noqa: PLC0415
+    from tokenizers import ByteLevelBPETokenizer  # noqa: PLC0415  (HF tokenizers: optional, only to train a vocabulary)
 
     trainer = ByteLevelBPETokenizer()
     trainer.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=min_frequency,

@@ -78,8 +78,13 @@ def load_tokenizer(path, **overrides):
     Keyword args override those settings (e.g. `lowercase=False`).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
-    file = lambda name: os.path.join(path, name)  # noqa: E731
-    has = lambda name: tf.io.gfile.exists(file(name))  # noqa: E731
+
+    def file(name):
+        return os.path.join(path, name)
+
+    def has(name):
+        return tf.io.gfile.exists(file(name))
+
     spec = _read_json(file(CONFIG)).get("tokenizer") if has(CONFIG) else None
     if spec:
         return _load_tfllm_tokenizer(path, dict(spec), overrides)
@@ -124,7 +129,10 @@ def load_tokenizer_if_any(path):
 
 def _load_tfllm_tokenizer(path, spec, overrides):
     kind = spec.pop("type", None)
-    file = lambda name: os.path.join(path, name)  # noqa: E731
+
+    def file(name):
+        return os.path.join(path, name)
+
     if kind == "wordpiece":
         return WordPieceTokenizer(load_vocabulary(file("vocab.txt")), **{**spec, **overrides})
     if kind == "bpe":

@@ -98,8 +98,10 @@ class WordPieceOffsets:
         # Byte offsets of every token within its text's normalized bytes.
         word_start = tf.repeat(word_starts.flat_values, ids.values.row_lengths())
         ids = ids.merge_dims(1, 2)
-        as_rows = lambda values, default: tf.RaggedTensor.from_row_splits(  # noqa: E731
-            values, ids.row_splits, validate=False).to_tensor(default)
+
+        def as_rows(values, default):
+            return tf.RaggedTensor.from_row_splits(values, ids.row_splits, validate=False).to_tensor(default)
+
         start_byte = as_rows(word_start + piece_starts.flat_values, 0)
         end_byte = as_rows(word_start + piece_ends.flat_values, 0)
 

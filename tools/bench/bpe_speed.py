@@ -19,10 +19,12 @@ import os
 import tempfile
 import time
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401
 from tfllm.data import language_modeling as lm_data
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary

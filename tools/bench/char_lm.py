@@ -69,8 +69,8 @@ def _learning_rate(step, setting=SETTING):
 
 def run_torch(text, seed, setting=SETTING):
     """Wall seconds of the nanoGPT-style PyTorch loop, and its validation loss."""
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: the PyTorch side, --torch only)
+    import torch.nn.functional as F  # noqa: PLC0415  (optional: the PyTorch side, --torch only)
 
     start = time.perf_counter()
     lookup = {c: i for i, c in enumerate(sorted(set(text)))}

@@ -18,12 +18,14 @@ Python or dispatch cost between steps), with the bytes each part must read:
   can turn fewer weight bytes into faster decoding.
 """
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tools.bench.generate import gpt_config

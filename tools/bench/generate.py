@@ -7,12 +7,14 @@ compiled sampler loop but recomputes the whole (static-shape) sequence at
 every step, which is what the key/value cache saves.
 """
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import keras_hub
 import numpy as np
 from keras import ops
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
@@ -78,14 +80,18 @@ def run(flags):
         prompts = rng.integers(1, flags.vocabulary_size, (batch, flags.prompt_length)).astype("int32")
         ids, mask, _ = generation.pad_prompts(prompts.tolist(), flags.new_tokens)
         uncached = uncached_decoder(ours)
+        # Default arguments bind this batch's inputs (the lambdas are called in this iteration only).
         variants = {
-            "tfllm cached": lambda: ours.generate(prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0),
-            "keras-hub": lambda: theirs.generate({"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
+            "tfllm cached": lambda prompts=prompts: ours.generate(
+                prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0),
+            "keras-hub": lambda ids=ids, mask=mask: theirs.generate(
+                {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
         }
         if flags.torch and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
             variants["PyTorch transformers"] = generate
         if with_uncached:
-            variants["tfllm uncached"] = lambda: uncached(ids, mask, {"temperature": 0})
+            variants["tfllm uncached"] = lambda uncached=uncached, ids=ids, mask=mask: uncached(
+                ids, mask, {"temperature": 0})
         first = {name: first_call_seconds(fn) for name, fn in variants.items()}
         if with_uncached:
             cached_tokens = np.array(ours.generate(prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0))

@@ -6,11 +6,13 @@ batch matmul; tfllm's `EinsumDense` runs `tf.einsum` (one GEMM). Both layers
 hold the same kernel and get the same input; outputs are checked equal.
 """
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm.layers import EinsumDense
 from tools.bench.timing import print_table
 from tools.bench.timing import spread
@@ -56,7 +58,7 @@ def run(flags):
             outputs = [layer(x).numpy() for layer in layers.values()]
             np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
             steps = {name: _forward_backward(layer, x) for name, layer in layers.items()}
-            variants = {name: (lambda step=step: [g.numpy() for g in step(x)]) for name, step in steps.items()}
+            variants = {name: (lambda step=step, x=x: [g.numpy() for g in step(x)]) for name, step in steps.items()}
             for fn in variants.values():
                 fn()
             times = time_alternately(variants, flags.repeats * 4)

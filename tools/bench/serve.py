@@ -20,12 +20,14 @@ No HTTP/gRPC: this is the SavedModel's own cost in one process.
 import os
 import tempfile
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend)
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
@@ -69,6 +71,11 @@ def export_keras_hub(config, vocabulary, sequence_length, directory):
     return lambda texts: loaded.serve(texts)["probabilities"]
 
 
+def serve_all(fn, requests):
+    """One timed call: every request through `fn`, one after the other."""
+    return lambda: [fn(r).numpy() for r in requests]
+
+
 def run(flags):
     texts = read_texts(flags.serve_text_file)
     vocabulary = word_vocabulary(texts)
@@ -89,12 +96,9 @@ def run(flags):
     for batch in map(int, flags.batch_sizes):
         requests = [tf.constant([texts[i] for i in rng.integers(0, len(texts), batch)])
                     for _ in range(flags.serve_requests)]
-
-        def serve_all(fn):
-            return lambda: [fn(r).numpy() for r in requests]
-
-        variants = {name: serve_all(fn) for name, fn in sides.items()}
-        first = {name: first_call_seconds(lambda fn=fn: fn(requests[0]).numpy()) for name, fn in sides.items()}
+        variants = {name: serve_all(fn, requests) for name, fn in sides.items()}
+        first = {name: first_call_seconds(lambda fn=fn, requests=requests: fn(requests[0]).numpy())
+                 for name, fn in sides.items()}
         times = time_alternately(variants, flags.repeats)
         reference = spread(times["keras-hub SavedModel"])[0]
         for name, seconds in times.items():

@@ -20,7 +20,7 @@ def available():
         print(f"--torch: {' and '.join(missing)} not installed; PyTorch rows skipped "
               "(pip install torch==2.13.0 transformers)")
         return False
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -29,7 +29,7 @@ def available():
 
 def gpt2(config):
     """A randomly initialised `transformers.GPT2LMHeadModel` of a tfllm `Gpt` configuration."""
-    import transformers  # noqa: PLC0415
+    import transformers  # noqa: PLC0415  (optional: --torch only, when installed)
 
     return transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=config["vocabulary_size"], n_positions=config["max_sequence_length"],
@@ -41,7 +41,7 @@ def gpt2(config):
 
 def _train_step(model, inputs):
     """One AdamW update with global-norm clipping 1.0, like the TensorFlow variants; returns the loss."""
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
@@ -61,7 +61,7 @@ def gpt_train_step(config, token_ids):
     """`GPT2LMHeadModel` trained on `token_ids` [batch, length] (the labels are the inputs, shifted inside)."""
     if not available():
         return None
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
 
     ids = torch.from_numpy(np.asarray(token_ids, np.int64))
     return _train_step(gpt2(config), {"input_ids": ids, "labels": ids})
@@ -71,8 +71,8 @@ def bert_train_step(config, token_ids, labels):
     """`BertForSequenceClassification` (2 classes) trained on `token_ids` [batch, length] and `labels`."""
     if not available():
         return None
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
+    import transformers  # noqa: PLC0415  (optional: --torch only, when installed)
 
     model = transformers.BertForSequenceClassification(transformers.BertConfig(
         vocab_size=config["vocabulary_size"], hidden_size=config["hidden_dim"],
@@ -87,7 +87,7 @@ def gpt_generate(config, prompts, new_tokens):
     """Greedy `GPT2LMHeadModel.generate` of exactly `new_tokens` per row (no early stop), key/value cache on."""
     if not available():
         return None
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
 
     model = gpt2(dict(config, dropout=0.0)).eval()
     ids = torch.from_numpy(np.asarray(prompts, np.int64))

@@ -18,12 +18,14 @@ import re
 import tempfile
 import time
 
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
+
+# isort: split
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
 from tfllm.data import classification_dataset
 from tfllm.data import read_labeled_text
 from tfllm.models import Bert
