@@ -4,6 +4,7 @@ from tfllm.data.errors import DataError
 from tfllm.data.text_classification import classification_dataset
 from tfllm.data.batching import default_bucket_boundaries
 from tfllm.data.text_classification import read_labeled_text
+from tfllm.data.text_classification import read_text_examples
 from tfllm.data.text_classification import read_table_column
 from tfllm.data.text_classification import steps_per_epoch
 from tfllm.data.conll import read_conll
