@@ -42,6 +42,8 @@ def cases(tmp):
         "tools/rest_predict.py": ([str(empty), "{}"], "SavedModel file does not exist"),
         "tools/serve_bench.py": ([str(empty)], "not a SavedModel directory"),
         "tools/benchmark.py": (["no-such-benchmark"], "usage: benchmark.py"),
+        "tools/glue_transformers.py": ([f"--train_file={missing_tsv}", f"--eval_file={missing_tsv}",
+                                        f"--init_checkpoint={empty}"], f"{missing_tsv}: file not found"),
     }
 
 

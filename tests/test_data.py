@@ -120,7 +120,7 @@ def test_preprocessor_single_segment():
     }
 
 
-def test_preprocessor_pair_round_robin_truncation():
+def test_preprocessor_pair_longest_first_truncation():
     pre = BertPreprocessor(VOCAB, sequence_length=9)
     out = pre((["w1 w2", "w1 w2 w3 w4 w5"], ["w10 w11 w12 w13 w14", "w10"]))
     # Budget 9 - 3 specials = 6 tokens: [2, 4] both fit after trimming b to 4;

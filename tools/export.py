@@ -11,6 +11,9 @@ published Hugging Face / Google BERT folder (exported as sentence
 embeddings, or `--head=classifier` when it holds a classifier). The export
 follows from the saved class (`tfllm.export.EXPORTS`); `--head` chooses only
 where there is more than one (any BERT encoder can also serve embeddings).
+A classifier run's config.json `serving` entry says whether it takes text
+pairs (`text_pair`: inputs `text` and `text_pair`) and whether it is a
+regressor (`task`: `regression` serves a `score`).
 The weights are the run's final ones (model.weights.h5), else its latest
 checkpoint, unless --checkpoint names one (a prefix such as
 <model_dir>/checkpoints/ckpt-500). Writes <export_dir>/<model_name>/<version>/

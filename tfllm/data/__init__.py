@@ -8,4 +8,5 @@ from tfllm.data.parallel_text import translation_dataset
 from tfllm.data.text_classification import classification_dataset
 from tfllm.data.text_classification import read_labeled_text
 from tfllm.data.text_classification import read_table_column
+from tfllm.data.text_classification import read_text_examples
 from tfllm.data.text_classification import steps_per_epoch

@@ -68,22 +68,7 @@ def _read_rows(path, delimiter=None):
 
 def _table(path, columns, delimiter):
     """Checks the header; yields `(line_number, {column: value})` per data row."""
-    rows = _read_rows(path, delimiter)
-    header = next(rows, None)
-    if header is None:
-        raise DataError(f"{path}: empty file, expected a header row with columns {columns}")
-    _, names = header
-    for column in columns:
-        if column not in names:
-            raise DataError(f"{path}: line 1: no column {column!r}; columns found: {names}")
-    index = {column: names.index(column) for column in columns}
-    for line_number, fields in rows:
-        if len(fields) != len(names):
-            raise DataError(
-                f"{path}: line {line_number}: expected {len(names)} fields "
-                f"({', '.join(names)}), found {len(fields)}"
-            )
-        yield line_number, {column: fields[i] for column, i in index.items()}
+    return _named_rows(path, columns, None, delimiter)
 
 
 def read_table_column(path, column, delimiter=None):
@@ -184,8 +169,8 @@ def classification_dataset(
     features, num_truncated = preprocessor.pack_ragged(segments if pairs else segments[0])
     num_examples = len(labels)
     logging.info(
-        "%s: %d of %d texts truncated to %d tokens",
-        name, num_truncated, num_examples, preprocessor.sequence_length,
+        "%s: %d of %d %s truncated to %d tokens",
+        name, num_truncated, num_examples, "pairs" if pairs else "texts", preprocessor.sequence_length,
     )
 
     def add_padding_mask(x, y):
@@ -208,3 +193,113 @@ def steps_per_epoch(num_examples, global_batch_size, drop_remainder=True):
     if drop_remainder:
         return max(num_examples // global_batch_size, 1)
     return math.ceil(num_examples / global_batch_size)
+
+
+# ---- Sentence pairs, string labels, regression scores, headerless files (GLUE) ----
+
+TASKS = ("classification", "regression")
+
+
+def _named_rows(path, wanted, columns, delimiter):
+    """Yields `(line_number, {column: value})` for the `wanted` columns.
+
+    `columns` names the columns of a file WITHOUT a header, by position; when
+    None, line 1 is the header (`text_lines` drops a UTF-8 byte-order mark).
+    """
+    rows = _read_rows(path, delimiter)
+    if columns is None:
+        header = next(rows, None)
+        if header is None:
+            raise DataError(f"{path}: empty file, expected a header row with columns {list(wanted)}")
+        names = list(header[1])
+        where = f"{path}: line 1"
+    else:
+        names = list(columns)
+        where = f"{path}: columns named by position ({', '.join(names)}), no header"
+    for column in wanted:
+        if column not in names:
+            raise DataError(f"{where}: no column {column!r}; columns found: {names}")
+    index = {column: names.index(column) for column in wanted}
+    for line_number, fields in rows:
+        if len(fields) != len(names):
+            raise DataError(f"{path}: line {line_number}: expected {len(names)} fields "
+                            f"({', '.join(names)}), found {len(fields)}")
+        yield line_number, {column: fields[i] for column, i in index.items()}
+
+
+def _class_id(raw, where, label_column, label_names, num_classes):
+    """A label's class id: its position in `label_names`, or the label itself as an integer id."""
+    if label_names and raw in label_names:
+        return label_names.index(raw)
+    try:
+        label = int(raw)
+    except ValueError:
+        expected = f"one of {', '.join(label_names)} or an integer id" if label_names else "an integer"
+        raise DataError(f"{where}: label {raw!r} in column {label_column!r}: expected {expected}") from None
+    if label < 0 or (num_classes is not None and label >= num_classes):
+        expected = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+        raise DataError(f"{where}: label {label} in column {label_column!r} out of range, expected {expected}")
+    return label
+
+
+def _score(raw, where, label_column):
+    try:
+        score = float(raw)
+    except ValueError:
+        score = float("nan")
+    if not math.isfinite(score):
+        raise DataError(f"{where}: label {raw!r} in column {label_column!r}: expected a finite number (regression)")
+    return score
+
+
+def read_text_examples(path, text_column="sentence", text_b_column=None, label_column="label",
+                       task="classification", label_names=None, num_classes=None, columns=None,
+                       delimiter=None):
+    """Reads single texts or text pairs with class or score labels from a TSV/CSV file (the GLUE layouts).
+
+    Args:
+        path: `.tsv` (tab-separated, no quoting) or `.csv` file; other names
+            need `delimiter`.
+        text_column: the column of the text (of the first text of a pair).
+        text_b_column: the column of the second text of a pair, or None.
+        label_column: the column of the label.
+        task: "classification": a label is one of `label_names` (its id is
+            its position there, e.g. RTE's `entailment`) or an integer id;
+            "regression": a label is a float (e.g. STS-B's 0-5 score).
+        label_names: class names in id order (classification).
+        num_classes: if given, integer labels must be in `0..num_classes-1`
+            (default: `len(label_names)` when they are given).
+        columns: names of the columns of a file without a header row, in
+            order (e.g. CoLA's `source,label,mark,sentence`); None: line 1 is
+            the header.
+        delimiter: overrides the delimiter implied by the file name.
+
+    Returns `(texts, labels)`: `texts` is a list of str, or a tuple of two
+    lists for pairs (what `classification_dataset` takes); `labels` int32
+    class ids or float32 scores.
+
+    Raises `DataError` naming the file, the 1-based line and what was
+    expected: a missing file or column, a wrong number of fields, a label not
+    among `label_names` nor an id in range, a score that is not a number, an
+    empty text.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    label_names = list(label_names) if label_names else None
+    if num_classes is None and label_names:
+        num_classes = len(label_names)
+    text_columns = [text_column] + ([text_b_column] if text_b_column else [])
+    segments, labels = tuple([] for _ in text_columns), []
+    for line_number, row in _named_rows(path, [*text_columns, label_column], columns, delimiter):
+        where = f"{path}: line {line_number}"
+        raw = row[label_column].strip()
+        if task == "regression":
+            labels.append(_score(raw, where, label_column))
+        else:
+            labels.append(_class_id(raw, where, label_column, label_names, num_classes))
+        for column, texts in zip(text_columns, segments):
+            if not row[column].strip():
+                raise DataError(f"{where}: empty text in column {column!r}")
+            texts.append(row[column])
+    labels = np.array(labels, dtype=np.float32 if task == "regression" else np.int32)
+    return (segments if text_b_column else segments[0]), labels

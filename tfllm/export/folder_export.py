@@ -94,7 +94,9 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
         return export_embeddings(preprocessor, getattr(model, "backbone", model), **common)
     if head == "classifier":
         return export_classifier(preprocessor, model, label_names=label_names or loaded.labels,
-                                 token_ids_signatures=token_ids_signatures, **common)
+                                 token_ids_signatures=token_ids_signatures,
+                                 task=loaded.serving.get("task", "classification"),
+                                 text_pair=loaded.serving.get("text_pair", False), **common)
     if head == "tagger":
         return export_tagger(preprocessor, model, loaded.labels, split_punctuation=split_punctuation, **common)
     return export_span_qa(preprocessor, model, **common,

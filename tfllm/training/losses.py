@@ -14,6 +14,12 @@ def classification_accuracy(labels, logits):
     return tf.cast(tf.equal(predictions, tf.cast(labels, tf.int32)), tf.float32)
 
 
+def regression_loss(labels, outputs):
+    """Squared error per example, of a one-output model's `[B, 1]` score and a float label `[B]`."""
+    scores = tf.cast(outputs, tf.float32)[:, 0]
+    return tf.square(scores - tf.cast(labels, tf.float32))
+
+
 def token_loss(labels, logits):
     """Mean cross-entropy over the tokens of each sequence: [B, T] labels, [B, T, V] logits -> [B]."""
     per_token = tf.keras.losses.sparse_categorical_crossentropy(

@@ -21,16 +21,20 @@ class BertPreprocessor(keras.layers.Layer):
     """WordPiece-tokenizes and packs one or two segments for BERT.
 
     `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, segment ids 0 for `a` (and its
-    `[CLS]`/`[SEP]`) and 1 for `b`, truncated to `sequence_length`
-    (round-robin between segments), padded with `[PAD]` (id 0).
+    `[CLS]`/`[SEP]`) and 1 for `b`, truncated to `sequence_length` (a pair
+    longest-first, as BERT and Hugging Face do), padded with `[PAD]` (id 0).
 
     Args:
         vocabulary: list of WordPiece tokens or a vocabulary file path.
         sequence_length: int, length of the packed (padded) output.
         lowercase: bool. Lower-case text (BERT uncased).
         strip_accents: bool or None. None follows `lowercase`.
-        truncate: "round_robin" (BERT) or "waterfall" (cut the last segment
-            first), for two segments.
+        truncate: how a pair is cut to fit, "longest_first" (BERT, and
+            exactly Hugging Face's fast tokenizers: cut the longer segment
+            until both are as long, then both, an odd token left to the
+            longer, or to `b` on a tie), "round_robin" (keras-hub: tokens are
+            taken from each segment in turn, an odd one to `a`) or
+            "waterfall" (cut the last segment first).
 
     Call args:
         x: a string tensor `[B]` (or a list of strings), or a tuple of two.
@@ -51,7 +55,7 @@ class BertPreprocessor(keras.layers.Layer):
         sequence_length=128,
         lowercase=True,
         strip_accents=None,
-        truncate="round_robin",
+        truncate="longest_first",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -63,6 +67,8 @@ class BertPreprocessor(keras.layers.Layer):
         self.sequence_length = sequence_length
         self.lowercase = lowercase
         self.strip_accents = strip_accents
+        if truncate not in ("longest_first", "round_robin", "waterfall"):
+            raise ValueError(f"truncate must be 'longest_first', 'round_robin' or 'waterfall', got {truncate!r}")
         self.truncate = truncate
         self.tokenizer = WordPieceTokenizer(
             vocabulary, lowercase=lowercase, strip_accents=strip_accents
@@ -75,7 +81,8 @@ class BertPreprocessor(keras.layers.Layer):
             start_value=self.cls_token_id,
             end_value=self.sep_token_id,
             pad_value=self.pad_token_id,
-            truncate=truncate,
+            # longest_first cuts the pair before packing (`_fit`), so nothing is left to cut.
+            truncate="waterfall" if truncate == "longest_first" else truncate,
             _allow_python_workflow=False,
         )
         # Traced `pack_ragged` functions by number of segments. Set past Keras'
@@ -93,7 +100,7 @@ class BertPreprocessor(keras.layers.Layer):
     @preprocessing_function
     def call(self, x):
         segments = tuple(self.tokenizer(s) for s in self._segments(x))
-        token_ids, segment_ids = self.packer(segments)
+        token_ids, segment_ids = self.packer(self._fit(segments))
         return {
             "token_ids": token_ids,
             "segment_ids": segment_ids,
@@ -129,6 +136,30 @@ class BertPreprocessor(keras.layers.Layer):
         }
         return features, num_truncated
 
+    def _fit(self, segments):
+        """With `truncate="longest_first"`, a pair of ragged token ids cut as Hugging Face cuts them.
+
+        The pair's budget is `sequence_length - 3`. If both fit, nothing is
+        cut; if the shorter fits in half the budget it is kept and the longer
+        gets the rest; otherwise both get half, the odd token going to the
+        longer one (to `b` when they are as long).
+        """
+        if self.truncate != "longest_first" or len(segments) != 2:
+            return segments
+        a, b = segments
+        budget = tf.cast(self.sequence_length - 3, a.row_splits.dtype)
+        len_a, len_b = a.row_lengths(), b.row_lengths()
+        shorter = tf.minimum(len_a, len_b)
+        halve = 2 * shorter > budget
+        keep_shorter = tf.where(halve, budget // 2, shorter)
+        keep_longer = budget - keep_shorter
+        a_shorter = len_a <= len_b  # a tie counts `a` as the shorter: `b` gets the odd token
+        fits = len_a + len_b <= budget
+        keep_a = tf.where(fits, len_a, tf.where(a_shorter, keep_shorter, keep_longer))
+        keep_b = tf.where(fits, len_b, tf.where(a_shorter, keep_longer, keep_shorter))
+        cut = lambda t, keep: tf.ragged.boolean_mask(t, tf.ragged.range(t.row_lengths()) < keep[:, None])  # noqa: E731
+        return cut(a, keep_a), cut(b, keep_b)
+
     def _make_pack_function(self, num_segments):
         num_special = 1 + num_segments
 
@@ -136,7 +167,7 @@ class BertPreprocessor(keras.layers.Layer):
         def pack(*texts):
             tokens = tuple(self.tokenizer(t) for t in texts)
             raw_length = tf.add_n([t.row_lengths() for t in tokens]) + num_special
-            token_ids, segment_ids = self.packer(tokens)
+            token_ids, segment_ids = self.packer(self._fit(tokens))
             lengths = tf.minimum(raw_length, self.sequence_length)
             truncated = tf.reduce_sum(tf.cast(raw_length > self.sequence_length, tf.int64))
             return (

@@ -1,0 +1,122 @@
+"""The PyTorch/`transformers` reference for a GLUE run of recipes/classify.py: same data, checkpoint and settings.
+
+    python tools/glue_transformers.py --train_file=../shared/data/glue/MRPC/train.tsv \
+        --eval_file=../shared/data/glue/MRPC/dev.tsv --text_column="#1 String" --text_b_column="#2 String" \
+        --label_column=Quality --init_checkpoint=<Hugging Face BERT folder> --learning_rate=1e-4 --epochs=3
+
+takes the data flags of recipes/classify.py (the same reader reads the same
+rows) and fine-tunes `transformers.BertForSequenceClassification` ([CLS]
+pooler, dropout 0.1; one output and mean squared error for
+`--task=regression`) as people run it: eager PyTorch on every core, batches
+shuffled each epoch and padded to their longest pair (dynamic padding),
+Hugging Face's tokenizer with longest-first truncation, AdamW with weight
+decay off for biases and LayerNorm, linear warmup then linear decay to 0,
+global gradient-norm clipping. Prints the same `eval:` line (same metrics,
+`tfllm.metrics`) and the wall time of training.
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import flags
+
+from tfllm.cli import run
+from tfllm.data import read_text_examples
+from tfllm.metrics import classification_scores
+from tfllm.metrics import regression_scores
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_file", None, "Training TSV/CSV (as recipes/classify.py).", required=True)
+flags.DEFINE_string("eval_file", None, "Evaluation TSV/CSV.", required=True)
+flags.DEFINE_list("columns", None, "Column names of files without a header.")
+flags.DEFINE_string("text_column", "sentence", "Column of the (first) text.")
+flags.DEFINE_string("text_b_column", None, "Column of the second text of a pair.")
+flags.DEFINE_string("label_column", "label", "Column of the label.")
+flags.DEFINE_enum("task", "classification", ["classification", "regression"], "As recipes/classify.py.")
+flags.DEFINE_list("label_names", None, "Class names in id order.")
+flags.DEFINE_integer("num_classes", 2, "Classes when no --label_names.")
+flags.DEFINE_string("init_checkpoint", None, "A Hugging Face BERT folder.", required=True)
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per pair (longest-first truncation).")
+flags.DEFINE_integer("batch_size", 32, "Examples per update.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("epochs", 3, "Passes over the training set.")
+flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of updates with linear warmup.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and LayerNorm).")
+flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
+flags.DEFINE_integer("seed", 0, "Seed for the head, shuffling and dropout.")
+
+
+def read(path):
+    num_classes = len(FLAGS.label_names) if FLAGS.label_names else FLAGS.num_classes
+    texts, labels = read_text_examples(path, FLAGS.text_column, FLAGS.text_b_column, FLAGS.label_column,
+                                       task=FLAGS.task, label_names=FLAGS.label_names, num_classes=num_classes,
+                                       columns=FLAGS.columns)
+    return (texts if isinstance(texts, tuple) else (texts,)), labels
+
+
+def main(_):
+    import torch  # noqa: PLC0415  (test extra, not a tfllm dependency)
+    import transformers  # noqa: PLC0415
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(FLAGS.seed)
+    rng = np.random.default_rng(FLAGS.seed)
+    regression = FLAGS.task == "regression"
+    train_texts, train_labels = read(FLAGS.train_file)
+    eval_texts, eval_labels = read(FLAGS.eval_file)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.init_checkpoint)
+    num_labels = 1 if regression else (len(FLAGS.label_names) if FLAGS.label_names else FLAGS.num_classes)
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        FLAGS.init_checkpoint, num_labels=num_labels, problem_type="regression" if regression else None,
+        hidden_dropout_prob=FLAGS.dropout, attention_probs_dropout_prob=FLAGS.dropout)
+
+    def batch(texts, indices):  # padded to the batch's longest pair
+        return tokenizer(*([t[i] for i in indices] for t in texts), truncation=True,
+                         max_length=FLAGS.max_seq_length, padding="longest", return_tensors="pt")
+
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": FLAGS.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=FLAGS.learning_rate, eps=1e-6)
+    steps_per_epoch = max(len(train_labels) // FLAGS.batch_size, 1)
+    total = int(FLAGS.epochs * steps_per_epoch)
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(FLAGS.warmup_ratio * total), total)
+    label_dtype = torch.float32 if regression else torch.long
+
+    start = time.time()
+    model.train()
+    order = []
+    for step in range(total):
+        if len(order) < FLAGS.batch_size:
+            order = list(rng.permutation(len(train_labels)))
+        indices, order = order[: FLAGS.batch_size], order[FLAGS.batch_size :]
+        outputs = model(**batch(train_texts, indices), labels=torch.tensor(train_labels[indices], dtype=label_dtype))
+        outputs.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), FLAGS.clipnorm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if (step + 1) % 50 == 0 or step + 1 == total:
+            print(f"step {step + 1}/{total}  loss {outputs.loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
+    train_seconds = time.time() - start
+
+    model.eval()
+    predictions = []
+    with torch.no_grad():
+        for first in range(0, len(eval_labels), FLAGS.batch_size):
+            indices = list(range(first, min(first + FLAGS.batch_size, len(eval_labels))))
+            predictions.append(model(**batch(eval_texts, indices)).logits.numpy())
+    outputs = np.concatenate(predictions)
+    if regression:
+        mse = float(np.mean((outputs[:, 0] - eval_labels) ** 2))
+        results = dict(regression_scores(eval_labels, outputs[:, 0]), loss=mse)
+    else:
+        results = classification_scores(eval_labels, outputs.argmax(-1), num_labels)
+    print("eval: " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()) +
+          f"  ({len(eval_labels)} examples of {FLAGS.eval_file}); training {train_seconds:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    run(main)
