@@ -5,11 +5,13 @@ import tensorflow as tf
 from keras import ops
 
 # Variables that get no weight decay: every bias, and the LayerNorm scale and
-# offset (Keras names them `gamma`/`beta`). Keras `re.search`es these patterns
-# in the TensorFlow variable's name, which is the path plus a suffix:
-# "encoder_layer_0/attention_layer_norm/gamma:0", or ".../bias/replica_1:0"
-# under MirroredStrategy (checked on Keras 3.15), so match the last segment.
-NO_WEIGHT_DECAY = [r"(^|/)(bias|gamma|beta)(/replica_\d+)?(:\d+)?$"]
+# offset (Keras names them `gamma`/`beta`), as BERT's `exclude_from_weight_decay`
+# and the `no_decay` groups of Hugging Face recipes. Keras `re.search`es these
+# patterns in the variable's name: the last path segment ("gamma", "bias",
+# keras-hub MaskedLMHead's "output_bias", = BERT's cls/predictions/output_bias),
+# or a TensorFlow name with a suffix (".../bias/replica_1:0" under
+# MirroredStrategy), so match the end of the last segment.
+NO_WEIGHT_DECAY = [r"(^|[/_])(bias|gamma|beta)(/replica_\d+)?(:\d+)?$"]
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
