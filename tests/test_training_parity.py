@@ -14,7 +14,9 @@ e.g. one bias decayed on one side only).
 What these tests found in tfllm, now fixed: epsilon added before Adam's bias
 correction (Keras' "epsilon hat": losses 0.8% apart after 20 MiniLM steps),
 `mlm_head/output_bias` weight-decayed, and `Bert.from_pretrained(dropout=0.0)`
-leaving a published config's attention dropout at 0.1.
+leaving a published config's attention dropout at 0.1. Each of them put
+back fails a test here (the output_bias decay through the weights: 5e-3 of
+its movement, noise 2e-4), and so do a schedule one step off and clipping at 2.
 """
 
 import glob
@@ -200,7 +202,7 @@ def test_bert_pretraining_matches_transformers(minilm_dir, sst2_dir, tmp_path):
     with torch.no_grad():  # biases and LayerNorm away from 0/1, so decaying one of them would show
         for name, p in reference.named_parameters():
             if "bias" in name or "LayerNorm" in name:
-                p.add_(torch.randn(p.shape) * 0.2)
+                p.add_(torch.randn(p.shape) * 0.5)
     reference.save_pretrained(tmp_path / "initial")
     model = BertPretrainer.from_pretrained(tmp_path / "initial")
 
