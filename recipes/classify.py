@@ -170,7 +170,7 @@ def main(_):
 
     start = time.time()
     trainer.train(train_data, max_steps=steps)
-    logging.info("Training took %.0f s", time.time() - start)
+    logging.info("Training took %.1f s", time.time() - start)
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
     if eval_data:

