@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tfllm.models import Bert
+from tfllm.tokenizers import WordPieceTokenizer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,16 +69,42 @@ def test_every_recipe_and_tool_lists_a_case():
 BAD_FLAGS = ["--batch_size=0", "--learning_rate=nan", "--num_cpu_devices=3"]
 
 
+def more_cases(tmp):
+    """Bad input that needs files: an empty merges.txt; --max_seq_length beyond a checkpoint's position table."""
+    (tmp / "text.txt").write_text("hello world\n\nanother text\n")
+    (tmp / "vocab.json").write_text('{"h": 0, "e": 1, "<|endoftext|>": 2}')
+    (tmp / "merges.txt").write_text("")
+    (tmp / "train.tsv").write_text("sentence\tlabel\nthe film\t1\na film\t0\n")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "film"]
+    Bert(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+         max_sequence_length=16).save_pretrained(tmp / "short_bert", tokenizer=WordPieceTokenizer(vocab))
+    return {
+        "recipes/train_gpt.py": ([f"--text_file={tmp / 'text.txt'}", "--tokenizer=bpe",
+                                  f"--bpe_vocab={tmp / 'vocab.json'}", f"--bpe_merges={tmp / 'merges.txt'}",
+                                  f"--model_dir={tmp / 'm8'}"],
+                                 f"{tmp / 'merges.txt'}: no merge rules"),
+        "recipes/classify.py": ([f"--train_file={tmp / 'train.tsv'}", f"--init_checkpoint={tmp / 'short_bert'}",
+                                 "--max_seq_length=64", f"--model_dir={tmp / 'm9'}"],
+                                "--max_seq_length=64 is longer than"),
+    }
+
+
 def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     table = cases(tmp_path)
     jobs = [(script, args) for script, (args, _) in table.items()]
+    more = list(more_cases(tmp_path).items())
     jobs += [("recipes/classify.py", [f"--train_file={tmp_path / 'x.tsv'}", f"--model_dir={tmp_path}", flag])
              for flag in BAD_FLAGS]
+    jobs += [(script, args) for script, (args, _) in more]
     procs = run_all(jobs)
     assert len(procs) == len(jobs)
     problems = []
     for (script, (_, message)), proc in zip(table.items(), procs):
+        errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
+        if proc["exit"] != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc["stderr"]:
+            problems.append(f"{script}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")
+    for (script, (_, message)), proc in zip(more, procs[len(table) + len(BAD_FLAGS):]):
         errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
         if proc["exit"] != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc["stderr"]:
             problems.append(f"{script}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")

@@ -26,6 +26,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
+from tfllm.errors import DataError
+
 END_OF_TEXT = "<|endoftext|>"
 # Strings per call of the compiled tokenizer in `encode`.
 _ENCODE_BATCH = 1024
@@ -139,11 +141,20 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
     """
 
     def __init__(self, vocabulary=None, merges=None, sequence_length=None, special_tokens=None, **kwargs):
+        vocabulary_source = os.fspath(vocabulary) if isinstance(vocabulary, (str, os.PathLike)) else "vocabulary"
+        merges_source = os.fspath(merges) if isinstance(merges, (str, os.PathLike)) else "merges"
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = read_vocabulary(vocabulary)
         if isinstance(merges, (str, os.PathLike)):
             merges = read_merges(merges)
         merges = [m for m in (merges or []) if not m.startswith("#version")]
+        # keras-hub cannot build its lookup tables from nothing (a raw HashTableV2 error): say which file is empty.
+        if vocabulary is not None and not vocabulary:
+            raise DataError(f"{vocabulary_source}: no tokens; expected a GPT-2 style vocab.json "
+                            "({\"token\": id, ...}; tools/build_vocab.py --type=bpe writes one)")
+        if vocabulary is not None and not merges:
+            raise DataError(f"{merges_source}: no merge rules; expected GPT-2 style merges.txt lines \"a b\" "
+                            "(tools/build_vocab.py --type=bpe writes one)")
         for key in ("add_prefix_space", "unsplittable_tokens", "_allow_python_workflow"):
             kwargs.pop(key, None)
         if special_tokens is None:
