@@ -35,9 +35,10 @@ EXPORTS = {
 HEADS = tuple(dict.fromkeys(head for heads in EXPORTS.values() for head in heads))
 
 
-def saved_class(folder, head=None):
-    """The class name a folder's model loads as: a tfllm folder's own; a published one's encoder or classifier."""
-    if detect_format(folder) == "tfllm":
+def saved_class(folder, fmt, head=None):
+    """The class name a folder (of `detect_format` kind `fmt`) loads as: a tfllm folder's own; a published
+    one's encoder or classifier."""
+    if fmt == "tfllm":
         return read_config(folder)["tfllm_class"]
     if head not in (None, "embeddings", "classifier"):
         raise ConfigError(f"--head={head} needs a tfllm folder (a recipe's --model_dir); {folder} is a published "
@@ -45,9 +46,9 @@ def saved_class(folder, head=None):
     return "BertClassifier" if head == "classifier" else "Bert"
 
 
-def choose_head(folder, head=None):
+def choose_head(folder, fmt, head=None):
     """`head`, checked against what the folder's model can be exported as, or its default."""
-    saved = saved_class(folder, head)
+    saved = saved_class(folder, fmt, head)
     heads = EXPORTS.get(saved, ())
     if (head or (heads[0] if heads else None)) not in heads:
         raise ConfigError(f"--head={head} cannot be exported from {folder}: it holds a {saved} "
@@ -55,9 +56,9 @@ def choose_head(folder, head=None):
     return saved, head or heads[0]
 
 
-def load_folder(folder, saved, checkpoint=None):
+def load_folder(folder, fmt, saved, checkpoint=None):
     """The folder's model as a `LoadedModel`: a tfllm folder as saved, a published one as `saved` names."""
-    if detect_format(folder) == "tfllm":
+    if fmt == "tfllm":
         return load(folder, checkpoint=checkpoint)
     model = (BertClassifier if saved == "BertClassifier" else Bert).from_pretrained(folder)
     return LoadedModel(model, load_tokenizer(folder), {}, folder)
@@ -74,8 +75,9 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     else its latest checkpoint. The other arguments are the head's options
     (see each `export_*` function); unset ones take the run's saved values.
     """
-    saved, head = choose_head(folder, head)
-    loaded = load_folder(folder, saved, checkpoint)
+    fmt = detect_format(folder)  # once: each call reads config.json and lists the folder
+    saved, head = choose_head(folder, fmt, head)
+    loaded = load_folder(folder, fmt, saved, checkpoint)
     log(f"restored: {loaded.weights}")
     model = loaded.model
     if loaded.config.get("peft"):
