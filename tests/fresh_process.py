@@ -1,34 +1,123 @@
-"""Call a SavedModel signature the way a server does: a new process with only TF and tensorflow_text."""
+"""Call a SavedModel signature the way a server does: in a process that imports only TF and tensorflow_text.
 
+One such process per test worker answers every call (started on first use,
+ended when the tests end): TensorFlow's start-up, ~6-8 s here, would
+otherwise be paid by every export test. After each request it checks that it
+still has not imported tfllm or keras_hub, so exports are proven to stand
+alone; each request loads its SavedModels anew.
+"""
+
+import atexit
 import json
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
-_SCRIPT = r"""
-import json, sys
+REST_TOOL = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
+
+_SERVER = r"""
+import importlib.util, json, sys, traceback
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-loaded, results = {}, []
-for export_dir, signature, inputs in json.loads(sys.stdin.read()):
-    if export_dir not in loaded:
-        loaded[export_dir] = tf.saved_model.load(export_dir)
+
+def rest_tool(path, tools={}):
+    if path not in tools:
+        spec = importlib.util.spec_from_file_location("rest_predict", path)
+        tools[path] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tools[path])
+    return tools[path]
+
+def call(loaded, export_dir, signature, inputs):
     fn = loaded[export_dir].signatures[signature]
     specs = fn.structured_input_signature[1]
     try:
         out = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
-        results.append({k: v.numpy().tolist() for k, v in out.items()})
+        return {k: v.numpy().tolist() for k, v in out.items()}
     except tf.errors.OpError as e:
-        results.append({"error": e.message})
-assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules, "the server process imported tfllm"
-print(json.dumps(results, default=lambda b: b.decode()))
+        return {"error": e.message}
+
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        loaded, results = {}, []
+        for item in request["items"]:
+            export_dir = item[0]
+            if export_dir not in loaded:
+                loaded[export_dir] = tf.saved_model.load(export_dir)
+            if request["kind"] == "rest":
+                results.append(rest_tool(request["tool"]).predict(loaded[export_dir], item[1]))
+            else:
+                results.append(call(loaded, *item))
+        assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules, "the server process imported tfllm"
+        reply = {"results": results}
+    except Exception:
+        reply = {"failure": traceback.format_exc()}
+    print("@reply", json.dumps(reply, default=lambda b: b.decode()), flush=True)
 """
 
 
+class _Server:
+    """The long-lived TF-only process; requests and replies are JSON lines on its stdin and stdout."""
+
+    def __init__(self):
+        self.log = tempfile.TemporaryFile(mode="w+")  # its stderr (TF's logging); a pipe could fill and block
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, bufsize=1)
+        self.replies = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        atexit.register(self.close)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("@reply "):  # anything else a library prints is not a reply
+                self.replies.put(line[len("@reply "):])
+        self.replies.put(None)  # the process ended
+
+    def request(self, request, timeout):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        try:
+            line = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            self.close()
+            raise AssertionError(f"serving process gave no reply in {timeout} s") from None
+        if line is None:
+            self.log.seek(0)
+            raise AssertionError(f"serving process died:\n{self.log.read()[-3000:]}")
+        reply = json.loads(line)
+        if "failure" in reply:
+            raise AssertionError(f"serving process failed:\n{reply['failure'][-3000:]}")
+        return reply["results"]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def close(self):
+        if self.alive():
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_server = None
+
+
+def _request(request, timeout):
+    global _server
+    if _server is None or not _server.alive():
+        _server = _Server()
+    return _server.request(request, timeout)
+
+
 def serve_calls_in_fresh_process(calls, timeout=300):
-    """Outputs (dicts of lists) of each `(export_dir, signature, inputs)` call, all in ONE new process
-    (its start-up, ~8 s here, dominates); a call the graph rejects gives `{"error": message}`."""
-    return _run_script(_SCRIPT, [], [(str(d), s, i) for d, s, i in calls], timeout)
+    """Outputs (dicts of lists) of each `(export_dir, signature, inputs)` call, in the TF-only process;
+    a call the graph rejects gives `{"error": message}`."""
+    return _request({"kind": "signature", "items": [(str(d), s, i) for d, s, i in calls]}, timeout)
 
 
 def serve_in_fresh_process(export_dir, inputs, signature="serving_default", timeout=300):
@@ -39,36 +128,7 @@ def serve_in_fresh_process(export_dir, inputs, signature="serving_default", time
     return out
 
 
-_REST_SCRIPT = r"""
-import importlib.util, json, sys
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-spec = importlib.util.spec_from_file_location("rest_predict", sys.argv[1])
-rest = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rest)
-loaded, replies = {}, []
-for export_dir, body in json.loads(sys.stdin.read()):
-    if export_dir not in loaded:
-        loaded[export_dir] = tf.saved_model.load(export_dir)
-    replies.append(rest.predict(loaded[export_dir], body))
-assert "tfllm" not in sys.modules and "keras_hub" not in sys.modules, "the server process imported tfllm"
-print(json.dumps(replies))
-"""
-
-
 def rest_predict_in_fresh_process(requests, timeout=300):
-    """TF Serving REST replies (dicts) to `requests`, a list of `(savedmodel_dir, JSON body)`, all in one new
-    process that imports only TensorFlow and tensorflow_text (tools/rest_predict.py answers them)."""
-    tool = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
-    return _run_script(_REST_SCRIPT, [str(tool)], [(str(d), b) for d, b in requests], timeout)
-
-
-def _run_script(script, args, payload, timeout):
-    """Run `script` in a new interpreter with `payload` as JSON on stdin; its last stdout line, parsed."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script, *args], input=json.dumps(payload), capture_output=True, text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"serving process failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """TF Serving REST replies (dicts) to `requests`, a list of `(savedmodel_dir, JSON body)`, answered in the
+    TF-only process by tools/rest_predict.py."""
+    return _request({"kind": "rest", "tool": str(REST_TOOL), "items": [(str(d), b) for d, b in requests]}, timeout)

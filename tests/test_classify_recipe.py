@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.fresh_process import serve_in_fresh_process
+from tests.run_script import run_script
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
@@ -34,19 +33,14 @@ def write_toy_tsv(path, n, seed):
 
 
 def run_recipe(tmp_path, *extra, check=True):
-    args = [
-        sys.executable, str(ROOT / "recipes" / "classify.py"),
-        f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
+    return run_script(
+        "recipes/classify.py", f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
         f"--model_dir={tmp_path / 'model'}", f"--export_dir={tmp_path / 'export'}",
         "--model_name=toy", "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16",
         "--batch_size=32", "--learning_rate=3e-3", "--epochs=6", "--dropout=0.0",
         "--label_names=negative,positive", "--strategy=cpu", "--log_every=20", "--checkpoint_every=20",
-        *extra,
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"classify.py failed:\n{proc.stderr[-4000:]}")
-    return proc
+        *extra, check=check,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +94,7 @@ def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):
 
 def test_query_tool_prints_labels(trained):
     tmp_path, _ = trained
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "query_savedmodel.py"),
-                           str(tmp_path / "export" / "toy" / "1"), "a lovely film"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_script("tools/query_savedmodel.py", tmp_path / "export" / "toy" / "1", "a lovely film")
     assert "positive" in proc.stdout and "a lovely film" in proc.stdout
 
 

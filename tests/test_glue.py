@@ -8,8 +8,6 @@ are shared by the recipe and export tests.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import tensorflow as tf
 from tests.conftest import SHARED_DATA
 from tests.fresh_process import rest_predict_in_fresh_process
 from tests.fresh_process import serve_calls_in_fresh_process
+from tests.run_script import run_script
 from tfllm import export
 from tfllm.data import read_text_examples
 from tfllm.errors import DataError
@@ -221,18 +220,13 @@ def write_toy_pairs(path, n, seed, header=True, regression=False):
 
 
 def run_classify(tmp_path, *extra, check=True):
-    args = [
-        sys.executable, str(ROOT / "recipes" / "classify.py"),
-        f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
+    return run_script(
+        "recipes/classify.py", f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
         f"--model_dir={tmp_path / 'model'}", "--preset=bert_nano", "--vocab_size=100", "--max_seq_length=24",
         "--batch_size=32", "--learning_rate=3e-3", "--epochs=6", "--dropout=0.0", "--strategy=cpu",
         "--log_every=20", "--checkpoint_every=1000", "--text_column=sentence1", "--text_b_column=sentence2",
-        *extra,
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"classify.py failed:\n{proc.stderr[-4000:]}")
-    return proc
+        *extra, check=check,
+    )
 
 
 @pytest.fixture(scope="module")

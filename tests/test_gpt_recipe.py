@@ -1,13 +1,12 @@
 """train_gpt.py / generate.py end to end, and the generation SavedModel served without tfllm."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fresh_process import serve_calls_in_fresh_process
 from tests.fresh_process import serve_in_fresh_process
+from tests.run_script import run_script
 from tfllm.data.vocabulary_files import build_byte_pair_files
 from tfllm.export.gpt_export import export_gpt
 from tfllm.models import load
@@ -20,12 +19,10 @@ def run(tmp_path_factory):
     """A tiny char-level run on a repetitive text it can learn in 150 steps."""
     tmp = tmp_path_factory.mktemp("gpt")
     (tmp / "text.txt").write_text("abcdefgh " * 3000)
-    args = [sys.executable, str(ROOT / "recipes" / "train_gpt.py"), f"--text_file={tmp / 'text.txt'}",
-            f"--model_dir={tmp / 'model'}", "--num_layers=1", "--num_heads=2", "--hidden_dim=32",
-            "--block_size=24", "--batch_size=16", "--max_steps=150", "--warmup_steps=10",
-            "--learning_rate=1e-2", "--eval_every=75", "--log_every=50", "--strategy=cpu"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script("recipes/train_gpt.py", f"--text_file={tmp / 'text.txt'}",
+                      f"--model_dir={tmp / 'model'}", "--num_layers=1", "--num_heads=2", "--hidden_dim=32",
+                      "--block_size=24", "--batch_size=16", "--max_steps=150", "--warmup_steps=10",
+                      "--learning_rate=1e-2", "--eval_every=75", "--log_every=50", "--strategy=cpu")
     return tmp, proc
 
 
@@ -38,10 +35,8 @@ def test_training_learns_the_repeating_text(run):
 
 def test_generate_recipe_continues_the_pattern(run):
     tmp, _ = run
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "generate.py"), f"--model_dir={tmp / 'model'}",
-                           "--prompt=abc", "--max_new_tokens=40", "--temperature=0", "--jit_compile=false"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_script("recipes/generate.py", f"--model_dir={tmp / 'model'}",
+                      "--prompt=abc", "--max_new_tokens=40", "--temperature=0", "--jit_compile=false")
     assert "abcdefgh abcdefgh abcdefgh" in proc.stdout
 
 
@@ -68,15 +63,14 @@ def test_bpe_path_train_generate_and_serve(tmp_path):
     text = ("the quick brown fox jumps over the lazy dog . " * 20 + "\n\n") * 40
     (tmp_path / "text.txt").write_text(text)
     build_byte_pair_files([str(tmp_path / "text.txt")], str(tmp_path / "bpe"), 300, log=lambda *a: None)
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "train_gpt.py"),
-                           f"--text_file={tmp_path / 'text.txt'}", f"--model_dir={tmp_path / 'model'}",
-                           "--tokenizer=bpe",
-                           f"--bpe_vocab={tmp_path / 'bpe' / 'vocab.json'}",
-                           f"--bpe_merges={tmp_path / 'bpe' / 'merges.txt'}", "--num_layers=1", "--num_heads=2",
-                           "--hidden_dim=32", "--block_size=24", "--batch_size=16", "--max_steps=100",
-                           "--warmup_steps=10", "--learning_rate=1e-2", "--eval_every=100", "--log_every=50",
-                           "--strategy=cpu"], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script("recipes/train_gpt.py",
+                      f"--text_file={tmp_path / 'text.txt'}", f"--model_dir={tmp_path / 'model'}",
+                      "--tokenizer=bpe",
+                      f"--bpe_vocab={tmp_path / 'bpe' / 'vocab.json'}",
+                      f"--bpe_merges={tmp_path / 'bpe' / 'merges.txt'}", "--num_layers=1", "--num_heads=2",
+                      "--hidden_dim=32", "--block_size=24", "--batch_size=16", "--max_steps=100",
+                      "--warmup_steps=10", "--learning_rate=1e-2", "--eval_every=100", "--log_every=50",
+                      "--strategy=cpu")
     line = [line for line in proc.stdout.splitlines() if line.startswith("validation:")][0]
     loss = float(line.split()[2])
     assert loss < 0.5, proc.stdout  # a 1-layer model learns the repeated sentence (uniform: ln 300 = 5.7)

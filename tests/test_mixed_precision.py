@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.fresh_process import serve_in_fresh_process
-from tests.test_classify_recipe import run_recipe
-from tests.test_classify_recipe import write_toy_tsv
 from tfllm.training import AdamW
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
@@ -228,12 +225,4 @@ def test_resume_under_another_precision_keeps_the_optimizer_state(tmp_path):
     assert int(resumed.optimizer.iterations.numpy()) == 5
 
 
-def test_classify_recipe_trains_and_exports_under_fp16(tmp_path):
-    """--mixed_precision=fp16 end to end: loss-scaled training, float32 probabilities served."""
-
-    write_toy_tsv(tmp_path / "train.tsv", 256, seed=0)
-    write_toy_tsv(tmp_path / "dev.tsv", 64, seed=1)
-    proc = run_recipe(tmp_path, "--mixed_precision=fp16", "--epochs=1", "--log_every=8")
-    assert "step 8/8" in proc.stderr and "loss scale 32768 (0 skipped)" in proc.stderr
-    served = serve_in_fresh_process(tmp_path / "export" / "toy" / "1", {"text": ["a lovely film"]})
-    assert np.sum(served["probabilities"]) == pytest.approx(1.0, abs=1e-6)
+# The classify recipe under --mixed_precision=fp16 runs in tests/test_peft.py (with --peft=lora: one run).

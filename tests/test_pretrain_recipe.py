@@ -1,14 +1,13 @@
 """BERT pretraining losses, and recipes/pretrain_bert.py -> recipes/classify.py --init_checkpoint end to end."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.run_script import run_script
 from tfllm.models import Bert
 from tfllm.training import losses
 from tfllm.training.init_checkpoint import restore_backbone
@@ -52,13 +51,6 @@ def test_pretraining_loss_and_metrics_match_numpy():
                                nsp_logits.argmax(-1) == nsp)
 
 
-def run(*args):
-    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed:\n{proc.stderr[-4000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """Generated documents -> tools/create_pretraining_data.py -> 30 steps of bert_nano pretraining."""
@@ -70,11 +62,11 @@ def pretrained(tmp_path_factory):
                 f.write(" ".join(rng.choice(WORDS, size=rng.integers(3, 10))) + " .\n")
             f.write("\n")
     (tmp / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS]) + "\n")
-    tool = run(ROOT / "tools" / "create_pretraining_data.py", f"--input_file={tmp / 'corpus.txt'}",
+    tool = run_script("tools/create_pretraining_data.py", f"--input_file={tmp / 'corpus.txt'}",
                f"--vocab_file={tmp / 'vocab.txt'}", f"--output_file={tmp / 'data' / 'train'}", "--num_shards=2",
                "--max_seq_length=32", "--max_predictions_per_seq=5", "--dupe_factor=3", "--random_seed=1")
     model_dir = tmp / "model"
-    run(ROOT / "recipes" / "pretrain_bert.py", f"--input_files={tmp / 'data' / 'train-*'}",
+    run_script("recipes/pretrain_bert.py", f"--input_files={tmp / 'data' / 'train-*'}",
         f"--eval_input_files={tmp / 'data' / 'train-00000-of-00002'}", "--eval_steps=2",
         f"--vocab_file={tmp / 'vocab.txt'}", f"--model_dir={model_dir}", "--preset=bert_nano",
         "--max_steps=30", "--num_warmup_steps=3", "--batch_size=16", "--learning_rate=3e-3",
@@ -103,7 +95,7 @@ def test_classify_fine_tunes_from_the_pretrained_encoder(pretrained):
         f.write("label\tsentence\n")
         for _ in range(64):
             f.write(f"{rng.integers(2)}\t{' '.join(rng.choice(WORDS, size=6))}\n")
-    proc = run(ROOT / "recipes" / "classify.py", f"--train_file={tmp / 'train.tsv'}",
+    proc = run_script("recipes/classify.py", f"--train_file={tmp / 'train.tsv'}",
                f"--model_dir={tmp / 'classify'}", f"--vocab_file={model_dir / 'vocab.txt'}",
                f"--init_checkpoint={model_dir}", "--preset=bert_nano", "--learning_rate=0", "--epochs=1",
                "--batch_size=32", "--max_seq_length=16", "--strategy=cpu")

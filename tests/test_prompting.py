@@ -1,17 +1,15 @@
 """tfllm.prompting: cloze and in-context scores against transformers, encoding, few-shot learning end to end."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.run_script import run_script
 from tests.test_classify_recipe import FILLER
 from tests.test_classify_recipe import NEGATIVE
 from tests.test_classify_recipe import POSITIVE
 from tests.test_classify_recipe import write_toy_tsv
-from tests.test_pretrained import REPO
 from tests.test_pretrained import T
 from tests.test_pretrained import bpe_files  # noqa: F401  (fixture)
 from tests.test_pretrained import hf_bert_dirs  # noqa: F401  (fixture)
@@ -142,12 +140,9 @@ def toy_pretrained(path):
 
 
 def run_prompt_recipe(tmp_path, *extra):
-    args = [sys.executable, str(REPO / "recipes" / "prompt_classify.py"),
-            f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
-            "--strategy=cpu", "--log_every=20", *extra]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    return run_script("recipes/prompt_classify.py",
+                      f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}",
+                      "--strategy=cpu", "--log_every=20", *extra)
 
 
 def test_recipe_few_shot_prompt_tuning_learns(tmp_path):

@@ -3,8 +3,6 @@
 import itertools
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -14,6 +12,7 @@ import tensorflow as tf
 from keras_hub import samplers
 
 from tests.fresh_process import rest_predict_in_fresh_process
+from tests.run_script import run_script
 from tfllm import generation
 from tfllm.data import parallel_text
 from tfllm.data.errors import DataError
@@ -329,15 +328,13 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
         (tmp_path / f"{split}.src").write_text("\n".join(src) + "\n")
         (tmp_path / f"{split}.tgt").write_text("\n".join(tgt) + "\n")
     model_dir = tmp_path / "model"
-    args = [sys.executable, str(ROOT / "recipes" / "translate.py"), f"--model_dir={model_dir}",
+    args = ["recipes/translate.py", f"--model_dir={model_dir}",
             f"--train_source={tmp_path / 'train.src'}", f"--train_target={tmp_path / 'train.tgt'}",
             f"--eval_source={tmp_path / 'val.src'}", f"--eval_target={tmp_path / 'val.tgt'}",
             "--preset=transformer_tiny", "--vocab_size=20", "--batch_size=32", "--max_steps=250",
             "--warmup_steps=30", "--learning_rate=5e-3", "--dropout=0", "--label_smoothing=0.1",
             "--num_beams=2", "--log_every=100", "--checkpoint_every=250", "--strategy=cpu"]
-    proc = subprocess.run(args + [f"--export_dir={tmp_path / 'export'}"], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script(*args, f"--export_dir={tmp_path / 'export'}")
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["bleu"] > 90, proc.stdout
     assert results["examples"] == 40 and results["num_beams"] == 2 and "nrefs:1" in results["signature"]
@@ -361,7 +358,5 @@ def test_translate_recipe_learns_to_reverse(tmp_path):
     hits = sum(h == r for hyp, ref in zip(served["translation"], references) for h, r in zip(hyp.split(), ref))
     assert hits / sum(map(len, references)) >= 0.99, list(zip(served["translation"], references))
 
-    proc = subprocess.run(args[:3] + ["--mode=translate", "--num_beams=1", "--strategy=cpu"], input="a b c d\nh g f\n",
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script(*args[:2], "--mode=translate", "--num_beams=1", "--strategy=cpu", input="a b c d\nh g f\n")
     assert proc.stdout.splitlines() == ["d c b a", "f g h"]

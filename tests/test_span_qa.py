@@ -5,8 +5,6 @@ import json
 import logging
 import re
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.run_script import run_script
 from tfllm.data.errors import DataError
 from tfllm.data.span_decoding import decode_answers
 from tfllm.data.span_decoding import window_spans
@@ -452,15 +451,11 @@ def write_toy_squad(path, n, seed):
 
 
 def run_recipe(tmp_path, *extra):
-    args = [
-        sys.executable, str(ROOT / "recipes" / "qa.py"),
-        f"--train_file={tmp_path / 'toy.json'}", "--train_articles=0:3", "--eval_articles=3:4",
+    return run_script(
+        "recipes/qa.py", f"--train_file={tmp_path / 'toy.json'}", "--train_articles=0:3", "--eval_articles=3:4",
         "--preset=bert_nano", "--vocab_size=200", "--max_seq_length=32", "--doc_stride=12", "--max_query_length=8",
         "--batch_size=32", "--learning_rate=3e-3", "--dropout=0.0", "--strategy=cpu", "--log_every=100", *extra,
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.run_script import run_script
 from tfllm.data import DataError
 from tfllm.data.conll import TaggedSentence
 from tfllm.data.conll import iob1_to_bio
@@ -373,14 +374,12 @@ def write_toy_conll(path, n, seed):
 def test_tag_recipe_learns_a_toy_ner_task(tmp_path):
     write_toy_conll(tmp_path / "train.txt", 640, seed=0)
     write_toy_conll(tmp_path / "valid.txt", 100, seed=1)
-    proc = subprocess.run([
-        sys.executable, str(ROOT / "recipes" / "tag.py"),
-        f"--train_file={tmp_path / 'train.txt'}", f"--eval_file={tmp_path / 'valid.txt'}",
+    proc = run_script(
+        "recipes/tag.py", f"--train_file={tmp_path / 'train.txt'}", f"--eval_file={tmp_path / 'valid.txt'}",
         f"--model_dir={tmp_path / 'model'}", "--preset=bert_nano", "--vocab_size=100", "--max_seq_length=14",
         "--batch_size=32", "--learning_rate=5e-3", "--epochs=20", "--dropout=0.0", "--strategy=cpu",
         "--log_every=100", "--checkpoint_every=1000",
-    ], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    )
     results = json.loads((tmp_path / "model" / "eval_results.json").read_text())
     assert results["f1"] >= 0.9, (results, proc.stdout)
     assert set(results["per_type"]) == {"PER", "LOC"} and results["step"] == 400  # 640 / 32 * 20
@@ -397,10 +396,8 @@ def test_tag_recipe_learns_a_toy_ner_task(tmp_path):
 
 def test_tag_recipe_wrong_tag_scheme_names_file_line_and_flag(tmp_path):
     write_toy_conll(tmp_path / "train.txt", 20, seed=0)
-    proc = subprocess.run([
-        sys.executable, str(ROOT / "recipes" / "tag.py"), f"--train_file={tmp_path / 'train.txt'}",
-        f"--model_dir={tmp_path / 'model'}", "--tag_scheme=bio", "--strategy=cpu",
-    ], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = run_script("recipes/tag.py", f"--train_file={tmp_path / 'train.txt'}",
+                      f"--model_dir={tmp_path / 'model'}", "--tag_scheme=bio", "--strategy=cpu", check=False)
     assert proc.returncode != 0
     assert f"{tmp_path / 'train.txt'} (--tag_scheme=bio): line " in proc.stderr, proc.stderr[-2000:]
     assert "starts an entity, which BIO tags as B-" in proc.stderr
