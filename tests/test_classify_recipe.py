@@ -100,11 +100,11 @@ def test_query_tool_prints_labels(trained):
 
 @pytest.mark.parametrize("content,expected", [
     ("label\ttext\n1\thello\n", "no column 'sentence'"),
-    ("label\tsentence\n1\tfine\n7\tbad\n", ":3"),
+    ("label\tsentence\n1\tfine\n7\tbad\n", "train.tsv: line 3: label 7 in column 'label' out of range"),
 ])
 def test_bad_data_fails_with_file_and_line(tmp_path, content, expected):
     (tmp_path / "train.tsv").write_text(content)
     (tmp_path / "dev.tsv").write_text(content)
     proc = run_recipe(tmp_path, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert str(tmp_path / "train.tsv") in proc.stderr and expected in proc.stderr, proc.stderr[-2000:]

@@ -1,14 +1,11 @@
 """Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback.
 
-tools/export.py's own subprocess test (tests/test_export.py) checks the same from a fresh interpreter.
+tools/export.py's own test (tests/test_export.py) checks the same from a fresh interpreter.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.run_script import run_script
 from tfllm.models import Bert
 from tfllm.tokenizers import WordPieceTokenizer
 
@@ -51,13 +48,9 @@ def cases(tmp):
 
 
 def run_all(jobs):
-    """`python SCRIPT ARGS` for each (script, args), in one process (tests/scripts/bad_input_driver.py)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "bad_input_driver.py")],
-                          input=json.dumps([[str(ROOT / script), args] for script, args in jobs]),
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    """Each (script, args) run as `python SCRIPT ARGS` (in the tests' script process: see tests/run_script.py)."""
+    procs = [run_script(script, *args, check=False) for script, args in jobs]
+    return [{"exit": proc.returncode, "stderr": proc.stderr} for proc in procs]
 
 
 def test_every_recipe_and_tool_lists_a_case():

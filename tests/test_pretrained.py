@@ -8,8 +8,6 @@ exercised too), saved with `save_pretrained`; no downloads.
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from safetensors.numpy import load_file
 from safetensors.numpy import save_file
 
 from tests.fresh_process import serve_in_fresh_process
+from tests.run_script import run_script
 from tests.test_tokenizers import HANDMADE
 from tfllm.convert import ConversionError
 from tfllm.convert.hf_bert import bert_config_from_hf
@@ -266,9 +265,7 @@ def test_google_checkpoint_matches_transformers(hf_bert_dirs, vocab_file, tmp_pa
     assert tokenizer.bert_lowercase  # no upper-case words in the vocabulary: uncased
     # Convert with the tool, then load the tfllm folder: same numbers, same tokenizer.
     dst = tmp_path / "converted"
-    subprocess.run([sys.executable, str(REPO / "tools/convert_checkpoint.py"), "--from=google", "--model=bert",
-                    str(tmp_path), str(dst)], check=True, timeout=300, capture_output=True,
-                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    run_script("tools/convert_checkpoint.py", "--from=google", "--model=bert", tmp_path, dst)
     assert detect_format(dst) == "tfllm" and (dst / "model.weights.h5").exists() and (dst / "vocab.txt").exists()
     check_bert_model(dst, BertPretrainer.from_pretrained(dst), ref)
     reference = T.BertModel.from_pretrained(hf_bert_dirs["BertForPreTraining"]).eval()
@@ -344,8 +341,7 @@ def test_gpt2_fine_tune_step_and_round_trip(hf_gpt2_dir, tmp_path):
 
 
 def test_convert_tool_hf_gpt2(hf_gpt2_dir, tmp_path):
-    subprocess.run([sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), "--from=hf", "--model=gpt2",
-                    str(hf_gpt2_dir), str(tmp_path / "out")], check=True, capture_output=True, timeout=300)
+    run_script("tools/convert_checkpoint.py", "--from=hf", "--model=gpt2", hf_gpt2_dir, tmp_path / "out")
     ids = np.arange(1, 9, dtype="int32")[None]
     x = {"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}
     np.testing.assert_allclose(GptCausalLM.from_pretrained(tmp_path / "out")(x),
