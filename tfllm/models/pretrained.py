@@ -54,7 +54,7 @@ from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
 from tfllm.errors import ConversionError
 from tfllm.hub import resolve_model_path
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.bert.preprocessors import preprocessor_for
 from tfllm.peft.methods import apply_peft
 from tfllm.peft.methods import peft_config
 from tfllm.tokenizers.saving import load_tokenizer
@@ -87,9 +87,10 @@ class LoadedModel:
         return self.config.get("serving") or {}
 
     def preprocessor(self, sequence_length=None):
-        """The `BertPreprocessor` a BERT run used (its tokenizer; `sequence_length` overrides the saved one)."""
+        """The `BertPreprocessor` (RoBERTa: `RobertaPreprocessor`) a run used (its tokenizer; `sequence_length`
+        overrides the saved one)."""
         saved = (self.config.get("preprocessor") or {}).get("sequence_length", 128)
-        return BertPreprocessor.from_tokenizer(self.tokenizer, sequence_length=sequence_length or saved)
+        return preprocessor_for(self.tokenizer, sequence_length=sequence_length or saved)
 
 
 def save_config(model, folder, tokenizer=None, sequence_length=None, labels=None, serving=None,
