@@ -28,6 +28,7 @@ from tests.test_pretrained import max_diff
 from tests.test_pretrained import perturb
 from tests.test_pretrained import sentences
 from tfllm.convert import ConversionError
+from tfllm.convert.hf_encoders import encoder_converter
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertMaskedLM
@@ -215,3 +216,37 @@ def test_unsupported_config_is_refused_naming_the_field(hf_dirs, tmp_path, name,
     (path / "config.json").write_text(json.dumps({**spec, field: value}))
     with pytest.raises(ConversionError, match=re.escape(f"config.json: {field}={value!r}")):
         Bert.from_pretrained(path)
+
+
+def _published(model_type, layers, hidden, heads, **extra):
+    if model_type == "distilbert":
+        return dict(model_type="distilbert", vocab_size=30522, dim=hidden, n_layers=layers, n_heads=heads,
+                    hidden_dim=4 * hidden, max_position_embeddings=512, activation="gelu",
+                    sinusoidal_pos_embds=False, dropout=0.1, attention_dropout=0.1, **extra)
+    return {**dict(model_type=model_type, vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                   num_attention_heads=heads, intermediate_size=4 * hidden, hidden_act="gelu",
+                   max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
+                   position_embedding_type="absolute"), **extra}
+
+
+_ROBERTA = dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1)
+# The config.json fields of published checkpoints (as on their model cards / configs), and the preset they are.
+PUBLISHED = {
+    "FacebookAI/roberta-base": (_published("roberta", 12, 768, 12, **_ROBERTA), "roberta_base"),
+    "FacebookAI/roberta-large": (_published("roberta", 24, 1024, 16, **_ROBERTA), "roberta_large"),
+    "distilbert/distilroberta-base": (_published("roberta", 6, 768, 12, **_ROBERTA), None),
+    "distilbert/distilbert-base-uncased": (_published("distilbert", 6, 768, 12), "distilbert_base"),
+    "google/electra-small-discriminator": (_published("electra", 12, 256, 4, embedding_size=128), "electra_small"),
+    "google/electra-base-discriminator": (_published("electra", 12, 768, 12, embedding_size=768), "electra_base"),
+    "google/electra-large-discriminator": (_published("electra", 24, 1024, 16, embedding_size=1024),
+                                           "electra_large"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_configs_map_onto_presets(name):
+    spec, preset = PUBLISHED[name]
+    kwargs = encoder_converter(spec, name).config_from_hf(spec, name)
+    assert kwargs["max_sequence_length"] - kwargs.get("position_offset", 0) == 512  # usable positions
+    if preset:
+        assert {k: kwargs[k] for k in Bert.presets[preset]} == Bert.presets[preset]
