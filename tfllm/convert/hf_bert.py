@@ -180,8 +180,8 @@ def port_discriminator_head(porter, model):
 
 
 def ignore_heads(porter, log):
-    """When loading a backbone only: head weights are known and deliberately left out (logged)."""
-    heads = sorted(n for n in porter.tensors if n.startswith(HEAD_PREFIXES))
+    """Head weights that no loaded head took are known and deliberately left out (logged)."""
+    heads = sorted(n for n in porter.tensors if n.startswith(HEAD_PREFIXES) and n not in porter.used)
     for name in heads:
         porter.ignore(name, "task head, not part of the backbone")
     if heads:
