@@ -8,8 +8,6 @@ transformers' `RobertaTokenizer`. No downloads.
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 import transformers as T
 
 from tests.fresh_process import serve_in_fresh_process
+from tests.run_script import run_script
 from tests.test_pretrained import copy_dir
 from tests.test_pretrained import max_diff
 from tests.test_pretrained import perturb
@@ -183,13 +182,11 @@ def test_fine_tune_with_recipe_then_export_serves_raw_text(hf_dirs, tmp_path):
     """
     rows = [line.rstrip("\n").split("\t") for line in open(DATA / "sst2/dev.tsv", encoding="utf-8")][1:49]
     (tmp_path / "train.tsv").write_text("label\tsentence\n" + "".join(f"{y}\t{x}\n" for y, x in rows))
-    proc = subprocess.run([
-        sys.executable, str(REPO / "recipes/classify.py"), f"--train_file={tmp_path / 'train.tsv'}",
+    proc = run_script(
+        "recipes/classify.py", f"--train_file={tmp_path / 'train.tsv'}",
         f"--init_checkpoint={hf_dirs['RobertaForSequenceClassification']}", f"--model_dir={tmp_path / 'model'}",
         f"--export_dir={tmp_path / 'export'}", "--model_name=sst2", "--max_seq_length=24", "--batch_size=16",
-        "--epochs=1", "--learning_rate=1e-3", "--strategy=cpu", "--log_every=1",
-    ], capture_output=True, text=True, cwd=REPO, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+        "--epochs=1", "--learning_rate=1e-3", "--strategy=cpu", "--log_every=1", timeout=900)
     assert "step 3/3" in proc.stderr
     texts = [x for _, x in rows]
     # The data pipeline's packing (pack_ragged) cuts what transformers cuts.
