@@ -5,15 +5,15 @@ evaluate it, export a SavedModel: every GLUE task, one command each.
         --train_file=../shared/data/sst2/train.tsv --eval_file=../shared/data/sst2/dev.tsv \
         --model_dir=runs/sst2 --export_dir=runs/sst2/export --model_name=sst2
     python recipes/classify.py --flagfile=recipes/glue/mrpc.flags --model_dir=runs/mrpc \
-        [--init_checkpoint=<a Hugging Face / Google / tfllm BERT folder>]
+        [--init_checkpoint=<a Hugging Face BERT/RoBERTa/DistilBERT/ELECTRA, Google or tfllm folder>]
 
 The files are TSV (tab-separated, no quoting) or CSV with a header row:
 `--text_column` names the text, `--label_column` the label. Besides that:
 
 - Pairs (MRPC, RTE, STS-B): `--text_b_column` names the second text; a pair
-  is packed `[CLS] a [SEP] b [SEP]` with segment ids 0/1 and cut to
-  `--max_seq_length` longest-first, as BERT and Hugging Face do (the log
-  counts the pairs cut).
+  is packed `[CLS] a [SEP] b [SEP]` with segment ids 0/1 (RoBERTa:
+  `<s> a </s></s> b </s>`, all 0) and cut to `--max_seq_length`
+  longest-first, as BERT and Hugging Face do (the log counts the pairs cut).
 - String labels (RTE): `--label_names=entailment,not_entailment` gives each
   class a name in id order; a label in the file is one of the names or an
   integer id; anything else is an error naming file:line.

@@ -33,8 +33,10 @@ from tfllm.models import Bert
 from tfllm.models import BertPreprocessor
 from tfllm.models import save_config
 from tfllm.models import save_weights
+from tfllm.models.bert.preprocessors import preprocessor_from_pretrained
 from tfllm.models.pretrained import is_pretrained_dir
 from tfllm.peft.methods import ATTENTION_PROJECTIONS
+from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
@@ -149,7 +151,8 @@ def define_fine_tuning_flags(vocab_source, model_name, export_outputs, lowercase
     flags.DEFINE_enum("preset", "bert_tiny", list(Bert.presets), "Model size.")
     flags.DEFINE_float("dropout", 0.1, dropout_help, lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_string("init_checkpoint", None, "Initialise the encoder from a tfllm model_dir or checkpoint, or a "
-                        "pretrained folder (tfllm save_pretrained, Hugging Face or Google BERT), whose vocabulary, "
+                        "pretrained folder (tfllm save_pretrained, Hugging Face BERT, RoBERTa, DistilBERT, ELECTRA, "
+                        "or Google BERT), whose vocabulary, "
                         "casing and size are then used.")
     flags.DEFINE_integer("max_seq_length", max_seq_length, max_seq_length_help, lower_bound=8)
     flags.DEFINE_float("epochs", epochs, "Training epochs (may be fractional).", lower_bound=0.0)
@@ -175,16 +178,24 @@ def vocabulary(train_texts, strategy):
     return vocab
 
 
-def bert_preprocessor(train_texts, strategy):
+def bert_preprocessor(train_texts, strategy, word_piece_only=None):
     """Returns `(BertPreprocessor, pretrained folder or None)`.
 
     From --init_checkpoint when it is a pretrained folder (its vocabulary and
-    casing), else from `vocabulary(...)` and --lowercase.
+    casing; a RoBERTa folder gives a `RobertaPreprocessor`), else from
+    `vocabulary(...)` and --lowercase. `word_piece_only` names a recipe whose
+    data code needs WordPiece (word pieces, offsets): a byte-level BPE folder
+    is then refused.
     """
     pretrained = FLAGS.init_checkpoint if FLAGS.init_checkpoint and is_pretrained_dir(FLAGS.init_checkpoint) else None
     if pretrained:
         logging.info("Vocabulary, casing and model size from %s (--vocab_file/--lowercase/--preset unused)", pretrained)
-        return BertPreprocessor.from_pretrained(pretrained, sequence_length=FLAGS.max_seq_length), pretrained
+        preprocessor = preprocessor_from_pretrained(pretrained, sequence_length=FLAGS.max_seq_length)
+        if word_piece_only and not isinstance(preprocessor.tokenizer, WordPieceTokenizer):
+            raise flags.IllegalFlagValueError(
+                f"--init_checkpoint={pretrained} has a {type(preprocessor.tokenizer).__name__} (e.g. RoBERTa's "
+                f"byte-level BPE); {word_piece_only} needs a WordPiece vocabulary (BERT, DistilBERT, ELECTRA)")
+        return preprocessor, pretrained
     return BertPreprocessor(
         vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
     ), None
@@ -197,10 +208,10 @@ def bert_backbone(preprocessor, pretrained):
     """
     if pretrained:
         bert = Bert.from_pretrained(pretrained, dropout=FLAGS.dropout)
-        if FLAGS.max_seq_length > bert.max_sequence_length:
+        if FLAGS.max_seq_length > bert.max_tokens:
             raise flags.IllegalFlagValueError(
                 f"--max_seq_length={FLAGS.max_seq_length} is longer than {pretrained}'s position table "
-                f"({bert.max_sequence_length} positions)")
+                f"({bert.max_tokens} positions)")
         return bert
     bert = Bert.from_preset(
         FLAGS.preset, vocabulary_size=preprocessor.tokenizer.vocabulary_size(), dropout=FLAGS.dropout,

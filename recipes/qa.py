@@ -93,7 +93,7 @@ def main(_):
 
     # Windows are packed by `squad_features`; only the preprocessor's tokenizer is used.
     texts = list(dict.fromkeys(e.context for e in train_examples)) + [e.question for e in train_examples]
-    preprocessor, pretrained = common.bert_preprocessor(texts, strategy)
+    preprocessor, pretrained = common.bert_preprocessor(texts, strategy, word_piece_only="qa.py")
     tokenizer = preprocessor.tokenizer
     window = dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
                   max_query_length=FLAGS.max_query_length)

@@ -82,7 +82,7 @@ def main(_):
                                  save=is_chief(strategy))
     logging.info("%d labels: %s", len(labels), " ".join(labels))
     train_texts = [" ".join(s.words) for s in train_sentences]
-    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
+    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy, word_piece_only="tag.py")
     train_encoded = encode_tagged_sentences(train_sentences, preprocessor, labels, name=FLAGS.train_file)
     steps = common.epoch_steps(len(train_sentences), "training sentences")
     logging.info("%d training sentences, %d steps of %d", len(train_sentences), steps, FLAGS.batch_size)

@@ -360,7 +360,7 @@ def copy_dir(src, dst, skip=()):
 @pytest.mark.parametrize("field,value,cls", [
     ("position_embedding_type", "relative_key", Bert),
     ("hidden_act", "silu", Bert),
-    ("model_type", "roberta", Bert),
+    ("model_type", "xlnet", Bert),
     ("activation_function", "swish", GptCausalLM),
     ("scale_attn_by_inverse_layer_idx", True, GptCausalLM),
 ])

@@ -3,12 +3,14 @@
     python tools/convert_checkpoint.py --from=hf --model=bert  bert-base-uncased/  runs/bert_base
     python tools/convert_checkpoint.py --from=google --model=bert uncased_L-2_H-128_A-2/ runs/bert_tiny
     python tools/convert_checkpoint.py --from=hf --model=gpt2  gpt2/  runs/gpt2
+    python tools/convert_checkpoint.py --from=hf --model=bert  roberta-base/  runs/roberta  # DistilBERT, ELECTRA too
     python tools/convert_checkpoint.py --from=hf --model=bert  hf://sentence-transformers/all-MiniLM-L6-v2  runs/minilm
 
 The output (config.json, model.weights.h5, tokenizer assets) loads with
 `Bert.from_pretrained`, `BertClassifier.from_pretrained`, `GptCausalLM.from_pretrained`
 (which also read the source folders directly). The model keeps every head the
-checkpoint has: MLM/NSP (BertPretrainer), a sequence classifier
+checkpoint has: MLM/NSP (BertPretrainer), MLM only (BertMaskedLM: RoBERTa),
+ELECTRA's discriminator head (ElectraDiscriminator), a sequence classifier
 (BertClassifier), or none (Bert); GPT-2 becomes a GptCausalLM.
 """
 
@@ -31,7 +33,9 @@ def bert_class(src, fmt):
     from tfllm.convert.safetensors_io import read_hf_weights  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import Bert  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import BertClassifier  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.models import BertMaskedLM  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import BertPretrainer  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.models import ElectraDiscriminator  # noqa: PLC0415  (slow: after the flag checks)
 
     if fmt == "google":
         names = set(google_bert.read_google_checkpoint(src)[1])
@@ -43,6 +47,10 @@ def bert_class(src, fmt):
         return BertPretrainer
     if any(n.startswith("classifier.") for n in names):
         return BertClassifier
+    if any(n.startswith(("cls.predictions.", "lm_head.")) for n in names):  # BERT / RoBERTa masked LM
+        return BertMaskedLM
+    if any(n.startswith("discriminator_predictions.") for n in names):
+        return ElectraDiscriminator
     return Bert
 
 

@@ -2,8 +2,9 @@
 
 Works on HF tensor names with the model prefix stripped ("bert.") and
 LayerNorm `gamma`/`beta` renamed `weight`/`bias` (old checkpoints use both).
-The Google-checkpoint converter renames its variables into this form, so the
-mapping to tfllm lives here once.
+The Google-checkpoint converter and the RoBERTa, DistilBERT and ELECTRA
+converters rename their tensors into this form, so the mapping to tfllm lives
+here once.
 
 HF `nn.Linear` weights are [out, in]; Keras kernels are [in, out], and our
 attention kernels split the head axis: query/key/value [D, N, H], output [N, H, D].
@@ -16,7 +17,7 @@ from tfllm.convert.errors import ConversionError
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
                "relu": "relu"}
-HEAD_PREFIXES = ("cls.", "classifier.")
+HEAD_PREFIXES = ("cls.", "classifier.", "discriminator_predictions.")
 BUFFERS = ("embeddings.position_ids",)
 
 
@@ -30,7 +31,18 @@ def bert_config_from_hf(config, source="config.json"):
         raise ConversionError(f"{source}: {field}={config.get(field)!r} is not supported by tfllm ({why})")
 
     if config.get("model_type", "bert") != "bert":
-        refuse("model_type", "only BERT-family encoders with model_type 'bert' load as Bert")
+        refuse("model_type", "this is the converter of model_type 'bert'")
+    return encoder_fields(config, source)
+
+
+config_from_hf = bert_config_from_hf
+
+
+def encoder_fields(config, source):
+    """The `Bert` kwargs that BERT, RoBERTa and ELECTRA configs spell alike, checked (see `bert_config_from_hf`)."""
+    def refuse(field, why):
+        raise ConversionError(f"{source}: {field}={config.get(field)!r} is not supported by tfllm ({why})")
+
     if config.get("position_embedding_type", "absolute") != "absolute":
         refuse("position_embedding_type", "tfllm BERT has learned absolute positions only")
     if config.get("hidden_act", "gelu") not in ACTIVATIONS:
@@ -56,11 +68,19 @@ def bert_config_from_hf(config, source="config.json"):
     )
 
 
-def normalize_names(tensors):
-    """Strip the "bert." prefix and rename LayerNorm gamma/beta -> weight/bias."""
+def normalize_names(tensors, prefix="bert.", renames=()):
+    """Strip the model prefix ("bert.") and rename LayerNorm gamma/beta -> weight/bias.
+
+    `renames` (pairs of name prefixes, old -> new; the first that matches
+    applies) turn another family's names into BERT's.
+    """
     out = {}
     for name, value in tensors.items():
-        name = name[len("bert."):] if name.startswith("bert.") else name
+        name = name[len(prefix):] if name.startswith(prefix) else name
+        for old, new in renames:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
         if ".LayerNorm." in name:
             name = name.replace(".gamma", ".weight").replace(".beta", ".bias")
         out[name] = value
@@ -89,16 +109,25 @@ def _attention(porter, attention, name, num_heads):
     porter.assign(attention.output_dense.bias, porter.take(f"{name}.output.dense.bias"))
 
 
-def port_backbone(porter, bert):
-    """embeddings.*, encoder.layer.{i}.*, pooler.* -> a tfllm `Bert`."""
+def port_backbone(porter, bert, log=None):
+    """embeddings.*, [embeddings_project.*], encoder.layer.{i}.*, pooler.* -> a tfllm `Bert`.
+
+    A checkpoint without `pooler.*` (RoBERTa masked-LM, DistilBERT and ELECTRA
+    base models) leaves the pooler newly initialised, reported to `log`: it is
+    the first layer of the classification head those families add when
+    fine-tuning, which transformers initialises anew too.
+    """
     for name in BUFFERS:
         if porter.has(name):
             porter.ignore(name, "buffer")
     emb = bert.embeddings
     porter.assign(emb.token_embedding.embeddings, porter.take("embeddings.word_embeddings.weight"))
     porter.assign(emb.position_layer.position_embeddings, porter.take("embeddings.position_embeddings.weight"))
-    porter.assign(emb.segment_embedding.embeddings, porter.take("embeddings.token_type_embeddings.weight"))
+    if emb.segment_embedding is not None:
+        porter.assign(emb.segment_embedding.embeddings, porter.take("embeddings.token_type_embeddings.weight"))
     _layer_norm(porter, emb.norm, "embeddings.LayerNorm")
+    if bert.embeddings_project is not None:
+        _dense(porter, bert.embeddings_project, "embeddings_project")
     for i, block in enumerate(bert.encoder_blocks):
         p = f"encoder.layer.{i}"
         _attention(porter, block.self_attention, f"{p}.attention", bert.num_heads)
@@ -106,7 +135,12 @@ def port_backbone(porter, bert):
         _dense(porter, block.feed_forward.intermediate_dense, f"{p}.intermediate.dense")
         _dense(porter, block.feed_forward.output_dense, f"{p}.output.dense")
         _layer_norm(porter, block.feed_forward_layer_norm, f"{p}.output.LayerNorm")
-    _dense(porter, bert.pooler, "pooler.dense")
+    if porter.has("pooler.dense.weight"):
+        _dense(porter, bert.pooler, "pooler.dense")
+    else:
+        porter.keep(bert.pooler.weights, "new")
+        if log:
+            log(f"{porter.source}: no pooler (or classification head) weights; the pooler is newly initialised")
 
 
 def check_tied(porter, name, expected, what):
@@ -120,7 +154,12 @@ def check_tied(porter, name, expected, what):
 
 def port_pretraining_heads(porter, pretrainer):
     """cls.predictions.* (MLM, decoder tied to the word embeddings) and cls.seq_relationship.* (NSP)."""
-    head = pretrainer.mlm_head
+    port_mlm_head(porter, pretrainer.mlm_head)
+    _dense(porter, pretrainer.nsp_head, "cls.seq_relationship")
+
+
+def port_mlm_head(porter, head):
+    """cls.predictions.* -> keras-hub's `MaskedLMHead` (its decoder is tied to the word embeddings)."""
     _dense(porter, head._intermediate_dense, "cls.predictions.transform.dense")
     _layer_norm(porter, head._intermediate_layer_norm, "cls.predictions.transform.LayerNorm")
     bias = porter.take("cls.predictions.bias")
@@ -128,16 +167,21 @@ def port_pretraining_heads(porter, pretrainer):
     check_tied(porter, "cls.predictions.decoder.weight", porter.tensors["embeddings.word_embeddings.weight"],
                "embeddings.word_embeddings.weight")
     check_tied(porter, "cls.predictions.decoder.bias", bias, "cls.predictions.bias")
-    _dense(porter, pretrainer.nsp_head, "cls.seq_relationship")
 
 
 def port_classifier_head(porter, classifier):
     _dense(porter, classifier.get_layer("logits"), "classifier")
 
 
+def port_discriminator_head(porter, model):
+    """ELECTRA's discriminator_predictions.{dense, dense_prediction} -> an `ElectraDiscriminator`'s two layers."""
+    _dense(porter, model.get_layer("discriminator_dense"), "discriminator_predictions.dense")
+    _dense(porter, model.get_layer("discriminator_logits"), "discriminator_predictions.dense_prediction")
+
+
 def ignore_heads(porter, log):
-    """When loading a backbone only: head weights are known and deliberately left out (logged)."""
-    heads = sorted(n for n in porter.tensors if n.startswith(HEAD_PREFIXES))
+    """Head weights that no loaded head took are known and deliberately left out (logged)."""
+    heads = sorted(n for n in porter.tensors if n.startswith(HEAD_PREFIXES) and n not in porter.used)
     for name in heads:
         porter.ignore(name, "task head, not part of the backbone")
     if heads:

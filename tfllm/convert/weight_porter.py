@@ -25,6 +25,7 @@ class WeightPorter:
         self.used = set()
         self.ignored = {}  # name -> why it is not needed
         self.assigned = set()
+        self.kept = {}  # variable path -> why it keeps its initial value
 
     def has(self, name):
         return name in self.tensors
@@ -38,6 +39,12 @@ class WeightPorter:
     def ignore(self, name, reason):
         """Mark a tensor as deliberately unused (e.g. a tied copy that was checked equal)."""
         self.ignored[name] = reason
+
+    def keep(self, variables, reason):
+        """Leave model variables as initialised on purpose (e.g. a head the checkpoint does not have)."""
+        for variable in variables:
+            self.assigned.add(id(variable))
+            self.kept[variable.path] = reason
 
     def assign(self, variable, value):
         value = np.asarray(value)

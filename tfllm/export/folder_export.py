@@ -28,6 +28,8 @@ EXPORTS = {
     "BertTokenClassifier": ("tagger", "embeddings"),
     "BertSpanQA": ("span_qa", "embeddings"),
     "BertPretrainer": ("embeddings",),
+    "BertMaskedLM": ("embeddings",),
+    "ElectraDiscriminator": ("embeddings",),
     "Bert": ("embeddings",),
     "GptCausalLM": ("gpt",),
     "Seq2SeqTransformer": ("translator",),

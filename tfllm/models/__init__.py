@@ -7,10 +7,13 @@ tfllm, Hugging Face or Google BERT folder (see `tfllm.models.pretrained`).
 
 from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.bert.bert_classifier import BertClassifier
+from tfllm.models.bert.bert_masked_lm import BertMaskedLM
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.models.bert.bert_pretrainer import BertPretrainer
 from tfllm.models.bert.bert_span_qa import BertSpanQA
 from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
+from tfllm.models.bert.electra_discriminator import ElectraDiscriminator
+from tfllm.models.bert.roberta_preprocessor import RobertaPreprocessor
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
 from tfllm.models.pretrained import LoadedModel

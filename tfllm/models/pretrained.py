@@ -18,7 +18,8 @@ A tfllm folder (what `save_pretrained` writes, and what every recipe's
 class asked for, with a new randomly initialised head (logged) when the
 folder holds another one. The same calls read published checkpoints:
 
-- Hugging Face: `config.json` + `model.safetensors` (or a sharded
+- Hugging Face (BERT, RoBERTa, DistilBERT, ELECTRA discriminators and
+  GPT-2, by the config's `model_type`): `config.json` + `model.safetensors` (or a sharded
   `model.safetensors.index.json`, or `pytorch_model.bin` read with
   `torch.load(weights_only=True)`);
 - Google BERT: `bert_config.json` + `bert_model.ckpt.*` + `vocab.txt`.
@@ -45,6 +46,7 @@ from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
 from tfllm.convert.config_fields import read_json
+from tfllm.convert.hf_encoders import encoder_converter
 from tfllm.convert.safetensors_io import WEIGHT_FILES
 from tfllm.convert.safetensors_io import has_hf_weights
 from tfllm.convert.safetensors_io import read_hf_weights
@@ -52,7 +54,7 @@ from tfllm.errors import CheckpointError
 from tfllm.errors import ConfigError
 from tfllm.errors import ConversionError
 from tfllm.hub import resolve_model_path
-from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.bert.preprocessors import preprocessor_for
 from tfllm.peft.methods import apply_peft
 from tfllm.peft.methods import peft_config
 from tfllm.tokenizers.saving import load_tokenizer
@@ -85,9 +87,10 @@ class LoadedModel:
         return self.config.get("serving") or {}
 
     def preprocessor(self, sequence_length=None):
-        """The `BertPreprocessor` a BERT run used (its tokenizer; `sequence_length` overrides the saved one)."""
+        """The `BertPreprocessor` (RoBERTa: `RobertaPreprocessor`) a run used (its tokenizer; `sequence_length`
+        overrides the saved one)."""
         saved = (self.config.get("preprocessor") or {}).get("sequence_length", 128)
-        return BertPreprocessor.from_tokenizer(self.tokenizer, sequence_length=sequence_length or saved)
+        return preprocessor_for(self.tokenizer, sequence_length=sequence_length or saved)
 
 
 def save_config(model, folder, tokenizer=None, sequence_length=None, labels=None, serving=None,
@@ -299,12 +302,14 @@ def load_model(path, cls, **kwargs):
         return _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, kwargs)
     if fmt == "hf":
         config, source = read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
+        converter = encoder_converter(config, source)  # BERT, RoBERTa, DistilBERT or ELECTRA, by model_type
         tensors = read_hf_weights(path)
     else:
         config, tensors = google_bert.read_google_checkpoint(path)
         source = os.path.join(path, google_bert.CONFIG_FILE)
-    return _from_bert_checkpoint(path, cls, backbone_cls, config, source, hf_bert.normalize_names(tensors),
-                                 head_kwargs, kwargs)
+        converter = hf_bert
+    return _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter,
+                                 converter.normalize_names(tensors), head_kwargs, kwargs)
 
 
 def _head_arg_names(cls):
@@ -341,20 +346,28 @@ def _new_head(path, cls, backbone, head_kwargs):
     return cls(backbone, **head_kwargs)
 
 
-def _from_bert_checkpoint(path, cls, backbone_cls, config, source, tensors, head_kwargs, overrides):
-    kwargs = hf_bert.bert_config_from_hf(config, source)
+def _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter, tensors, head_kwargs, overrides):
+    """A BERT-style encoder (and the head `cls` asks for) from BERT-named `tensors` and a `converter`'s config."""
+    kwargs = converter.config_from_hf(config, source)
     kwargs.update(_dropout_overrides(overrides, kwargs))
     task = cls.pretrained_task
-    if task == "bert_pretrainer" and kwargs["activation"] != "gelu":
+    if task in ("bert_pretrainer", "bert_masked_lm") and kwargs["activation"] != "gelu":
         raise ConversionError(f"{source}: hidden_act={config.get('hidden_act')!r}: the tfllm MLM head uses exact GELU")
     backbone = backbone_cls(**kwargs)
     porter = WeightPorter(tensors, path)
-    hf_bert.port_backbone(porter, backbone)
+    hf_bert.port_backbone(porter, backbone, logging.info)
     if head_kwargs.get("dropout") is None and "dropout" in getattr(cls, "head_args", ()):
-        head_kwargs = dict(head_kwargs, dropout=config.get("classifier_dropout") or kwargs["dropout"])
-    if task == "bert_pretrainer":
+        dropout = config.get("classifier_dropout") or config.get("seq_classif_dropout")  # DistilBERT's name
+        head_kwargs = dict(head_kwargs, dropout=dropout or kwargs["dropout"])
+    if task in ("bert_pretrainer", "bert_masked_lm", "electra_discriminator"):
         model = cls(backbone)
-        hf_bert.port_pretraining_heads(porter, model)
+        if task == "bert_pretrainer":
+            hf_bert.port_pretraining_heads(porter, model)
+        elif task == "bert_masked_lm":
+            hf_bert.port_mlm_head(porter, model.mlm_head)
+        else:
+            hf_bert.port_discriminator_head(porter, model)
+        hf_bert.ignore_heads(porter, logging.info)  # e.g. NSP weights, loading BertMaskedLM from BertForPreTraining
         porter.finish([model])
         return model
     stored = hf_bert.num_labels(porter) if task == "bert_classifier" else None

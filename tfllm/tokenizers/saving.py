@@ -74,7 +74,8 @@ def load_tokenizer(path, **overrides):
     tfllm folders: the `"tokenizer"` entry of config.json. Otherwise WordPiece
     (vocab.txt; lower-casing, accent stripping and CJK splitting from
     `tokenizer.json`'s normalizer or `tokenizer_config.json`) or GPT-2
-    byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`).
+    byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`; special
+    tokens from `tokenizer.json` or else `tokenizer_config.json`).
     Keyword args override those settings (e.g. `lowercase=False`).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
@@ -97,6 +98,8 @@ def load_tokenizer(path, **overrides):
         else:
             vocab = model["vocab"]
             merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        if not specials and has("tokenizer_config.json"):
+            specials = _configured_special_tokens(_read_json(file("tokenizer_config.json")), vocab)
         return BytePairTokenizer(vocab, merges, **{"special_tokens": specials or None, **overrides})
     if has("vocab.txt") or model.get("type") == "WordPiece":
         vocab = (load_vocabulary(file("vocab.txt")) if has("vocab.txt")
@@ -142,6 +145,13 @@ def _load_tfllm_tokenizer(path, spec, overrides):
     if kind == "sentencepiece":
         return load_sentence_piece(file(spec.get("file", SENTENCE_PIECE_FILE)))
     raise ConfigError(f"{file(CONFIG)}: tokenizer type {kind!r} is not one of wordpiece, bpe, char, sentencepiece")
+
+
+def _configured_special_tokens(config, vocab):
+    """The `*_token` entries of a `tokenizer_config.json` that are in the vocabulary (RoBERTa's `<s>`, `<mask>`...)."""
+    vocab = vocab if isinstance(vocab, dict) else _read_json(vocab)
+    tokens = [v.get("content") if isinstance(v, dict) else v for k, v in config.items() if k.endswith("_token")]
+    return list(dict.fromkeys(t for t in tokens if isinstance(t, str) and t in vocab))
 
 
 def _guess_lowercase(path, vocab):

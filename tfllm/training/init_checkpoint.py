@@ -10,7 +10,8 @@ from tfllm.models.pretrained import is_pretrained_dir
 
 # Config values that must agree for a pretrained folder's weights to fit a backbone.
 _ARCHITECTURE = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                 "max_sequence_length", "num_segments", "activation", "layer_norm_epsilon", "position_embedding")
+                 "max_sequence_length", "num_segments", "activation", "layer_norm_epsilon", "position_embedding",
+                 "position_offset", "embedding_dim", "pooler_activation")
 
 
 def restore_backbone(backbone, path):

@@ -49,6 +49,11 @@ class BertPreprocessor(keras.layers.Layer):
     array([[2, 5, 6, 1, 3, 0]], dtype=int32)
     """
 
+    # Special tokens between `a` and `b`: `[SEP]` (RoBERTa: `</s></s>`).
+    separator_length = 1
+    # Segment ids 0 for `a`, 1 for `b` (RoBERTa: one token type, all 0).
+    distinct_segment_ids = True
+
     def __init__(
         self,
         vocabulary,
@@ -59,27 +64,31 @@ class BertPreprocessor(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(vocabulary, str):
+            vocabulary = load_vocabulary(vocabulary)
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        tokenizer = WordPieceTokenizer(vocabulary, lowercase=lowercase, strip_accents=strip_accents)
+        self._set_up(tokenizer, sequence_length, truncate, start=CLS, end=SEP, pad=PAD)
+
+    def _set_up(self, tokenizer, sequence_length, truncate, start, end, pad):
+        """What BERT and its siblings share: the tokenizer, the special ids and the packer."""
         # Inputs are strings (or Python lists of them): do not convert them.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
-        if isinstance(vocabulary, str):
-            vocabulary = load_vocabulary(vocabulary)
         self.sequence_length = sequence_length
-        self.lowercase = lowercase
-        self.strip_accents = strip_accents
         if truncate not in ("longest_first", "round_robin", "waterfall"):
             raise ValueError(f"truncate must be 'longest_first', 'round_robin' or 'waterfall', got {truncate!r}")
         self.truncate = truncate
-        self.tokenizer = WordPieceTokenizer(
-            vocabulary, lowercase=lowercase, strip_accents=strip_accents
-        )
-        self.pad_token_id = self.tokenizer.token_to_id(PAD)
-        self.cls_token_id = self.tokenizer.token_to_id(CLS)
-        self.sep_token_id = self.tokenizer.token_to_id(SEP)
+        self.tokenizer = tokenizer
+        self.pad_token_id = tokenizer.token_to_id(pad)
+        self.cls_token_id = tokenizer.token_to_id(start)
+        self.sep_token_id = tokenizer.token_to_id(end)
         self.packer = keras_hub.layers.MultiSegmentPacker(
             sequence_length=sequence_length,
             start_value=self.cls_token_id,
             end_value=self.sep_token_id,
+            sep_value=None if self.separator_length == 1 else [self.sep_token_id] * self.separator_length,
             pad_value=self.pad_token_id,
             # longest_first cuts the pair before packing (`_fit`), so nothing is left to cut.
             truncate="waterfall" if truncate == "longest_first" else truncate,
@@ -89,6 +98,14 @@ class BertPreprocessor(keras.layers.Layer):
         # attribute tracking so they are not saved with the layer.
         object.__setattr__(self, "_pack_functions", {})
         self.built = True
+
+    def num_special_tokens(self, num_segments):
+        """Special tokens around `num_segments` segments: BERT 1 + n, RoBERTa 2n."""
+        return 1 + (num_segments - 1) * self.separator_length + 1
+
+    def _pack(self, segments):
+        token_ids, segment_ids = self.packer(self._fit(segments))
+        return token_ids, segment_ids if self.distinct_segment_ids else tf.zeros_like(segment_ids)
 
     def _segments(self, x):
         """A tuple of string tensors, one per segment."""
@@ -100,7 +117,7 @@ class BertPreprocessor(keras.layers.Layer):
     @preprocessing_function
     def call(self, x):
         segments = tuple(self.tokenizer(s) for s in self._segments(x))
-        token_ids, segment_ids = self.packer(self._fit(segments))
+        token_ids, segment_ids = self._pack(segments)
         return {
             "token_ids": token_ids,
             "segment_ids": segment_ids,
@@ -139,15 +156,16 @@ class BertPreprocessor(keras.layers.Layer):
     def _fit(self, segments):
         """With `truncate="longest_first"`, a pair of ragged token ids cut as Hugging Face cuts them.
 
-        The pair's budget is `sequence_length - 3`. If both fit, nothing is
-        cut; if the shorter fits in half the budget it is kept and the longer
+        The pair's budget is `sequence_length` less the special tokens (3;
+        RoBERTa 4). If both fit, nothing is cut; if the shorter fits in half
+        the budget it is kept and the longer
         gets the rest; otherwise both get half, the odd token going to the
         longer one (to `b` when they are as long).
         """
         if self.truncate != "longest_first" or len(segments) != 2:
             return segments
         a, b = segments
-        budget = tf.cast(self.sequence_length - 3, a.row_splits.dtype)
+        budget = tf.cast(self.sequence_length - self.num_special_tokens(2), a.row_splits.dtype)
         len_a, len_b = a.row_lengths(), b.row_lengths()
         shorter = tf.minimum(len_a, len_b)
         halve = 2 * shorter > budget
@@ -161,13 +179,13 @@ class BertPreprocessor(keras.layers.Layer):
         return cut(a, keep_a), cut(b, keep_b)
 
     def _make_pack_function(self, num_segments):
-        num_special = 1 + num_segments
+        num_special = self.num_special_tokens(num_segments)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * num_segments)
         def pack(*texts):
             tokens = tuple(self.tokenizer(t) for t in texts)
             raw_length = tf.add_n([t.row_lengths() for t in tokens]) + num_special
-            token_ids, segment_ids = self.packer(self._fit(tokens))
+            token_ids, segment_ids = self._pack(tokens)
             lengths = tf.minimum(raw_length, self.sequence_length)
             truncated = tf.reduce_sum(tf.cast(raw_length > self.sequence_length, tf.int64))
             return (
