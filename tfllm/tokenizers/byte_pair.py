@@ -1,10 +1,13 @@
 """GPT-2 byte-level BPE tokenizer, in-graph, with the exact GPT-2 pre-tokenizer.
 
-Built on keras-hub's `BytePairTokenizer` (its byte-to-unicode table, BPE merge
-loop and cache, all TensorFlow ops), so it runs in `tf.data`, a `tf.function`
-and a SavedModel that loads with only `tensorflow` and `tensorflow_text`.
+A keras-hub `BytePairTokenizer` (its layer, config and detokenizer) whose
+tokenizer is core TensorFlow ops, so it runs in `tf.data`, a `tf.function` and
+a SavedModel that loads with only `tensorflow`.
 
-What tfllm changes is the word split. GPT-2 splits text with
+tfllm changes two things. The merges run on integer ids, once per distinct
+word of a batch, in a plain tf.while_loop (`_bpe`): keras-hub's loop over
+strings, converted by AutoGraph, took longer to trace than tokenizing all of
+Tiny Shakespeare. And the word split. GPT-2 splits text with
 `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`,
 whose lookahead RE2 cannot run; keras-hub approximates it with marker
 characters, which breaks on some inputs (runs of mixed whitespace, Unicode
@@ -23,6 +26,8 @@ import keras_hub
 import numpy as np
 import regex
 import tensorflow as tf
+from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+from keras_hub.src.tokenizers.byte_pair_tokenizer import create_static_hashtable
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 from tensorflow.python.ops import gen_string_ops
 
@@ -31,6 +36,9 @@ from tfllm.errors import DataError
 END_OF_TEXT = "<|endoftext|>"
 # Strings per call of the compiled tokenizer in `encode`.
 _ENCODE_BATCH = 1024
+# In `_bpe`'s id matrix: after a word's end; a byte or special token missing from the vocabulary
+# (-1 in the output, as keras-hub's lookup gives); no merge rule for a pair of ids.
+_PAD, _UNKNOWN, _NO_MERGE = -1, -2, np.iinfo(np.int64).max
 
 # Unicode White_Space, as `\s` in Oniguruma (HF tokenizers) and Python `regex`.
 _WS = r"\t\n\x{0B}\f\r\x{85}\p{Z}"
@@ -207,6 +215,42 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
             unsplittable_tokens=list(special_tokens), _allow_python_workflow=False, **kwargs,
         )
 
+    def _set_vocabulary_and_merges_tf(self, vocabulary, merges):
+        """Builds the lookup tables, once per vocabulary (never inside a traced function).
+
+        keras-hub's tables (a merge rank per "a b" string, a cache of merged
+        words, token string -> id) are replaced by integer ones for `_bpe`: the
+        id of each byte, and per pair of ids its merge rank and merged id.
+        Detokenizing keeps keras-hub's `id_to_token_map` and `unicode2byte`.
+        """
+        self.vocabulary, self.merges = vocabulary.copy(), merges
+        merge_pairs = [str(merge).split(" ") for merge in merges if "#version:" not in merge.lstrip()]
+        for a, b in merge_pairs:
+            if a not in vocabulary or b not in vocabulary or a + b not in vocabulary:
+                raise ValueError(f"Merge rule '{a} {b}' contains token '{a}' or '{b}', or makes '{a + b}', "
+                                 "that is not in the vocabulary.")
+        tokens, ids = list(vocabulary), list(vocabulary.values())
+        byte_list, unicode_list = bytes_to_unicode()
+        self.unicode2byte = create_static_hashtable(unicode_list, byte_list, default="")
+        self.id_to_token_map = create_static_hashtable(ids, tokens, default="")
+        self._byte_ids = tf.constant(
+            [vocabulary.get(char, _UNKNOWN) for _, char in sorted(zip(byte_list, unicode_list))], tf.int32)
+        self._pair_key_base = max(ids) + 1
+        # Rank in the high bits, so the smallest value is the first rule; a
+        # rule listed twice keeps its last rank, as in Hugging Face's BPE.
+        rules = {(vocabulary[a], vocabulary[b]): (rank << 32) | vocabulary[a + b]
+                 for rank, (a, b) in enumerate(merge_pairs)}
+        self._merge_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([a * self._pair_key_base + b for a, b in rules], tf.int64),
+                tf.constant(list(rules.values()), tf.int64)),
+            default_value=_NO_MERGE)
+        self._special_ids = [vocabulary.get(token, _UNKNOWN) for token in self.special_token_strings]
+        self._tokenize_graph = None
+
+    def _maybe_initialized_tf(self):
+        if getattr(self, "_merge_table", None) is None:
+            self._set_vocabulary_and_merges_tf(self.vocabulary, self.merges)
 
     @property
     def end_token_id(self):
@@ -220,7 +264,7 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
 
         For building data streams. Pass a list rather than one string per
         call: each call runs the tokenizer graph once per `_ENCODE_BATCH`
-        strings, and the BPE merges once per new word.
+        strings, and the BPE merges once per distinct word in them.
         """
         if isinstance(text, str):
             return self.encode([text])[0]
@@ -236,7 +280,7 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
 
     # AutoGraph has nothing to convert here (no Python control flow on
     # tensors; the merge loop is a tf.while_loop), but converting this and the
-    # keras-hub code below it took 13 s of `Dataset.map(tokenizer)` on a
+    # keras-hub code it used took 13 s of `Dataset.map(tokenizer)` on a
     # 2-core machine, 10x the time to tokenize Tiny Shakespeare.
     @tf.autograph.experimental.do_not_convert
     @preprocessing_function
@@ -254,37 +298,75 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         return tf.squeeze(tokens, 0) if unbatched else tokens
 
     def _compiled(self):
-        """`_tokenize_batch` as one graph, traced once, for eager calls.
-
-        Run eagerly, keras-hub's merge loop wraps its step in a new
-        tf.function on every call, traced anew each time (about 1 s a call:
-        20 KB of Tiny Shakespeare took 3 minutes one document at a time); in
-        a graph it is a plain tf.while_loop.
-        """
+        """`_tokenize_batch` as one graph, traced once, for eager calls (run op by op it is slower)."""
         if getattr(self, "_tokenize_graph", None) is None:
             self._tokenize_graph = tf.function(
                 self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)],
-                autograph=False)  # As `_tokenize_tf`: nothing to convert, seconds to find that out.
+                autograph=False)  # As `_tokenize_tf`: nothing to convert.
         return self._tokenize_graph
 
     def _tokenize_batch(self, inputs):
-        """Strings [B] -> ragged ids [B, None]: keras-hub's `_tokenize_tf` with `split_words` as the pre-tokenizer."""
-        words = split_words(inputs, self.special_token_strings)
-        flat_words = words.flat_values
-        cached = self.cache.lookup(flat_words)
-        unseen = tf.equal(cached, "")
+        """Strings [B] -> ragged ids [B, None]: `split_words`, then BPE of each distinct word once.
 
-        def merge_unseen():
-            # Each new word once: a batch repeats its new words many times.
-            new_words, _ = tf.unique(tf.boolean_mask(flat_words, unseen))
-            self._bpe_merge_and_update_cache_tf(new_words)
-            return self.cache.lookup(flat_words)
-
-        merged = tf.cond(tf.reduce_any(unseen), merge_unseen, lambda: cached)
-        tokens = self.token_to_id_map.lookup(tf.strings.split(merged, sep=" "))
+        A batch of 1,024 Tiny Shakespeare documents has ~40,000 words but a
+        few thousand distinct ones: merging only those (`tf.unique`) and
+        gathering their ids back costs less than keras-hub's cache lookups.
+        """
+        words, row_splits = _split_words_flat(inputs, self.special_token_strings, unescape=False)
+        distinct, index = tf.unique(words)
+        ids, id_splits = self._bpe(_unescape(distinct))
+        # Word w's ids are ids[id_splits[index[w]]:id_splits[index[w] + 1]].
+        counts = tf.gather(id_splits[1:] - id_splits[:-1], index)
+        word_splits = _cumsum0(counts)
+        position = tf.range(word_splits[-1])
+        word = tf.searchsorted(word_splits, position, side="right") - 1
+        source = tf.gather(id_splits, tf.gather(index, word)) + position - tf.gather(word_splits, word)
         return tf.RaggedTensor.from_row_splits(
-            tokens.flat_values, tf.gather(tokens.row_splits, words.row_splits)
-        )
+            tf.gather(ids, source), tf.gather(word_splits, row_splits), validate=False)
+
+    def _bpe(self, words):
+        """Byte-level BPE of words [U] -> their token ids, flat, and row splits [U + 1].
+
+        Words are rows of a dense [U, bytes] matrix of token ids (-1 after
+        the end). Each step merges, in every row that still can, the pair of
+        the lowest rank (the leftmost if it occurs twice), as Hugging Face
+        and OpenAI's GPT-2 encoder do; rows that cannot merge leave the loop.
+
+        Replaces keras-hub's merge loop, which is a tf.function that AutoGraph
+        converts and which works on strings with ragged ops: tracing it took
+        ~2 s of the 2.3 s that Tiny Shakespeare took in `tf.data` (0.47 MB/s);
+        this loop is plain ops on integers and traces in milliseconds.
+        """
+        length = tf.strings.length(words)
+        width = tf.maximum(tf.reduce_max(length), 1)  # Empty batch: reduce_max is INT_MIN.
+        column = tf.range(width)
+        ids = tf.gather(self._byte_ids, tf.cast(tf.io.decode_raw(words, tf.uint8, fixed_length=width), tf.int32))
+        ids = tf.where(column < length[:, None], ids, _PAD)
+        for token, token_id in zip(self.special_token_strings, self._special_ids):
+            ids = tf.where(tf.equal(words, token)[:, None], tf.where(column == 0, token_id, _PAD), ids)
+
+        def merge_step(ids, rows, merged):
+            left, right = tf.cast(ids[:, :-1], tf.int64), tf.cast(ids[:, 1:], tf.int64)
+            rules = self._merge_table.lookup(
+                tf.where((left >= 0) & (right >= 0), left * self._pair_key_base + right, -1))
+            best = tf.reduce_min(rules, axis=1)  # Rank << 32 | merged id; _NO_MERGE if none.
+            done = best == _NO_MERGE
+            merged = tf.tensor_scatter_nd_update(merged, _mask(rows, done)[:, None], _mask(ids, done))
+            ids, rows, rules, best = (_mask(t, ~done) for t in (ids, rows, rules, best))
+            pairs = tf.range(tf.shape(rules)[1])
+            at = tf.reduce_min(tf.where(tf.equal(rules, best[:, None]), pairs, width), axis=1)[:, None]
+            new_id = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)[:, None]
+            shifted = tf.pad(ids[:, 1:], [[0, 0], [0, 1]], constant_values=_PAD)
+            ids = tf.where(column < at, ids, tf.where(column == at, new_id, shifted))
+            return ids, rows, merged
+
+        _, _, merged = tf.while_loop(
+            lambda ids, rows, merged: tf.size(rows) > 0, merge_step,
+            [ids, tf.range(tf.shape(ids)[0]), ids],
+            shape_invariants=[tf.TensorShape([None, None]), tf.TensorShape([None]), ids.shape])
+        kept = merged != _PAD
+        ids = tf.gather_nd(merged, tf.where(kept))
+        return tf.where(ids == _UNKNOWN, -1, ids), _cumsum0(tf.reduce_sum(tf.cast(kept, tf.int64), axis=1))
 
     def get_config(self):
         config = super().get_config()
