@@ -36,9 +36,8 @@ from tfllm.errors import DataError
 END_OF_TEXT = "<|endoftext|>"
 # Strings per call of the compiled tokenizer in `encode`.
 _ENCODE_BATCH = 1024
-# In `_bpe`'s id matrix: after a word's end; a byte or special token missing from the vocabulary
-# (-1 in the output, as keras-hub's lookup gives); no merge rule for a pair of ids.
-_PAD, _UNKNOWN, _NO_MERGE = -1, -2, np.iinfo(np.int64).max
+# `_bpe`'s merge table value for a pair of ids without a rule.
+_NO_MERGE = np.iinfo(np.int64).max
 
 # Unicode White_Space, as `\s` in Oniguruma (HF tokenizers) and Python `regex`.
 _WS = r"\t\n\x{0B}\f\r\x{85}\p{Z}"
@@ -233,19 +232,23 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         byte_list, unicode_list = bytes_to_unicode()
         self.unicode2byte = create_static_hashtable(unicode_list, byte_list, default="")
         self.id_to_token_map = create_static_hashtable(ids, tokens, default="")
+        # `_bpe`'s ids: the vocabulary's and two more, for after a word's end
+        # and for a byte or special token missing from the vocabulary (-1 in
+        # the output, as keras-hub's lookup gives). Pair (a, b)'s key is
+        # a * _key_base + b.
+        self._pad, self._unknown, self._key_base = max(ids) + 1, max(ids) + 2, max(ids) + 3
         self._byte_ids = tf.constant(
-            [vocabulary.get(char, _UNKNOWN) for _, char in sorted(zip(byte_list, unicode_list))], tf.int32)
-        self._pair_key_base = max(ids) + 1
+            [vocabulary.get(char, self._unknown) for _, char in sorted(zip(byte_list, unicode_list))], tf.int64)
         # Rank in the high bits, so the smallest value is the first rule; a
         # rule listed twice keeps its last rank, as in Hugging Face's BPE.
         rules = {(vocabulary[a], vocabulary[b]): (rank << 32) | vocabulary[a + b]
                  for rank, (a, b) in enumerate(merge_pairs)}
         self._merge_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant([a * self._pair_key_base + b for a, b in rules], tf.int64),
+                tf.constant([a * self._key_base + b for a, b in rules], tf.int64),
                 tf.constant(list(rules.values()), tf.int64)),
             default_value=_NO_MERGE)
-        self._special_ids = [vocabulary.get(token, _UNKNOWN) for token in self.special_token_strings]
+        self._special_ids = [vocabulary.get(token, self._unknown) for token in self.special_token_strings]
         self._tokenize_graph = None
 
     def _maybe_initialized_tf(self):
@@ -346,35 +349,45 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         this loop is plain ops on integers and traces in milliseconds.
         """
         length = tf.strings.length(words)
-        width = tf.maximum(tf.reduce_max(length), 1)  # Empty batch: reduce_max is INT_MIN.
+        # A column more than the longest word, so that every row has a pair
+        # (argmin takes no empty axis), even in an empty batch.
+        width = tf.maximum(tf.reduce_max(length), 1) + 1
         column = tf.range(width)
         ids = tf.gather(self._byte_ids, tf.cast(tf.io.decode_raw(words, tf.uint8, fixed_length=width), tf.int32))
-        ids = tf.where(column < length[:, None], ids, _PAD)
+        ids = tf.where(column < length[:, None], ids, self._pad)
         for token, token_id in zip(self.special_token_strings, self._special_ids):
-            ids = tf.where(tf.equal(words, token)[:, None], tf.where(column == 0, token_id, _PAD), ids)
+            special = tf.where(tf.equal(column, 0), tf.constant(token_id, tf.int64), self._pad)
+            ids = tf.where(tf.equal(words, token)[:, None], special, ids)
 
-        def merge_step(ids, rows, merged):
-            left, right = tf.cast(ids[:, :-1], tf.int64), tf.cast(ids[:, 1:], tf.int64)
-            rules = self._merge_table.lookup(
-                tf.where((left >= 0) & (right >= 0), left * self._pair_key_base + right, -1))
-            best = tf.reduce_min(rules, axis=1)  # Rank << 32 | merged id; _NO_MERGE if none.
-            done = best == _NO_MERGE
-            merged = tf.tensor_scatter_nd_update(merged, _mask(rows, done)[:, None], _mask(ids, done))
-            ids, rows, rules, best = (_mask(t, ~done) for t in (ids, rows, rules, best))
-            pairs = tf.range(tf.shape(rules)[1])
-            at = tf.reduce_min(tf.where(tf.equal(rules, best[:, None]), pairs, width), axis=1)[:, None]
-            new_id = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)[:, None]
-            shifted = tf.pad(ids[:, 1:], [[0, 0], [0, 1]], constant_values=_PAD)
-            ids = tf.where(column < at, ids, tf.where(column == at, new_id, shifted))
-            return ids, rows, merged
+        def merge_step(step, ids, rows, done_rows, done_ids):
+            rules = self._merge_table.lookup(ids[:, :-1] * self._key_base + ids[:, 1:])
+            # Values are rank << 32 | merged id, so the smallest is the first
+            # rule; TensorFlow's argmin (Eigen's) takes the leftmost of equals.
+            at = tf.math.argmin(rules, axis=1, output_type=tf.int32)
+            best = tf.gather(rules, at, batch_dims=1)
+            done = tf.equal(best, _NO_MERGE)
+            done_rows, done_ids = done_rows.write(step, _mask(rows, done)), done_ids.write(step, _mask(ids, done))
+            going = tf.reshape(tf.where(~done), [-1])
+            ids, rows, at, best = (tf.gather(t, going) for t in (ids, rows, at, best))
+            # Pair (at, at + 1) -> one id at `at`; the rest of the row moves left.
+            shifted = tf.pad(ids[:, 1:], [[0, 0], [0, 1]], constant_values=self._pad)
+            ids = tf.where(column <= at[:, None], ids, shifted)
+            ids = tf.tensor_scatter_nd_update(
+                ids, tf.stack([tf.range(tf.size(at)), at], axis=1), tf.bitwise.bitwise_and(best, 0xFFFFFFFF))
+            return step + 1, ids, rows, done_rows, done_ids
 
-        _, _, merged = tf.while_loop(
-            lambda ids, rows, merged: tf.size(rows) > 0, merge_step,
-            [ids, tf.range(tf.shape(ids)[0]), ids],
-            shape_invariants=[tf.TensorShape([None, None]), tf.TensorShape([None]), ids.shape])
-        kept = merged != _PAD
-        ids = tf.gather_nd(merged, tf.where(kept))
-        return tf.where(ids == _UNKNOWN, -1, ids), _cumsum0(tf.reduce_sum(tf.cast(kept, tf.int64), axis=1))
+        rows = tf.range(tf.shape(ids)[0])
+        # Each starts with no rows, so that concat works when no word looped (no words).
+        finished = [tf.TensorArray(t.dtype, size=0, dynamic_size=True, infer_shape=False).write(0, t[:0])
+                    for t in (rows, ids)]
+        _, _, _, done_rows, done_ids = tf.while_loop(
+            lambda step, ids, rows, done_rows, done_ids: tf.size(rows) > 0, merge_step, [1, ids, rows, *finished])
+        # Rows left the loop in the order they finished: put them back in order.
+        merged = tf.gather(done_ids.concat(), tf.math.invert_permutation(done_rows.concat()))
+        kept = tf.not_equal(merged, self._pad)
+        ids = tf.cast(tf.gather_nd(merged, tf.where(kept)), tf.int32)
+        ids = tf.where(tf.equal(ids, self._unknown), -1, ids)
+        return ids, _cumsum0(tf.reduce_sum(tf.cast(kept, tf.int64), axis=1))
 
     def get_config(self):
         config = super().get_config()
