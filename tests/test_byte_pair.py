@@ -171,3 +171,26 @@ def test_encode_takes_lists_and_eager_calls_share_one_graph(bpe_dir):
     chars = CharTokenizer.from_text("abc \n")
     assert lm_data.token_stream(["ab", "", "c a"], chars.encode, separator_id=9).tolist() == [2, 3, 9, 9, 4, 1, 2]
     assert chars.encode("cab").tolist() == [4, 2, 3]  # Sorted: "\n", " ", "a", "b", "c".
+
+
+def test_tf_data_over_tiny_shakespeare_traces_once_and_matches_hugging_face(bpe_dir, corpora, caplog):
+    """As tools/bench/bpe_speed.py tokenizes: `batch(n).map(tokenize)` of Tiny Shakespeare's documents
+    (batches of two sizes) gives Hugging Face's ids, tracing the tokenizer once and logging no retracing."""
+    if "tiny_shakespeare_lines" not in corpora:
+        pytest.skip("shared data for tiny_shakespeare not found")
+    documents = "\n".join(corpora["tiny_shakespeare_lines"]).split("\n\n")[:3000]
+    tokenizer = BytePairTokenizer(bpe_dir / "vocab.json", bpe_dir / "merges.txt")
+    traces = []
+
+    def tokenize(text):
+        traces.append(text.shape)
+        return tokenizer.tokenize(text)
+
+    with caplog.at_level("WARNING"):
+        ds = tf.data.Dataset.from_tensor_slices(documents).batch(1024).map(tokenize)  # 1024, 1024, 952
+        ours = [row for batch in ds for row in batch.to_list()]
+        again = tokenizer._compiled()
+        assert [as_lists(again(tf.constant(documents[:n], tf.string))) for n in (7, 1, 0)] == [ours[:7], ours[:1], []]
+    assert len(traces) == 1 and again.experimental_get_tracing_count() == 1
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    assert ours == reference_ids(bpe_dir, documents)

@@ -1,10 +1,13 @@
 """GPT-2 byte-level BPE tokenizer, in-graph, with the exact GPT-2 pre-tokenizer.
 
-Built on keras-hub's `BytePairTokenizer` (its byte-to-unicode table, BPE merge
-loop and cache, all TensorFlow ops), so it runs in `tf.data`, a `tf.function`
-and a SavedModel that loads with only `tensorflow` and `tensorflow_text`.
+A keras-hub `BytePairTokenizer` (its layer, config and detokenizer) whose
+tokenizer is core TensorFlow ops, so it runs in `tf.data`, a `tf.function` and
+a SavedModel that loads with only `tensorflow`.
 
-What tfllm changes is the word split. GPT-2 splits text with
+tfllm changes two things. The merges run on integer ids, once per distinct
+word of a batch, in a plain tf.while_loop (`_bpe`): keras-hub's loop over
+strings, converted by AutoGraph, took longer to trace than tokenizing all of
+Tiny Shakespeare. And the word split. GPT-2 splits text with
 `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`,
 whose lookahead RE2 cannot run; keras-hub approximates it with marker
 characters, which breaks on some inputs (runs of mixed whitespace, Unicode
@@ -23,14 +26,18 @@ import keras_hub
 import numpy as np
 import regex
 import tensorflow as tf
-import tensorflow_text as tf_text
+from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+from keras_hub.src.tokenizers.byte_pair_tokenizer import create_static_hashtable
 from keras_hub.src.utils.tensor_utils import preprocessing_function
+from tensorflow.python.ops import gen_string_ops
 
 from tfllm.errors import DataError
 
 END_OF_TEXT = "<|endoftext|>"
 # Strings per call of the compiled tokenizer in `encode`.
 _ENCODE_BATCH = 1024
+# `_bpe`'s merge table value for a pair of ids without a rule.
+_NO_MERGE = np.iinfo(np.int64).max
 
 # Unicode White_Space, as `\s` in Oniguruma (HF tokenizers) and Python `regex`.
 _WS = r"\t\n\x{0B}\f\r\x{85}\p{Z}"
@@ -41,13 +48,26 @@ _ONE_WORD = rf" ?\p{{L}}+| ?\p{{N}}+|[{_WS}]+"
 
 def split_words(text, special_tokens=()):
     """GPT-2's pre-tokenization of a string tensor [B] -> ragged words [B, None]; special tokens stay whole."""
+    words, row_splits = _split_words_flat(text, special_tokens)
+    return tf.RaggedTensor.from_row_splits(words, row_splits, validate=False)
+
+
+def _split_words_flat(text, special_tokens=(), unescape=True):
+    """`split_words` as flat words [N] and row splits [B + 1] (int64).
+
+    With `unescape=False` the words keep NUL and U+FDD0 escaped (see below),
+    for `_unescape` to undo on fewer strings: the distinct words.
+
+    Flat tensors rather than ragged ones because each validated RaggedTensor
+    adds three assertions (six tf.functions) to the graph: the ragged version
+    took 1.4 s to trace, as long as tokenizing all of Tiny Shakespeare.
+    """
     specials = "".join(f"{regex.escape(t)}|" for t in special_tokens)
-    # tensorflow-text's regex_split stops at a NUL byte: escape NUL (and the
-    # escape character) to two non-characters of NUL's class, undone below.
+    # `_regex_split` marks its splits with NUL: escape NUL (and the escape
+    # character) to two non-characters of NUL's class, undone by `_unescape`.
     text = tf.strings.regex_replace(text, "\ufdd0", "\ufdd0\ufdd1")
     text = tf.strings.regex_replace(text, "\x00", "\ufdd0\ufdd2")
-    pieces = tf_text.regex_split(text, f"{specials}[{_WS}]+", f"{specials}[{_WS}]+")
-    flat = pieces.flat_values
+    flat, row_splits = _regex_split(text, f"{specials}[{_WS}]+")
     is_ws = tf.strings.regex_full_match(flat, f"[{_WS}]+")
     is_special = tf.zeros_like(is_ws)
     for token in special_tokens:
@@ -55,59 +75,88 @@ def split_words(text, special_tokens=()):
     is_text = ~is_ws & ~is_special
     # The lookahead `\s+(?!\S)`: a whitespace run followed by text keeps all
     # but its last character; a last " " joins the text as its leading space.
-    n = tf.size(flat)
-    following = tf.minimum(tf.range(n) + 1, n - 1)
-    row = pieces.value_rowids()
-    followed_by_text = (
-        (tf.range(n) + 1 < n) & tf.equal(tf.gather(row, following), row) & tf.gather(is_text, following)
-    )
+    n = tf.size(flat, out_type=tf.int64)
+    position = tf.range(n)
+    following = tf.minimum(position + 1, n - 1)
+    row = tf.searchsorted(row_splits, position, side="right")
+    followed_by_text = (position + 1 < n) & tf.equal(tf.gather(row, following), row) & tf.gather(is_text, following)
     split = is_ws & followed_by_text
     length = tf.strings.length(flat, unit="UTF8_CHAR")
     head = tf.strings.substr(flat, tf.zeros_like(length), length - 1, unit="UTF8_CHAR")
     last = tf.strings.substr(flat, length - 1, tf.ones_like(length), unit="UTF8_CHAR")
     gives_space = split & tf.equal(last, " ")
-    takes_space = tf.concat([[False], gives_space[:-1]], axis=0)[:n]
+    takes_space = tf.pad(gives_space, [[1, 0]])[:-1]
     first = tf.where(split, head, tf.where(takes_space, tf.strings.join([" ", flat]), flat))
     second = tf.where(split & ~gives_space, last, tf.fill(tf.shape(flat), ""))
-    words = tf.RaggedTensor.from_row_splits(
-        tf.reshape(tf.stack([first, second], axis=1), [-1]), pieces.row_splits * 2
-    )
-    words = tf.ragged.boolean_mask(words, tf.not_equal(words, ""))
+    words = tf.reshape(tf.stack([first, second], axis=1), [-1])
+    kept = tf.not_equal(words, "")
+    words = _mask(words, kept)
+    row_splits = tf.gather(_cumsum0(kept), row_splits * 2)
     pattern = specials + _GPT2_WORD
     # A special token made of letters or digits could hide in a one-word piece.
     if any(regex.fullmatch(r"[\p{L}\p{N}\s]+", t) for t in special_tokens):
-        words = tf_text.regex_split(words, pattern, pattern).merge_dims(1, 2)
+        words, piece_splits = _regex_split(words, pattern)
     else:
-        words = _split_pieces(words, pattern)
+        words, piece_splits = _split_pieces(words, pattern)
+    return (_unescape(words) if unescape else words), tf.gather(piece_splits, row_splits)
+
+
+def _unescape(words):
+    """Undoes `_split_words_flat`'s escape of NUL and U+FDD0."""
     words = tf.strings.regex_replace(words, "\ufdd0\ufdd2", "\x00")
     return tf.strings.regex_replace(words, "\ufdd0\ufdd1", "\ufdd0")
 
 
+def _mask(values, keep):
+    """`tf.boolean_mask(values, keep)` for 1-D `keep`, in 3 ops rather than boolean_mask's ~25 (faster to trace)."""
+    return tf.gather(values, tf.reshape(tf.where(keep), [-1]))
+
+
+def _cumsum0(counts):
+    """[0, c0, c0 + c1, ...] as int64: the row splits of rows with `counts` items (bools count 1)."""
+    return tf.concat([tf.zeros([1], tf.int64), tf.cumsum(tf.cast(counts, tf.int64))], axis=0)
+
+
+def _regex_split(strings, pattern):
+    """`tf_text.regex_split(strings, pattern, pattern)` for strings [N] without NUL: pieces [M], row splits [N + 1].
+
+    Marks each match with NULs (regex_replace) and splits there: 3x faster
+    than tensorflow-text's op, which wraps the pattern in a capturing group,
+    so RE2 has to run its slow submatch engine on every string (1.0 s vs
+    0.34 s for the 280,000 words of Tiny Shakespeare). `pattern` must have
+    no capturing group and match no empty string; the text has no NUL
+    (`_split_words_flat` escapes them).
+    """
+    marked = tf.strings.regex_replace(strings, pattern, "\x00\\0\x00")
+    indices, pieces, _ = gen_string_ops.string_split_v2(marked, sep="\x00")
+    kept = tf.not_equal(pieces, "")
+    rows = _mask(indices[:, 0], kept)
+    return _mask(pieces, kept), tf.searchsorted(
+        rows, tf.range(tf.size(strings, out_type=tf.int64) + 1), out_type=tf.int64)
+
+
 def _split_pieces(pieces, pattern):
-    """`regex_split(pieces, pattern, pattern).merge_dims(1, 2)`, for ragged `pieces` [B, None].
+    """`_regex_split(pieces, pattern)` for flat `pieces` [N]: split words and their row splits [N + 1].
 
     regex_split costs a few microseconds per string, which made it most of
     the tokenizer's time; most pieces (" the", "Romeo", a line break) are one
     word already, so only the others are split, and the results are stitched
     back in order.
     """
-    flat = pieces.flat_values
-    whole = tf.strings.regex_full_match(flat, _ONE_WORD)
-    whole_index, rest_index = tf.where(whole)[:, 0], tf.where(~whole)[:, 0]
-    rest = tf_text.regex_split(tf.gather(flat, rest_index), pattern, pattern)
+    whole = tf.strings.regex_full_match(pieces, _ONE_WORD)
+    whole_index, rest_index = tf.reshape(tf.where(whole), [-1]), tf.reshape(tf.where(~whole), [-1])
+    rest, rest_splits = _regex_split(tf.gather(pieces, rest_index), pattern)
     lengths = tf.tensor_scatter_nd_update(
-        tf.ones(tf.shape(flat, out_type=tf.int64), tf.int64), rest_index[:, None], rest.row_lengths())
+        tf.ones(tf.shape(pieces, out_type=tf.int64), tf.int64), rest_index[:, None], rest_splits[1:] - rest_splits[:-1])
     starts = tf.cumsum(lengths, exclusive=True)
-    rest_rows = rest.value_rowids()
+    rest_rows = tf.searchsorted(rest_splits, tf.range(tf.size(rest, out_type=tf.int64)), side="right") - 1
     rest_positions = (tf.gather(starts, tf.gather(rest_index, rest_rows))
-                      + tf.range(tf.size(rest.flat_values, out_type=tf.int64))
-                      - tf.gather(rest.row_splits, rest_rows))
+                      + tf.range(tf.size(rest, out_type=tf.int64)) - tf.gather(rest_splits, rest_rows))
     words = tf.dynamic_stitch(
         [tf.cast(tf.gather(starts, whole_index), tf.int32), tf.cast(rest_positions, tf.int32)],
-        [tf.gather(flat, whole_index), rest.flat_values],
+        [tf.gather(pieces, whole_index), rest],
     )
-    piece_splits = tf.concat([[0], tf.cumsum(lengths)], axis=0)
-    return tf.RaggedTensor.from_row_splits(words, tf.gather(piece_splits, pieces.row_splits))
+    return words, _cumsum0(lengths)
 
 
 def read_merges(path):
@@ -165,6 +214,46 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
             unsplittable_tokens=list(special_tokens), _allow_python_workflow=False, **kwargs,
         )
 
+    def _set_vocabulary_and_merges_tf(self, vocabulary, merges):
+        """Builds the lookup tables, once per vocabulary (never inside a traced function).
+
+        keras-hub's tables (a merge rank per "a b" string, a cache of merged
+        words, token string -> id) are replaced by integer ones for `_bpe`: the
+        id of each byte, and per pair of ids its merge rank and merged id.
+        Detokenizing keeps keras-hub's `id_to_token_map` and `unicode2byte`.
+        """
+        self.vocabulary, self.merges = vocabulary.copy(), merges
+        merge_pairs = [str(merge).split(" ") for merge in merges if "#version:" not in merge.lstrip()]
+        for a, b in merge_pairs:
+            if a not in vocabulary or b not in vocabulary or a + b not in vocabulary:
+                raise ValueError(f"Merge rule '{a} {b}' contains token '{a}' or '{b}', or makes '{a + b}', "
+                                 "that is not in the vocabulary.")
+        tokens, ids = list(vocabulary), list(vocabulary.values())
+        byte_list, unicode_list = bytes_to_unicode()
+        self.unicode2byte = create_static_hashtable(unicode_list, byte_list, default="")
+        self.id_to_token_map = create_static_hashtable(ids, tokens, default="")
+        # `_bpe`'s ids: the vocabulary's and two more, for after a word's end
+        # and for a byte or special token missing from the vocabulary (-1 in
+        # the output, as keras-hub's lookup gives). Pair (a, b)'s key is
+        # a * _key_base + b.
+        self._pad, self._unknown, self._key_base = max(ids) + 1, max(ids) + 2, max(ids) + 3
+        self._byte_ids = tf.constant(
+            [vocabulary.get(char, self._unknown) for _, char in sorted(zip(byte_list, unicode_list))], tf.int64)
+        # Rank in the high bits, so the smallest value is the first rule; a
+        # rule listed twice keeps its last rank, as in Hugging Face's BPE.
+        rules = {(vocabulary[a], vocabulary[b]): (rank << 32) | vocabulary[a + b]
+                 for rank, (a, b) in enumerate(merge_pairs)}
+        self._merge_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([a * self._key_base + b for a, b in rules], tf.int64),
+                tf.constant(list(rules.values()), tf.int64)),
+            default_value=_NO_MERGE)
+        self._special_ids = [vocabulary.get(token, self._unknown) for token in self.special_token_strings]
+        self._tokenize_graph = None
+
+    def _maybe_initialized_tf(self):
+        if getattr(self, "_merge_table", None) is None:
+            self._set_vocabulary_and_merges_tf(self.vocabulary, self.merges)
 
     @property
     def end_token_id(self):
@@ -178,7 +267,7 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
 
         For building data streams. Pass a list rather than one string per
         call: each call runs the tokenizer graph once per `_ENCODE_BATCH`
-        strings, and the BPE merges once per new word.
+        strings, and the BPE merges once per distinct word in them.
         """
         if isinstance(text, str):
             return self.encode([text])[0]
@@ -192,10 +281,18 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
                 ids += np.split(tokens.flat_values.numpy().astype(np.int32), tokens.row_splits.numpy()[1:-1])
         return ids
 
-    # AutoGraph has nothing to convert here (no Python control flow on
-    # tensors; the merge loop is a tf.while_loop), but converting this and the
-    # keras-hub code below it took 13 s of `Dataset.map(tokenizer)` on a
-    # 2-core machine, 10x the time to tokenize Tiny Shakespeare.
+    # `Dataset.map` converts the function it is given with AutoGraph, which
+    # has nothing to convert here (no Python control flow on tensors) but took
+    # 13 s to convert keras-hub's merge loop, and 0.15 s for keras-hub's
+    # `tokenize` (as long as tracing the tokenizer).
+    @tf.autograph.experimental.do_not_convert
+    def tokenize(self, inputs):
+        return super().tokenize(inputs)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, *args, training=None, **kwargs):
+        return super().call(inputs, *args, training=training, **kwargs)
+
     @tf.autograph.experimental.do_not_convert
     @preprocessing_function
     def _tokenize_tf(self, inputs):
@@ -212,37 +309,89 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         return tf.squeeze(tokens, 0) if unbatched else tokens
 
     def _compiled(self):
-        """`_tokenize_batch` as one graph, traced once, for eager calls.
-
-        Run eagerly, keras-hub's merge loop wraps its step in a new
-        tf.function on every call, traced anew each time (about 1 s a call:
-        20 KB of Tiny Shakespeare took 3 minutes one document at a time); in
-        a graph it is a plain tf.while_loop.
-        """
+        """`_tokenize_batch` as one graph, traced once, for eager calls (run op by op it is slower)."""
         if getattr(self, "_tokenize_graph", None) is None:
             self._tokenize_graph = tf.function(
                 self._tokenize_batch, input_signature=[tf.TensorSpec([None], tf.string)],
-                autograph=False)  # As `_tokenize_tf`: nothing to convert, seconds to find that out.
+                autograph=False)  # As `_tokenize_tf`: nothing to convert.
         return self._tokenize_graph
 
     def _tokenize_batch(self, inputs):
-        """Strings [B] -> ragged ids [B, None]: keras-hub's `_tokenize_tf` with `split_words` as the pre-tokenizer."""
-        words = split_words(inputs, self.special_token_strings)
-        flat_words = words.flat_values
-        cached = self.cache.lookup(flat_words)
-        unseen = tf.equal(cached, "")
+        """Strings [B] -> ragged ids [B, None]: `split_words`, then BPE of each distinct word once.
 
-        def merge_unseen():
-            # Each new word once: a batch repeats its new words many times.
-            new_words, _ = tf.unique(tf.boolean_mask(flat_words, unseen))
-            self._bpe_merge_and_update_cache_tf(new_words)
-            return self.cache.lookup(flat_words)
-
-        merged = tf.cond(tf.reduce_any(unseen), merge_unseen, lambda: cached)
-        tokens = self.token_to_id_map.lookup(tf.strings.split(merged, sep=" "))
+        A batch of 1,024 Tiny Shakespeare documents has ~40,000 words but
+        ~4,800 distinct ones: only those are merged (`tf.unique`), and their
+        ids gathered back. Merging each batch's distinct words took 0.09 s CPU
+        for the whole file, its 15,056 distinct words once 0.04 s: a cache
+        across batches, as keras-hub keeps, could save at most the difference
+        and would cost a lookup per word.
+        """
+        words, row_splits = _split_words_flat(inputs, self.special_token_strings, unescape=False)
+        distinct, index = tf.unique(words)
+        ids, id_splits = self._bpe(_unescape(distinct))
+        # Word w's ids are ids[id_splits[index[w]]:id_splits[index[w] + 1]].
+        counts = tf.gather(id_splits[1:] - id_splits[:-1], index)
+        word_splits = _cumsum0(counts)
+        position = tf.range(word_splits[-1])
+        word = tf.searchsorted(word_splits, position, side="right") - 1
+        source = tf.gather(id_splits, tf.gather(index, word)) + position - tf.gather(word_splits, word)
         return tf.RaggedTensor.from_row_splits(
-            tokens.flat_values, tf.gather(tokens.row_splits, words.row_splits)
-        )
+            tf.gather(ids, source), tf.gather(word_splits, row_splits), validate=False)
+
+    def _bpe(self, words):
+        """Byte-level BPE of words [U] -> their token ids, flat, and row splits [U + 1].
+
+        Words are rows of a dense [U, bytes + 1] matrix of token ids (`_pad`
+        after the end). Each step merges, in every row that still can, the pair of
+        the lowest rank (the leftmost if it occurs twice), as Hugging Face
+        and OpenAI's GPT-2 encoder do; rows that cannot merge leave the loop.
+
+        Replaces keras-hub's merge loop, which is a tf.function that AutoGraph
+        converts and which works on strings with ragged ops: tracing it took
+        ~2 s of the 2.3 s that Tiny Shakespeare took in `tf.data` (0.47 MB/s,
+        idle 2-core machine); this loop is plain ops on integers, traced in
+        milliseconds, and merges the file's distinct words in 0.04 s CPU.
+        """
+        length = tf.strings.length(words)
+        # A column more than the longest word, so that every row has a pair
+        # (argmin takes no empty axis), even in an empty batch.
+        width = tf.maximum(tf.reduce_max(length), 1) + 1
+        column = tf.range(width)
+        ids = tf.gather(self._byte_ids, tf.cast(tf.io.decode_raw(words, tf.uint8, fixed_length=width), tf.int32))
+        ids = tf.where(column < length[:, None], ids, self._pad)
+        for token, token_id in zip(self.special_token_strings, self._special_ids):
+            special = tf.where(tf.equal(column, 0), tf.constant(token_id, tf.int64), self._pad)
+            ids = tf.where(tf.equal(words, token)[:, None], special, ids)
+
+        def merge_step(step, ids, rows, done_rows, done_ids):
+            rules = self._merge_table.lookup(ids[:, :-1] * self._key_base + ids[:, 1:])
+            # Values are rank << 32 | merged id, so the smallest is the first
+            # rule; TensorFlow's argmin (Eigen's) takes the leftmost of equals.
+            at = tf.math.argmin(rules, axis=1, output_type=tf.int32)
+            best = tf.gather(rules, at, batch_dims=1)
+            done = tf.equal(best, _NO_MERGE)
+            done_rows, done_ids = done_rows.write(step, _mask(rows, done)), done_ids.write(step, _mask(ids, done))
+            going = tf.reshape(tf.where(~done), [-1])
+            ids, rows, at, best = (tf.gather(t, going) for t in (ids, rows, at, best))
+            # Pair (at, at + 1) -> one id at `at`; the rest of the row moves left.
+            shifted = tf.pad(ids[:, 1:], [[0, 0], [0, 1]], constant_values=self._pad)
+            ids = tf.where(column <= at[:, None], ids, shifted)
+            ids = tf.tensor_scatter_nd_update(
+                ids, tf.stack([tf.range(tf.size(at)), at], axis=1), tf.bitwise.bitwise_and(best, 0xFFFFFFFF))
+            return step + 1, ids, rows, done_rows, done_ids
+
+        rows = tf.range(tf.shape(ids)[0])
+        # Each starts with an empty entry: concat of an empty TensorArray fails (its width is unknown).
+        finished = [tf.TensorArray(t.dtype, size=0, dynamic_size=True, infer_shape=False).write(0, t[:0])
+                    for t in (rows, ids)]
+        _, _, _, done_rows, done_ids = tf.while_loop(
+            lambda step, ids, rows, done_rows, done_ids: tf.size(rows) > 0, merge_step, [1, ids, rows, *finished])
+        # Rows left the loop in the order they finished: put them back in order.
+        merged = tf.gather(done_ids.concat(), tf.math.invert_permutation(done_rows.concat()))
+        kept = tf.not_equal(merged, self._pad)
+        ids = tf.cast(tf.gather_nd(merged, tf.where(kept)), tf.int32)
+        ids = tf.where(tf.equal(ids, self._unknown), -1, ids)
+        return ids, _cumsum0(tf.reduce_sum(tf.cast(kept, tf.int64), axis=1))
 
     def get_config(self):
         config = super().get_config()
