@@ -67,8 +67,13 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
     again = run_recipe(tmp_path, "--export_dir=")
     assert "Resumed from step 120" in again.stderr
     assert "nothing to do" in again.stderr
-    longer = run_recipe(tmp_path, "--epochs=7", "--export_dir=")
+    # Resumed under --mixed_precision=fp16 (the optimizer state carries over): loss-scaled steps, and an export
+    # that serves probabilities.
+    longer = run_recipe(tmp_path, "--epochs=7", "--mixed_precision=fp16", "--log_every=10")
     assert "Resumed from step 120" in longer.stderr and "step 140/140" in longer.stderr
+    assert "loss scale 32768 (0 skipped)" in longer.stderr, longer.stderr[-3000:]
+    served = serve_in_fresh_process(tmp_path / "export" / "toy" / "1", {"text": ["a lovely film"]})
+    assert np.sum(served["probabilities"]) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_export_serves_raw_strings_in_a_process_without_tfllm(trained):

@@ -225,4 +225,4 @@ def test_resume_under_another_precision_keeps_the_optimizer_state(tmp_path):
     assert int(resumed.optimizer.iterations.numpy()) == 5
 
 
-# The classify recipe under --mixed_precision=fp16 runs in tests/test_peft.py (with --peft=lora: one run).
+# The classify recipe under --mixed_precision=fp16 runs in tests/test_classify_recipe.py (resuming a float32 run).

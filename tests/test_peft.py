@@ -255,8 +255,7 @@ def test_peft_weights_round_trip_onto_a_fresh_base(tmp_path):
 # ---- Recipe ------------------------------------------------------------------------------
 
 
-def test_classify_recipe_with_lora_under_fp16_trains_logs_parameter_counts_and_exports(tmp_path):
-    """--peft=lora with --mixed_precision=fp16 (one run for both: each recipe run costs seconds of start-up)."""
+def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
     write_toy_tsv(tmp_path / "train.tsv", 640, seed=0)
     write_toy_tsv(tmp_path / "dev.tsv", 200, seed=1)
     model_dir = tmp_path / "model"
@@ -265,10 +264,9 @@ def test_classify_recipe_with_lora_under_fp16_trains_logs_parameter_counts_and_e
         f"--train_file={tmp_path / 'train.tsv'}", f"--eval_file={tmp_path / 'dev.tsv'}", f"--model_dir={model_dir}",
         "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16", "--batch_size=32", "--epochs=15",
         "--learning_rate=2e-2", "--dropout=0.0", "--pooling=mean", "--strategy=cpu", "--log_every=60",
-        "--peft=lora", "--lora_rank=4", "--lora_alpha=8", "--lora_targets=query,value", "--mixed_precision=fp16",
+        "--peft=lora", "--lora_rank=4", "--lora_alpha=8", "--lora_targets=query,value",
         f"--export_dir={tmp_path / 'export'}", "--model_name=toy", "--label_names=negative,positive",
     )
-    assert re.search(r"step 300/300 .*loss scale \d+ \(\d+ skipped\)", proc.stderr), proc.stderr[-3000:]
     line = re.search(r"PEFT .*'method': 'lora'.*: ([\d,]+) trainable of ([\d,]+) parameters \(([\d.]+)%\)",
                      proc.stderr)
     assert line, proc.stderr[-3000:]
@@ -279,7 +277,7 @@ def test_classify_recipe_with_lora_under_fp16_trains_logs_parameter_counts_and_e
     assert results["accuracy"] > 0.85, results  # 0.945 when written
     assert (model_dir / "peft_weights.npz").exists()
 
-    # The export has LoRA merged into plain kernels and serves, in float32, what the unmerged model computes.
+    # The export has LoRA merged into plain kernels and serves what the unmerged model computes.
     export = tmp_path / "export" / "toy" / "1"
     exported_variables = [name for name, _ in tf.train.list_variables(str(export / "variables" / "variables"))]
     assert exported_variables and not [n for n in exported_variables if "lora" in n.lower()]
