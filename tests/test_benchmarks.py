@@ -151,7 +151,8 @@ EXPECTED = {  # sub-command: [(name column, variants, figure that must be positi
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
                                  "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
                         "ms per step")],
-    "serve": [("variant", ["tfllm SavedModel", "keras-hub SavedModel"], "examples/s")] * 2,
+    "serve": [("variant", ["tfllm SavedModel, dynamic length", "tfllm SavedModel, fixed length",
+                           "keras-hub SavedModel"], "examples/s")] * 2,
     "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
     "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
                  "wall s (process)")],
@@ -195,6 +196,13 @@ def test_finetune_reports_dev_accuracy_and_the_ratio(toy_run):
     if TORCH:
         assert re.search(r"tfllm / PyTorch: training time [0-9.]+x, examples/s [0-9.]+x, dev accuracy [-+][0-9.]+",
                          output), output
+
+
+def test_serve_single_client_reports_p50_ratios(toy_run):
+    _, single = parse_tables(_output(toy_run, "serve"))[0]
+    for row in single:
+        assert 0 < float(row["p50 ms"]) <= float(row["p90 ms"]), row
+        assert float(row["p50 speed vs keras-hub"]) > 0 and float(row["p50 speed vs tfllm fixed"]) > 0, row
 
 
 def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):
