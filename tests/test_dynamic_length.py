@@ -1,4 +1,4 @@
-"""Dynamic-length serving: each batch padded to its longest row (rounded up to 16), not to the sequence length.
+"""Dynamic-length serving: each batch padded to its longest row (rounded up to 8), not to the sequence length.
 
 The same requests go through a dynamic-length and a fixed-length export of
 the same model (classifier, sentence-pair classifier, embeddings), served in
@@ -32,7 +32,7 @@ def sentence(n):
 
 
 # Batches whose longest row packs to 2 (empty), 14, 15, 16 and 17 tokens ([CLS] ... [SEP]), 30, and past the
-# sequence length (truncated): widths 16, 16, 16, 16, 32, 32, 48.
+# sequence length (truncated): widths 8, 16, 16, 16, 24, 32, 48.
 BATCHES = [[""], [sentence(12)], [sentence(13), "bad"], [sentence(14), "", sentence(3)], [sentence(15)],
            [sentence(28), sentence(1), sentence(9)], [sentence(80), "good film !"]]
 PAIRS = [(["good"], ["bad film"]), ([sentence(10), "a"], [sentence(4), sentence(20)]),
@@ -43,11 +43,11 @@ def preprocessor():
     return BertPreprocessor(VOCAB, sequence_length=SEQUENCE_LENGTH, lowercase=True)
 
 
-def test_padded_length_rounds_up_to_16_and_caps():
-    lengths = {(2,): 16, (16,): 16, (17,): 32, (5, 31, 3): 32, (33,): 48, (48,): 48, (200,): 48, (): 16}
+def test_padded_length_rounds_up_to_8_and_caps():
+    lengths = {(2,): 8, (8,): 8, (9,): 16, (17,): 24, (5, 31, 3): 32, (41,): 48, (48,): 48, (200,): 48, (): 8}
     for rows, expected in lengths.items():
         assert int(padded_length(tf.constant(rows, tf.int32), SEQUENCE_LENGTH)) == expected, rows
-    assert int(padded_length(tf.constant([9], tf.int64), 128, multiple=8)) == 16
+    assert int(padded_length(tf.constant([17], tf.int64), 128, multiple=16)) == 32
 
 
 def test_trim_padding_keeps_every_real_token_with_its_position_and_segment():
@@ -57,7 +57,7 @@ def test_trim_padding_keeps_every_real_token_with_its_position_and_segment():
         trimmed = trim_padding(full)
         real = full["padding_mask"].numpy().sum(axis=1)
         width = trimmed["token_ids"].shape[1]
-        assert width == -(-real.max() // 16) * 16 and width < SEQUENCE_LENGTH
+        assert width == -(-real.max() // 8) * 8 and width < SEQUENCE_LENGTH
         for name in ("token_ids", "segment_ids", "padding_mask"):
             # The same leading columns (so position i is still position i), and only padding was cut.
             np.testing.assert_array_equal(trimmed[name].numpy(), full[name].numpy()[:, :width])

@@ -29,7 +29,7 @@ class ClassifierServingModule(tf.Module):
         outputs (regression): `score`: float32 [batch], the model's one output.
     Texts (pairs) longer than the preprocessor's `sequence_length` tokens are
     truncated as in training. With `dynamic_length=True` (the default) the
-    model runs on the batch padded to its longest row rounded up to 16
+    model runs on the batch padded to its longest row rounded up to 8
     tokens (`trim_padding`), not to `sequence_length`: the same outputs, at
     a fraction of the compute for short texts.
 

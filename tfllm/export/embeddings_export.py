@@ -20,7 +20,7 @@ class EmbeddingsServingModule(tf.Module):
                  the real tokens, [CLS] and [SEP] included; the sentence-transformers choice).
     Texts longer than the preprocessor's `sequence_length` tokens are truncated.
     With `dynamic_length=True` (the default) the backbone runs on the batch
-    padded to its longest row rounded up to 16 tokens (`trim_padding`): the
+    padded to its longest row rounded up to 8 tokens (`trim_padding`): the
     same vectors, less compute for short texts.
     """
 

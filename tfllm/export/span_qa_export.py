@@ -29,7 +29,7 @@ class SpanQAServingModule(tf.Module):
     `start <= end < start + max_answer_length` by `start_logit + end_logit`
     (ties to the earlier span), mapped back to a slice of the original
     context through the WordPiece character offsets. The model runs on the
-    batch padded to its longest window rounded up to 16 tokens
+    batch padded to its longest window rounded up to 8 tokens
     (`padded_length`), not to `sequence_length`.
 
     Signature `serving_default`:
@@ -75,7 +75,7 @@ class SpanQAServingModule(tf.Module):
         token_ids = tf.concat([cls, query, sep, tf.cast(ids, tf.int64), sep], axis=1)
         prefix = query.row_lengths() + 2  # [CLS] question [SEP]
         lengths = token_ids.row_lengths()
-        # Dynamic length: padded to the batch's longest window (rounded up to 16), not to sequence_length.
+        # Dynamic length: padded to the batch's longest window (rounded up to 8), not to sequence_length.
         length = padded_length(lengths, self.sequence_length)
         shape = tf.stack([batch, length])
         token_ids = tf.cast(token_ids.to_tensor(0, shape=shape), tf.int32)

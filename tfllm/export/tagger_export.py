@@ -23,7 +23,7 @@ class TaggerServingModule(tf.Module):
     own and tagged by its FIRST piece, exactly as in training
     (`tfllm.data.token_classification`): `[CLS] pieces... [SEP]`, cut to
     `sequence_length` tokens; words cut off get tag "O" and score 0. The
-    model runs on the batch padded to its longest row rounded up to 16
+    model runs on the batch padded to its longest row rounded up to 8
     tokens (`padded_length`), not to `sequence_length`.
 
     Word splitting (`split_punctuation`): True splits on whitespace and
@@ -96,7 +96,7 @@ class TaggerServingModule(tf.Module):
             tf.fill([batch, 1], tf.cast(self.preprocessor.sep_token_id, token_ids.dtype)),
         ], axis=1)
         lengths = token_ids.row_lengths()
-        # Dynamic length: padded to the batch's longest row (rounded up to 16), not to sequence_length.
+        # Dynamic length: padded to the batch's longest row (rounded up to 8), not to sequence_length.
         width = padded_length(lengths, self.preprocessor.sequence_length)
         token_ids = tf.cast(token_ids.to_tensor(0, shape=tf.stack([batch, width])), tf.int32)
         features = {

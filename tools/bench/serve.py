@@ -5,7 +5,7 @@ same WordPiece vocabulary (every word of the texts, plus BERT's special
 tokens), tokenizing inside the graph, loaded back from a SavedModel in this
 process, as a server would run them:
 - tfllm, dynamic length: `tfllm.export.export_classifier` (what every recipe's
-  `--export_dir` writes): each batch padded to its longest row rounded up to 16 tokens;
+  `--export_dir` writes): each batch padded to its longest row rounded up to 8 tokens;
 - tfllm, fixed length: the same with `dynamic_length=False`, every batch padded
   to the sequence length (tfllm's export before dynamic length, as keras-hub's);
 - keras-hub: `BertTextClassifier` with its `BertTextClassifierPreprocessor`,
