@@ -75,8 +75,9 @@ def define_common_flags(model_dir=None, batch_size=32, learning_rate=1e-3, seed=
                        upper_bound=1.0)
     flags.DEFINE_bool("jit_compile", False, "Compile each forward + backward pass with XLA. Faster for "
                       "fixed-shape batches (GPT blocks); length-bucketed batches compile once per shape.")
-    flags.DEFINE_enum("mixed_precision", "none", list(PRECISIONS), "Compute in bfloat16 or float16 "
-                      "(float32 weights); fp16 adds dynamic loss scaling.")
+    flags.DEFINE_enum("mixed_precision", "none", ["auto", *PRECISIONS], "Compute in bfloat16 or float16 "
+                      "(float32 weights); fp16 adds dynamic loss scaling; auto: bf16 on CPUs with AVX512_BF16 "
+                      "or AMX, else none (logged at start-up).")
     flags.DEFINE_integer("seed", seed, "Seed for initialisation, shuffling, dropout.")
     flags.DEFINE_integer("log_every", 100, "Log a progress line every N steps.", lower_bound=1)
     flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every N steps.", lower_bound=1)

@@ -28,7 +28,7 @@ TORCH = all(importlib.util.find_spec(name) for name in ("torch", "transformers")
 COMMANDS = ["train-bert", "train-gpt", "generate", "decode-profile", "serve", "projection", "char-lm", "finetune"]
 RUN = [c for c in COMMANDS if c != "finetune" or TORCH]  # finetune's toy checkpoint is written by transformers
 TOY_FLAGS = [
-    "--repeats=1", "--batch_sizes=1", "--noxla", "--torch",
+    "--repeats=1", "--batch_sizes=1", "--noxla", "--torch", "--precisions=fp32,bf16",
     # generate, decode-profile
     "--num_layers=1", "--num_heads=2", "--hidden_dim=32", "--vocabulary_size=64", "--max_sequence_length=16",
     "--prompt_length=4", "--new_tokens=4",
@@ -141,7 +141,7 @@ def _check_table(table, name_column, variants, figure):
         assert float(row[figure]) > 0, (figure, row)
 
 
-TRAIN = ["tfllm Trainer", "keras-hub fit"] + ["PyTorch eager"] * TORCH
+TRAIN = ["tfllm Trainer", "keras-hub fit", "tfllm Trainer bf16", "keras-hub fit bf16"] + ["PyTorch eager"] * TORCH
 EXPECTED = {  # sub-command: [(name column, variants, figure that must be positive) per table]
     "train-bert": [("variant", TRAIN, "tokens/s")],
     "train-gpt": [("variant", TRAIN, "tokens/s")],
@@ -151,7 +151,8 @@ EXPECTED = {  # sub-command: [(name column, variants, figure that must be positi
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
                                  "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
                         "ms per step")],
-    "serve": [("variant", ["tfllm SavedModel", "keras-hub SavedModel"], "examples/s")] * 2,
+    "serve": [("variant", ["tfllm SavedModel, dynamic length", "tfllm SavedModel, fixed length",
+                           "keras-hub SavedModel"], "examples/s")] * 2,
     "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
     "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
                  "wall s (process)")],
@@ -183,6 +184,7 @@ def test_sub_command_prints_a_row_per_variant(toy_run, command):
 
 def test_train_bert_reports_input_wait_and_profile(toy_run):
     output = _output(toy_run, "train-bert")
+    assert re.search(r"bf16: tfllm Trainer bf16 [0-9.]+x tfllm Trainer, [0-9.]+x keras-hub fit bf16", output)
     assert re.search(r"input \(SST-2 train text.*input is at most [0-9.]+% of a step", output)
     assert "Profile: the step's matmuls alone" in output
 
@@ -195,6 +197,13 @@ def test_finetune_reports_dev_accuracy_and_the_ratio(toy_run):
     if TORCH:
         assert re.search(r"tfllm / PyTorch: training time [0-9.]+x, examples/s [0-9.]+x, dev accuracy [-+][0-9.]+",
                          output), output
+
+
+def test_serve_single_client_reports_p50_ratios(toy_run):
+    _, single = parse_tables(_output(toy_run, "serve"))[0]
+    for row in single:
+        assert 0 < float(row["p50 ms"]) <= float(row["p90 ms"]), row
+        assert float(row["p50 speed vs keras-hub"]) > 0 and float(row["p50 speed vs tfllm fixed"]) > 0, row
 
 
 def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):

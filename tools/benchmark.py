@@ -3,6 +3,7 @@
     python tools/benchmark.py generate                  # GPT-2-style L6 H384, batch 1 and 8
     python tools/benchmark.py generate --batch_sizes=1 --new_tokens=64 --repeats=3
     python tools/benchmark.py train-bert                # BERT L4 H256 and L6 H384, batch 32 x 128
+    python tools/benchmark.py train-bert --precisions=fp32,bf16 --noxla   # + both sides under mixed_bfloat16
     python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
     python tools/benchmark.py serve                     # BERT classifier SavedModels, raw strings in
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
@@ -54,6 +55,8 @@ flags.DEFINE_bool("torch", False, "Add PyTorch/transformers (eager) rows if both
 flags.DEFINE_integer("seed", 0, "Seed for weights and inputs.")
 flags.DEFINE_list("bert_sizes", ["L4_H256", "L6_H384"], "train-bert, projection: model sizes, L<layers>_H<width> "
                   "(heads of width 64) or L<layers>_H<width>_A<heads>.")
+flags.DEFINE_list("precisions", ["fp32"], "train-bert, train-gpt: dtype policies to train under, fp32 and/or bf16 "
+                  "(mixed_bfloat16: bfloat16 compute, float32 weights).")
 flags.DEFINE_integer("bert_batch_size", 32, "train-bert: batch size.")
 flags.DEFINE_integer("bert_vocabulary_size", 30522, "train-bert: vocabulary size (BERT's by default).")
 flags.DEFINE_integer("bert_sequence_length", 128, "train-bert: tokens per example.")
@@ -102,6 +105,8 @@ def _valid_sizes(names):
 
 flags.register_validator("bert_sizes", _valid_sizes)
 flags.register_validator("serve_size", lambda name: _valid_sizes([name]))
+flags.register_validator("precisions", lambda names: "fp32" in names and set(names) <= {"fp32", "bf16"},
+                         "--precisions: fp32 (always: the reference) and optionally bf16")
 flags.register_validator("seeds", lambda seeds: bool(seeds) and all(s.isdigit() for s in seeds),
                          "--seeds: expected non-negative integers, e.g. 0,1")
 

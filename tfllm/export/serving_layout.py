@@ -1,4 +1,5 @@
-"""TF Serving's directory layout, atomic SavedModel writes, warmup requests, and string-batch input checks."""
+"""TF Serving's directory layout, atomic SavedModel writes, warmup requests, string-batch input checks, and
+dynamic-length batches (each request padded to its longest row, not to the sequence length)."""
 
 import os
 import shutil
@@ -134,3 +135,34 @@ def check_string_batch(tensor, name):
         summarize=10)
     with tf.control_dependencies([check]):
         return tf.identity(tensor)
+
+
+# Dynamic-length serving pads a batch to its longest row rounded up to this many tokens: at most
+# sequence_length / 8 distinct shapes per batch size (16 at 128; oneDNN caches its kernels per shape),
+# and little padding. Against 16 on SST-2 dev sentences (23 real tokens on average), batch 1, BERT L4 H256:
+# 4-7% lower latency (p50 and p10, one loaded run). 8 float32 fill one AVX2 register.
+PAD_TO_MULTIPLE = 8
+
+
+def padded_length(lengths, max_length, multiple=PAD_TO_MULTIPLE):
+    """The length a batch of rows of `lengths` tokens is padded to: the longest rounded up to `multiple`,
+    at most `max_length` (and at least 1, so an empty batch keeps a valid shape). int32 scalar tensor."""
+    longest = tf.reduce_max(tf.concat([tf.cast(lengths, tf.int32), [1]], axis=0))
+    return tf.minimum((longest + multiple - 1) // multiple * multiple, max_length)
+
+
+def trim_padding(features, multiple=PAD_TO_MULTIPLE):
+    """Packed BERT inputs (`token_ids`, `segment_ids`, `padding_mask` [batch, L], pads at the end of each
+    row) cut to `padded_length` of their real tokens: the trailing columns that are padding in every row go.
+
+    Outputs are unchanged, as the padding mask keeps every real token from attending to a pad, and
+    positions and segments of the kept tokens are those they had (the columns are cut at the end only).
+    The compute of every layer falls with the length: a 10-word sentence no longer costs as much as
+    one of `L` tokens.
+    """
+    mask = features["padding_mask"]
+    full = tf.shape(mask)[1]
+    # One past the last real token of each row (not the count: robust to a pad inside a row).
+    ends = tf.reduce_max(tf.where(mask, tf.range(1, full + 1)[None, :], 0), axis=1)
+    length = padded_length(ends, full, multiple)
+    return {name: value[:, :length] for name, value in features.items()}

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
+from tfllm.export.serving_layout import padded_length
 from tfllm.export.serving_layout import string_batch_spec
 from tfllm.tokenizers.word_piece_offsets import WordPieceOffsets
 
@@ -27,7 +28,9 @@ class SpanQAServingModule(tf.Module):
     `tfllm.data.span_decoding`: the best span of context tokens with
     `start <= end < start + max_answer_length` by `start_logit + end_logit`
     (ties to the earlier span), mapped back to a slice of the original
-    context through the WordPiece character offsets.
+    context through the WordPiece character offsets. The model runs on the
+    batch padded to its longest window rounded up to 8 tokens
+    (`padded_length`), not to `sequence_length`.
 
     Signature `serving_default`:
         inputs:  `question`: string [batch], `context`: string [batch]
@@ -72,8 +75,10 @@ class SpanQAServingModule(tf.Module):
         token_ids = tf.concat([cls, query, sep, tf.cast(ids, tf.int64), sep], axis=1)
         prefix = query.row_lengths() + 2  # [CLS] question [SEP]
         lengths = token_ids.row_lengths()
-        token_ids = tf.cast(token_ids.to_tensor(0), tf.int32)
-        length = tf.shape(token_ids)[1]
+        # Dynamic length: padded to the batch's longest window (rounded up to 8), not to sequence_length.
+        length = padded_length(lengths, self.sequence_length)
+        shape = tf.stack([batch, length])
+        token_ids = tf.cast(token_ids.to_tensor(0, shape=shape), tf.int32)
         positions = tf.range(length, dtype=tf.int64)[None, :]
         features = {
             "token_ids": token_ids,
@@ -91,8 +96,8 @@ class SpanQAServingModule(tf.Module):
 
         pad_prefix = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(prefix)], tf.constant(-1, tf.int64)),
                                                       prefix, validate=False)
-        char_starts = tf.concat([pad_prefix, starts, outside()], axis=1).to_tensor(-1)
-        char_ends = tf.concat([pad_prefix, ends, outside()], axis=1).to_tensor(-1)
+        char_starts = tf.concat([pad_prefix, starts, outside()], axis=1).to_tensor(-1, shape=shape)
+        char_ends = tf.concat([pad_prefix, ends, outside()], axis=1).to_tensor(-1, shape=shape)
         in_context = char_starts >= 0
 
         # Every span (s, e) of context tokens with 0 <= e - s < max_answer_length.

@@ -6,6 +6,7 @@ from keras_hub.src.tokenizers import word_piece_tokenizer as keras_hub_word_piec
 
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
+from tfllm.export.serving_layout import padded_length
 from tfllm.export.serving_layout import string_batch_spec
 from tfllm.tokenizers.word_piece import _CONTROL_REGEX
 from tfllm.tokenizers.word_piece import _SPACE_REGEX
@@ -21,7 +22,9 @@ class TaggerServingModule(tf.Module):
     Sentences are split into words, each word is WordPiece-tokenized on its
     own and tagged by its FIRST piece, exactly as in training
     (`tfllm.data.token_classification`): `[CLS] pieces... [SEP]`, cut to
-    `sequence_length` tokens; words cut off get tag "O" and score 0.
+    `sequence_length` tokens; words cut off get tag "O" and score 0. The
+    model runs on the batch padded to its longest row rounded up to 8
+    tokens (`padded_length`), not to `sequence_length`.
 
     Word splitting (`split_punctuation`): True splits on whitespace and
     around every punctuation character (and CJK character), as BERT's basic
@@ -93,7 +96,9 @@ class TaggerServingModule(tf.Module):
             tf.fill([batch, 1], tf.cast(self.preprocessor.sep_token_id, token_ids.dtype)),
         ], axis=1)
         lengths = token_ids.row_lengths()
-        token_ids = tf.cast(token_ids.to_tensor(0), tf.int32)
+        # Dynamic length: padded to the batch's longest row (rounded up to 8), not to sequence_length.
+        width = padded_length(lengths, self.preprocessor.sequence_length)
+        token_ids = tf.cast(token_ids.to_tensor(0, shape=tf.stack([batch, width])), tf.int32)
         features = {
             "token_ids": token_ids,
             "segment_ids": tf.zeros_like(token_ids),

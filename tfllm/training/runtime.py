@@ -10,6 +10,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfllm.training.precision import read_cpu_flags
+from tfllm.training.precision import resolve_precision
 from tfllm.training.strategy import create_strategy
 from tfllm.training.strategy import split_cpu_into_logical_devices
 
@@ -29,7 +31,9 @@ def start_run(model_dir, strategy="auto", tpu=None, num_cpu_devices=1, seed=0, m
             MirroredStrategy without accelerators); needs `strategy="mirrored"`
             to be used, and is refused otherwise.
         seed: seeds Python, NumPy and Keras (initialisation, dropout, shuffling).
-        mixed_precision: "none", "bf16" or "fp16" (the Keras global policy).
+        mixed_precision: "none", "bf16", "fp16" (the Keras global policy) or
+            "auto": bf16 on a CPU with AVX512_BF16/AMX, else none
+            (`tfllm.training.precision`); the choice is logged in one line.
     """
     logging.set_verbosity(logging.INFO)
     if num_cpu_devices > 1:
@@ -40,6 +44,17 @@ def start_run(model_dir, strategy="auto", tpu=None, num_cpu_devices=1, seed=0, m
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    keras.mixed_precision.set_global_policy(PRECISIONS[mixed_precision])
     tf.io.gfile.makedirs(model_dir)
-    return create_strategy(strategy, tpu=tpu)
+    # The strategy first: it names the devices `auto` depends on (and multi_worker must come before any device query).
+    distribution = create_strategy(strategy, tpu=tpu)
+    precision, reason = resolve_precision(mixed_precision, read_cpu_flags(), accelerator_of(distribution))
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+    logging.info("Mixed precision: --mixed_precision=%s -> %s (%s policy): %s", mixed_precision, precision,
+                 PRECISIONS[precision], reason)
+    return distribution
+
+
+def accelerator_of(distribution):
+    """"GPU" or "TPU" if the strategy's replicas run there, None for CPUs."""
+    devices = " ".join(distribution.extended.worker_devices).upper()
+    return next((kind for kind in ("TPU", "GPU") if f"/DEVICE:{kind}:" in devices), None)

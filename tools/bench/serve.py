@@ -1,15 +1,19 @@
-"""`benchmark.py serve`: raw strings in, class probabilities out, tfllm's SavedModel vs keras-hub's.
+"""`benchmark.py serve`: raw strings in, class probabilities out, tfllm's SavedModels vs keras-hub's.
 
-Both sides are a BERT classifier of the same size with random weights and the
+All sides are a BERT classifier of the same size with random weights and the
 same WordPiece vocabulary (every word of the texts, plus BERT's special
 tokens), tokenizing inside the graph, loaded back from a SavedModel in this
 process, as a server would run them:
-- tfllm: `tfllm.export.export_classifier` (what every recipe's `--export_dir` writes);
+- tfllm, dynamic length: `tfllm.export.export_classifier` (what every recipe's
+  `--export_dir` writes): each batch padded to its longest row rounded up to 8 tokens;
+- tfllm, fixed length: the same with `dynamic_length=False`, every batch padded
+  to the sequence length (tfllm's export before dynamic length, as keras-hub's);
 - keras-hub: `BertTextClassifier` with its `BertTextClassifierPreprocessor`,
   saved with `keras.export.ExportArchive` (an endpoint that runs the
   preprocessor, then the model, then a softmax).
 Requests are batches of `--batch_sizes` texts from `--serve_text_file`:
-- one at a time, the two sides timed alternately (single-request latency);
+- one at a time, each request sent to every side in turn (single-client
+  latency per request: p50, p90, and the p50 ratios);
 - then from `--serve_clients` concurrent closed-loop clients (threads, each
   sending `--serve_client_requests` requests per round, `--serve_client_rounds`
   rounds alternating the sides; `tools/serve_bench.py`'s clients): p50/p99
@@ -19,6 +23,7 @@ No HTTP/gRPC: this is the SavedModel's own cost in one process.
 
 import os
 import tempfile
+import time
 
 import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
 
@@ -38,15 +43,13 @@ from tools.bench.text import read_texts
 from tools.bench.text import word_vocabulary
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
-from tools.bench.timing import spread
-from tools.bench.timing import time_alternately
 from tools.bench.train import bert_size
 
 
-def export_tfllm(config, vocabulary, sequence_length, directory):
-    model = BertClassifier(Bert(**config), num_classes=2)
+def export_tfllm(model, vocabulary, sequence_length, directory, dynamic_length):
     path = export_classifier(BertPreprocessor(vocabulary, sequence_length=sequence_length), model, directory,
-                             model_name="tfllm", warmup=False)
+                             model_name="tfllm_dynamic" if dynamic_length else "tfllm_fixed", warmup=False,
+                             dynamic_length=dynamic_length)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     return lambda texts: signature(text=texts)["probabilities"]
 
@@ -71,9 +74,19 @@ def export_keras_hub(config, vocabulary, sequence_length, directory):
     return lambda texts: loaded.serve(texts)["probabilities"]
 
 
-def serve_all(fn, requests):
-    """One timed call: every request through `fn`, one after the other."""
-    return lambda: [fn(r).numpy() for r in requests]
+def request_latencies(sides, requests, repeats):
+    """{side: per-request seconds}: each request sent to every side in turn (the order rotating), `repeats`
+    rounds, so that noise from other processes hits all sides alike."""
+    latencies = {name: [] for name in sides}
+    names = list(sides)
+    for round_index in range(repeats):
+        for i, request in enumerate(requests):
+            shift = (round_index + i) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                sides[name](request).numpy()
+                latencies[name].append(time.perf_counter() - start)
+    return latencies
 
 
 def run(flags):
@@ -84,32 +97,33 @@ def run(flags):
                   intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
     keras.utils.set_random_seed(flags.seed)
     directory = tempfile.mkdtemp(prefix="bench-serve-")
+    model = BertClassifier(Bert(**config), num_classes=2)  # one model, the same weights in both tfllm exports
     sides = {
-        "tfllm SavedModel": export_tfllm(config, vocabulary, flags.serve_sequence_length, directory),
+        "tfllm SavedModel, dynamic length": export_tfllm(model, vocabulary, flags.serve_sequence_length, directory,
+                                                         dynamic_length=True),
+        "tfllm SavedModel, fixed length": export_tfllm(model, vocabulary, flags.serve_sequence_length, directory,
+                                                       dynamic_length=False),
         "keras-hub SavedModel": export_keras_hub(config, vocabulary, flags.serve_sequence_length, directory),
     }
     print(f"BERT {flags.serve_size} classifier, {len(vocabulary):,}-token vocabulary, sequence length "
           f"{flags.serve_sequence_length}; {len(texts):,} texts from {flags.serve_text_file}; "
-          f"{flags.repeats} rounds of {flags.serve_requests} requests each")
+          f"{flags.repeats} rounds of {flags.serve_requests} requests each, one client")
     rng = np.random.default_rng(flags.seed)
     rows = []
     for batch in map(int, flags.batch_sizes):
         requests = [tf.constant([texts[i] for i in rng.integers(0, len(texts), batch)])
                     for _ in range(flags.serve_requests)]
-        variants = {name: serve_all(fn, requests) for name, fn in sides.items()}
         first = {name: first_call_seconds(lambda fn=fn, requests=requests: fn(requests[0]).numpy())
                  for name, fn in sides.items()}
-        times = time_alternately(variants, flags.repeats)
-        reference = spread(times["keras-hub SavedModel"])[0]
-        for name, seconds in times.items():
-            median, low, high = spread(seconds)
-            per_request = median / flags.serve_requests
-            rows.append([batch, name, f"{per_request * 1e3:.1f}",
-                         f"{low / flags.serve_requests * 1e3:.1f}-{high / flags.serve_requests * 1e3:.1f}",
-                         f"{batch / per_request:.0f}", f"{reference / median:.2f}", f"{first[name]:.2f}"])
+        latencies = request_latencies(sides, requests, flags.repeats)
+        p50 = {name: np.percentile(seconds, 50) for name, seconds in latencies.items()}
+        for name, seconds in latencies.items():
+            rows.append([batch, name, f"{p50[name] * 1e3:.2f}", f"{np.percentile(seconds, 90) * 1e3:.2f}",
+                         f"{batch / np.mean(seconds):.0f}", f"{p50['keras-hub SavedModel'] / p50[name]:.2f}",
+                         f"{p50['tfllm SavedModel, fixed length'] / p50[name]:.2f}", f"{first[name]:.2f}"])
     print()
-    print_table(["batch", "variant", "median ms/request", "min-max ms", "examples/s", "speed vs keras-hub",
-                 "first call s"], rows)
+    print_table(["batch", "variant", "p50 ms", "p90 ms", "examples/s", "p50 speed vs keras-hub",
+                 "p50 speed vs tfllm fixed", "first call s"], rows)
     concurrent_clients(sides, texts, flags)
 
 

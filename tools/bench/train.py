@@ -10,9 +10,12 @@ FLOPs per token (forward + backward = 3 x forward, 2 FLOPs per multiply-add):
     BERT: 6 * N_nonembedding + 12 * L * d * T
     GPT:  6 * (N_nonembedding + V * d) + 12 * L * d * T   (the tied output projection)
 where T is the sequence length; the second term is attention's two T x T
-matmuls per layer.
+matmuls per layer. `--precisions=fp32,bf16` adds both sides under the
+`mixed_bfloat16` policy (`--mixed_precision=bf16`), with their ratios to
+tfllm fp32 and to keras-hub at the same policy.
 """
 
+import contextlib
 import os
 import re
 import tempfile
@@ -120,6 +123,33 @@ def input_wait_share(flags, config):
           f"{input_seconds / (input_seconds + step_seconds):.1%} of a step")
 
 
+# --precisions: name -> (Keras dtype policy, suffix of the variant names). bf16 is `--mixed_precision=bf16`:
+# bfloat16 compute, float32 weights; both sides are built under the same policy.
+PRECISIONS = {"fp32": ("float32", ""), "bf16": ("mixed_bfloat16", " bf16")}
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build models under the Keras global dtype policy `name`; float32 again afterwards."""
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def precision_summary(times):
+    """'bf16: tfllm Trainer bf16 1.52x tfllm Trainer, 1.31x keras-hub fit bf16' for every non-fp32 precision run."""
+    parts = []
+    for precision, (_, suffix) in PRECISIONS.items():
+        ours, theirs = f"tfllm Trainer{suffix}", f"keras-hub fit{suffix}"
+        if suffix and ours in times:
+            median = spread(times[ours])[0]
+            parts.append(f"{precision}: {ours} {spread(times['tfllm Trainer'])[0] / median:.2f}x tfllm Trainer, "
+                         f"{spread(times[theirs])[0] / median:.2f}x {theirs}")
+    return "; ".join(parts)
+
+
 def _keras_step(model, loss, batch, jit_compile):
     model.compile(optimizer=keras.optimizers.AdamW(1e-4, global_clipnorm=1.0), loss=loss,
                   jit_compile=jit_compile)
@@ -142,15 +172,20 @@ def bert_variants(flags, size):
     labels = rng.integers(0, 2, (batch,)).astype("int32")
     keras.utils.set_random_seed(flags.seed)
     variants = {}
-    for jit in ((False, True) if flags.xla else (False,)):
-        ours = BertClassifier(Bert(**config), num_classes=2)
-        variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
-            ours, losses.classification_loss, (features, labels), batch, jit)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for jit in ((False, True) if flags.xla else (False,)):
-        theirs = keras_hub.models.BertTextClassifier(
-            keras_hub.models.BertBackbone(**config), num_classes=2, preprocessor=None)
-        variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    for precision in flags.precisions:
+        policy, suffix = PRECISIONS[precision]
+        for jit in ((False, True) if flags.xla else (False,)):
+            with dtype_policy(policy):
+                ours = BertClassifier(Bert(**config), num_classes=2)
+            variants[f"tfllm Trainer{suffix}{' XLA' if jit else ''}"] = _tfllm_step(
+                ours, losses.classification_loss, (features, labels), batch, jit)
+        for jit in ((False, True) if flags.xla else (False,)):
+            with dtype_policy(policy):
+                theirs = keras_hub.models.BertTextClassifier(
+                    keras_hub.models.BertBackbone(**config), num_classes=2, preprocessor=None)
+            variants[f"keras-hub fit{suffix}{' XLA' if jit else ''}"] = _keras_step(
+                theirs, loss, (features, labels), jit)
     if flags.torch and (step := torch_reference.bert_train_step(config, features["token_ids"], labels)):
         variants[TORCH] = step
     variants[MATMULS] = MatmulsAlone(step_matmul_shapes(batch, length, layers, width, heads))
@@ -171,14 +206,19 @@ def gpt_variants(flags):
     labels = tokens[:, 1:]
     keras.utils.set_random_seed(flags.seed)
     variants = {}
-    for jit in ((False, True) if flags.xla else (False,)):
-        ours = GptCausalLM(Gpt(**config))
-        variants[f"tfllm Trainer{' XLA' if jit else ''}"] = _tfllm_step(
-            ours, losses.token_loss, (features, labels), batch, jit)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for jit in ((False, True) if flags.xla else (False,)):
-        theirs = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**config), preprocessor=None)
-        variants[f"keras-hub fit{' XLA' if jit else ''}"] = _keras_step(theirs, loss, (features, labels), jit)
+    for precision in flags.precisions:
+        policy, suffix = PRECISIONS[precision]
+        for jit in ((False, True) if flags.xla else (False,)):
+            with dtype_policy(policy):
+                ours = GptCausalLM(Gpt(**config))
+            variants[f"tfllm Trainer{suffix}{' XLA' if jit else ''}"] = _tfllm_step(
+                ours, losses.token_loss, (features, labels), batch, jit)
+        for jit in ((False, True) if flags.xla else (False,)):
+            with dtype_policy(policy):
+                theirs = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**config), preprocessor=None)
+            variants[f"keras-hub fit{suffix}{' XLA' if jit else ''}"] = _keras_step(
+                theirs, loss, (features, labels), jit)
     if flags.torch and (step := torch_reference.gpt_train_step(config, features["token_ids"])):
         variants[TORCH] = step
     variants[MATMULS] = MatmulsAlone(step_matmul_shapes(batch, length, layers, width, heads, output_width=vocab))
@@ -207,6 +247,8 @@ def report(variants, tokens_per_step, flops_per_token, title, flags, peak):
         torch_median = spread(times[TORCH])[0]
         print("; ".join(f"{name} {torch_median / spread(seconds)[0]:.2f}x {TORCH}"
                         for name, seconds in times.items() if name.startswith("tfllm")))
+    if summary := precision_summary(times):
+        print(summary)
     ours = spread(times["tfllm Trainer"])[0]
     print(f"Profile: {MATMULS} (the projections, a GPT's LM head, attention's two T x T products and the "
           f"gradients of all, {variants[MATMULS].flops / 1e9:.0f} GFLOP) take {matmul_seconds:.3f} s "
