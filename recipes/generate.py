@@ -11,7 +11,7 @@ from tfllm.models import load
 from tfllm.models.causal_lm import CausalLM
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any GptCausalLM / LlamaCausalLM folder).")
+flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any causal LM folder).")
 flags.DEFINE_multi_string("prompt", ["\n"], "Prompt text; repeat the flag for a batch of prompts.")
 flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per prompt.", lower_bound=1)
 flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
