@@ -18,8 +18,8 @@ class LlamaCausalLM(CausalLM):
     `num_key_value_heads` heads of grouped-query attention.
 
     Example:
-    >>> lm = LlamaCausalLM.from_pretrained("SmolLM-135M/")   # config.json + model.safetensors + tokenizer.json
-    >>> lm.generate("Once upon a time", max_new_tokens=20, temperature=0)
+    >>> lm = LlamaCausalLM.from_pretrained("SmolLM-135M/")   # a Hugging Face folder (or hf://...)
+    >>> lm.generate([[1, 504, 3458]], max_new_tokens=20, temperature=0)   # strings need a supported tokenizer
     """
 
     pretrained_task = "llama_causal_lm"
