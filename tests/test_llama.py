@@ -8,9 +8,6 @@ No downloads.
 
 import copy
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +22,7 @@ import transformers as T
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from tests.conftest import SHARED_DATA
+from tests.run_script import run_script
 from tfllm.convert import ConversionError
 from tfllm.convert.hf_llama import llama_config_from_hf
 from tfllm.errors import ConfigError
@@ -38,7 +36,6 @@ from tfllm.peft import merge_lora
 from tfllm.tokenizers import load_tokenizer
 from tfllm.tokenizers.strings import as_text
 
-REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4
 VOCAB = 300
 SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
@@ -346,13 +343,11 @@ def test_lora_on_every_projection(hf_dirs):
 
 def test_train_recipe_trains_llama_from_scratch(tmp_path):
     (tmp_path / "text.txt").write_text("abcdefgh " * 400)
-    args = [sys.executable, str(REPO / "recipes" / "train_gpt.py"), "--architecture=llama",
-            f"--text_file={tmp_path / 'text.txt'}", f"--model_dir={tmp_path / 'model'}", "--num_layers=1",
-            "--num_heads=2", "--num_key_value_heads=1", "--hidden_dim=16", "--block_size=16", "--batch_size=8",
-            "--max_steps=30", "--warmup_steps=2", "--learning_rate=1e-2", "--eval_every=30", "--eval_steps=2",
-            "--log_every=30", "--strategy=cpu"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script("recipes/train_gpt.py", "--architecture=llama", f"--text_file={tmp_path / 'text.txt'}",
+                      f"--model_dir={tmp_path / 'model'}", "--num_layers=1", "--num_heads=2",
+                      "--num_key_value_heads=1", "--hidden_dim=16", "--block_size=16", "--batch_size=8",
+                      "--max_steps=30", "--warmup_steps=2", "--learning_rate=1e-2", "--eval_every=30",
+                      "--eval_steps=2", "--log_every=30", "--strategy=cpu")
     loss = float([line for line in proc.stdout.splitlines() if line.startswith("validation:")][0].split()[2])
     assert loss < 2.0  # uniform over the 9 symbols would be ln 9 = 2.2 nats
     lm = load_folder(tmp_path / "model").model
