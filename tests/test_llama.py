@@ -210,9 +210,10 @@ def test_tokenizer_ids_equal_hugging_face(hf_dirs, tokenizer_json):
 
 def test_strings_in_strings_out(lms):
     lm = lms["llama"]
-    text = lm.generate("First Citizen:", max_new_tokens=5, temperature=0)
+    text = lm.generate("First Citizen:", max_new_tokens=5, temperature=0, jit_compile=False)
     ids = lm.tokenizer.encode("First Citizen:").tolist()
-    assert text == as_text(lm.tokenizer.detokenize(np.array([lm.generate([ids], 5, temperature=0)[0]], "int32")))
+    new_ids = lm.generate([ids], 5, temperature=0, jit_compile=False)[0]  # the same shapes: no new trace
+    assert text == as_text(lm.tokenizer.detokenize(np.array([new_ids], "int32")))
 
 
 @pytest.mark.parametrize("kind,tokenizer,words", [
@@ -309,7 +310,9 @@ def test_save_pretrained_round_trip(lms, tmp_path):
     assert isinstance(loaded.model, LlamaCausalLM) and loaded.tokenizer is not None
     np.testing.assert_allclose(loaded.model(inputs).numpy(), lm(inputs).numpy(), atol=1e-6)
     again = LlamaCausalLM.from_pretrained(tmp_path / "saved")
-    assert again.generate("All:", 4, temperature=0) == lm.generate("All:", 4, temperature=0)
+    np.testing.assert_allclose(again(inputs).numpy(), lm(inputs).numpy(), atol=1e-6)
+    assert as_text(again.tokenizer.detokenize(np.array([[40, 41]], "int32"))) == as_text(
+        lm.tokenizer.detokenize(np.array([[40, 41]], "int32")))
 
 
 def test_exported_generation_matches_generate(lms, tmp_path):
