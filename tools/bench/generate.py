@@ -74,10 +74,14 @@ def uncached_decoder(lm):
 
 
 def weight_bytes_per_step(lm):
-    """fp32 bytes read from weights per decoding step: every parameter but the unused position rows."""
+    """fp32 bytes read from weights per decoding step: every parameter but the unused position rows (GPT)
+    or, for an untied Llama, the input embedding table (one row is gathered; the output matrix is read)."""
     backbone = lm.backbone
-    positions = backbone.max_sequence_length * backbone.hidden_dim if isinstance(backbone, Gpt) else 0
-    return 4 * (lm.count_params() - positions)
+    if isinstance(backbone, Gpt):
+        unread = backbone.max_sequence_length * backbone.hidden_dim
+    else:
+        unread = 0 if backbone.tie_word_embeddings else backbone.vocabulary_size * backbone.hidden_dim
+    return 4 * (lm.count_params() - unread)
 
 
 def run(flags):
