@@ -1,4 +1,4 @@
-"""Sample text from a trained GPT run.
+"""Sample text from a trained GPT or Llama run (any causal LM folder).
 
     python recipes/generate.py --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
         --max_new_tokens=200 --temperature=0.8 --top_k=40 --seed=1
@@ -7,11 +7,11 @@
 import common
 from absl import flags
 
-from tfllm.models import GptCausalLM
 from tfllm.models import load
+from tfllm.models.causal_lm import CausalLM
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any GptCausalLM folder).")
+flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any causal LM folder).")
 flags.DEFINE_multi_string("prompt", ["\n"], "Prompt text; repeat the flag for a batch of prompts.")
 flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per prompt.", lower_bound=1)
 flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.", lower_bound=0.0)
@@ -26,9 +26,9 @@ flags.mark_flags_as_required(["model_dir"])
 
 def main(_):
     run = load(FLAGS.model_dir)
-    if not isinstance(run.model, GptCausalLM):
+    if not isinstance(run.model, CausalLM):
         raise flags.IllegalFlagValueError(f"--model_dir={FLAGS.model_dir} holds a {type(run.model).__name__}, "
-                                          "not a GptCausalLM")
+                                          "not a causal LM (GptCausalLM, LlamaCausalLM)")
     print(f"# {run.weights}", flush=True)
     outputs = run.model.generate(
         FLAGS.prompt, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,

@@ -1,4 +1,4 @@
-"""Train a GPT language model on a text file (char-level or byte-level BPE), with periodic validation.
+"""Train a GPT or Llama language model on a text file (char-level or byte-level BPE), with periodic validation.
 
 The nanoGPT Tiny Shakespeare character setting:
 
@@ -6,7 +6,9 @@ The nanoGPT Tiny Shakespeare character setting:
         --model_dir=runs/shakespeare_char --tokenizer=char --num_layers=4 --num_heads=4 \
         --hidden_dim=128 --block_size=64 --batch_size=12 --max_steps=2000 --dropout=0
 
-Re-running resumes from the latest checkpoint; `recipes/generate.py --model_dir=...` samples from it.
+`--architecture=llama` trains the Llama-style decoder instead (RMSNorm, RoPE,
+SwiGLU, `--num_key_value_heads` for grouped-query attention). Re-running
+resumes from the latest checkpoint; `recipes/generate.py --model_dir=...` samples from it.
 """
 
 import time
@@ -18,6 +20,8 @@ from absl import logging
 from tfllm.data import language_modeling as lm_data
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models import Llama
+from tfllm.models import LlamaCausalLM
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers import CharTokenizer
 from tfllm.training import Trainer
@@ -30,11 +34,15 @@ flags.DEFINE_float("train_fraction", 0.9, "First fraction of the tokens trains; 
 flags.DEFINE_enum("tokenizer", "char", ["char", "bpe"], "Character-level or byte-level BPE.")
 flags.DEFINE_string("bpe_vocab", None, "GPT-2 style vocab.json (for --tokenizer=bpe).")
 flags.DEFINE_string("bpe_merges", None, "GPT-2 style merges.txt (for --tokenizer=bpe).")
-flags.DEFINE_string("preset", None, "A Gpt preset (" + ", ".join(Gpt.presets) + "); "
+flags.DEFINE_enum("architecture", "gpt", ["gpt", "llama"], "GPT-2 blocks, or Llama's (RMSNorm, RoPE, SwiGLU, GQA).")
+flags.DEFINE_string("preset", None, "A Gpt (or with --architecture=llama, Llama) preset (gpt: "
+                    + ", ".join(Gpt.presets) + "; llama: " + ", ".join(Llama.presets) + "); "
                     "else --num_layers/--num_heads/--hidden_dim.")
 flags.DEFINE_integer("num_layers", 4, "Decoder blocks.")
 flags.DEFINE_integer("num_heads", 4, "Attention heads.")
-flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward is 4x).")
+flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward: 4x for gpt, 8/3x for llama's gated MLP).")
+flags.DEFINE_integer("num_key_value_heads", None, "Llama: key/value heads (grouped-query attention); "
+                     "default --num_heads.")
 flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
 flags.DEFINE_integer("block_size", 64, "Context length of training blocks.")
 flags.DEFINE_integer("max_steps", 2000, "Optimizer updates.")
@@ -70,18 +78,21 @@ def main(_):
                  len(train_stream), len(val_stream))
 
     with strategy.scope():
+        backbone_cls, lm_cls = (Llama, LlamaCausalLM) if FLAGS.architecture == "llama" else (Gpt, GptCausalLM)
         size = dict(num_layers=FLAGS.num_layers, num_heads=FLAGS.num_heads, hidden_dim=FLAGS.hidden_dim,
                     intermediate_dim=4 * FLAGS.hidden_dim)
-        config = dict(Gpt.presets[FLAGS.preset]) if FLAGS.preset else size
+        if FLAGS.architecture == "llama":  # the gated MLP's three matrices hold as many weights as GPT's two
+            size.update(intermediate_dim=8 * FLAGS.hidden_dim // 3, num_key_value_heads=FLAGS.num_key_value_heads)
+        config = dict(backbone_cls.presets[FLAGS.preset]) if FLAGS.preset else size
         config.update(vocabulary_size=tokenizer.vocabulary_size(), dropout=FLAGS.dropout,
                       max_sequence_length=max(FLAGS.block_size, config.get("max_sequence_length", 0)))
-        model = GptCausalLM(Gpt(**config), tokenizer=tokenizer)
+        model = lm_cls(backbone_cls(**config), tokenizer=tokenizer)
         optimizer = create_optimizer(
             FLAGS.learning_rate, total_steps=FLAGS.max_steps, warmup_steps=FLAGS.warmup_steps,
             decay="cosine", end_learning_rate=FLAGS.min_learning_rate, beta_2=FLAGS.beta_2,
             **common.optimizer_options(),
         )
-    logging.info("GPT with %s parameters", f"{model.count_params():,}")
+    logging.info("%s with %s parameters", type(model).__name__, f"{model.count_params():,}")
     common.save_run_config(model, strategy, tokenizer)
     trainer = Trainer(
         model, optimizer, losses.token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,

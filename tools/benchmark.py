@@ -2,6 +2,7 @@
 
     python tools/benchmark.py generate                  # GPT-2-style L6 H384, batch 1 and 8
     python tools/benchmark.py generate --batch_sizes=1 --new_tokens=64 --repeats=3
+    python tools/benchmark.py generate --architecture=llama   # Llama-style (GQA 6/2 heads) vs keras-hub's Llama
     python tools/benchmark.py train-bert                # BERT L4 H256 and L6 H384, batch 32 x 128
     python tools/benchmark.py train-bert --precisions=fp32,bf16 --noxla   # + both sides under mixed_bfloat16
     python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
@@ -47,6 +48,9 @@ flags.DEFINE_integer("num_heads", 6, "Attention heads.")
 flags.DEFINE_integer("hidden_dim", 384, "Model width.")
 flags.DEFINE_integer("vocabulary_size", 50257, "Vocabulary size (GPT-2's by default).")
 flags.DEFINE_integer("max_sequence_length", 1024, "Position table size.")
+flags.DEFINE_enum("architecture", "gpt", ["gpt", "llama"], "generate: GPT-2-style models, or Llama-style "
+                  "(RMSNorm, RoPE, SwiGLU) against keras-hub's LlamaCausalLM.")
+flags.DEFINE_integer("num_key_value_heads", 2, "generate --architecture=llama: key/value heads.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
 flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache (smallest batch).")
 flags.DEFINE_bool("xla", True, "train-bert, train-gpt: also time tfllm and keras-hub with XLA (jit_compile); "

@@ -1,9 +1,10 @@
-"""Converts a Hugging Face or Google BERT / GPT-2 checkpoint into a tfllm model directory.
+"""Converts a Hugging Face or Google BERT / GPT-2 / Llama-family checkpoint into a tfllm model directory.
 
     python tools/convert_checkpoint.py --from=hf --model=bert  bert-base-uncased/  runs/bert_base
     python tools/convert_checkpoint.py --from=google --model=bert uncased_L-2_H-128_A-2/ runs/bert_tiny
     python tools/convert_checkpoint.py --from=hf --model=gpt2  gpt2/  runs/gpt2
     python tools/convert_checkpoint.py --from=hf --model=bert  roberta-base/  runs/roberta  # DistilBERT, ELECTRA too
+    python tools/convert_checkpoint.py --from=hf --model=llama hf://HuggingFaceTB/SmolLM-135M  runs/smollm
     python tools/convert_checkpoint.py --from=hf --model=bert  hf://sentence-transformers/all-MiniLM-L6-v2  runs/minilm
 
 The output (config.json, model.weights.h5, tokenizer assets) loads with
@@ -23,7 +24,8 @@ from absl import flags
 from tfllm.cli import run
 
 flags.DEFINE_enum("from", None, ["hf", "google"], "Source format.", required=True)
-flags.DEFINE_enum("model", None, ["bert", "gpt2"], "Model family.", required=True)
+flags.DEFINE_enum("model", None, ["bert", "gpt2", "llama"], "Model family (llama: also Mistral, Qwen2).",
+                  required=True)
 FLAGS = flags.FLAGS
 
 
@@ -56,10 +58,11 @@ def bert_class(src, fmt):
 
 def main(argv):
     if len(argv) != 3:
-        raise app.UsageError("usage: convert_checkpoint.py --from=hf|google --model=bert|gpt2 SRC DST")
+        raise app.UsageError("usage: convert_checkpoint.py --from=hf|google --model=bert|gpt2|llama SRC DST")
     src, dst = argv[1], argv[2]
     from tfllm.hub import resolve_model_path  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import GptCausalLM  # noqa: PLC0415  (slow: after the flag checks)
+    from tfllm.models import LlamaCausalLM  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.models import pretrained  # noqa: PLC0415  (slow: after the flag checks)
     from tfllm.tokenizers.saving import load_tokenizer_if_any  # noqa: PLC0415  (slow: after the flag checks)
 
@@ -67,13 +70,14 @@ def main(argv):
     fmt = pretrained.detect_format(src)
     if fmt != getattr(FLAGS, "from"):
         raise app.UsageError(f"{src} looks like a {fmt} folder, not --from={getattr(FLAGS, 'from')}")
-    if FLAGS.model == "gpt2":
+    if FLAGS.model in ("gpt2", "llama"):
         if fmt == "google":
             raise app.UsageError("--from=google holds BERT checkpoints only")
-        model = GptCausalLM.from_pretrained(src)
+        model = (GptCausalLM if FLAGS.model == "gpt2" else LlamaCausalLM).from_pretrained(src)
     else:
         model = bert_class(src, fmt).from_pretrained(src)
-    tokenizer = load_tokenizer_if_any(src)
+    # A Llama folder's tokenizer may be a kind tfllm refuses: from_pretrained then logged why and left it out.
+    tokenizer = model.tokenizer if FLAGS.model == "llama" else load_tokenizer_if_any(src)
     pretrained.save_pretrained(model, dst, tokenizer=tokenizer)
     print(f"wrote {type(model).__name__} ({model.count_params():,} parameters"
           f"{', with tokenizer' if tokenizer is not None else ', no tokenizer found'}) to {dst}")

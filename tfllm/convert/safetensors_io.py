@@ -3,10 +3,15 @@
 Supported: `model.safetensors`, sharded `model.safetensors.index.json`, and
 `pytorch_model.bin` (plain or sharded) only through
 `torch.load(weights_only=True)`, which refuses pickles that would run code.
+Floating weights come back as float32, bfloat16 ones included (most
+published Llama-family checkpoints are bfloat16, which NumPy itself lacks).
 """
 
+import json
 import os
+import struct
 
+import ml_dtypes
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
@@ -38,6 +43,32 @@ def _read_safetensors(path):
         return load_file(path)
     except SafetensorError as e:  # a truncated or garbled file
         raise ConversionError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    except TypeError:  # "data type 'bfloat16' not understood": safetensors.numpy has no bfloat16
+        return _read_safetensors_with_ml_dtypes(path)
+
+
+_DTYPES = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "F64": np.float64,
+           "I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _read_safetensors_with_ml_dtypes(path):
+    """A safetensors file read from its header (8-byte length, JSON, then the raw tensors), bfloat16 included.
+
+    `ml_dtypes` (a TensorFlow dependency) gives NumPy the bfloat16 type.
+    """
+    with open(path, "rb") as f:
+        (header_size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_size))
+        data = f.read()
+    tensors = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        if spec["dtype"] not in _DTYPES:
+            raise ConversionError(f"{path}: tensor {name} has dtype {spec['dtype']}, which tfllm cannot read")
+        begin, end = spec["data_offsets"]
+        tensors[name] = np.frombuffer(data[begin:end], _DTYPES[spec["dtype"]]).reshape(spec["shape"])
+    return tensors
 
 
 def _read_torch_bin(path):
@@ -87,4 +118,8 @@ def read_hf_weights(model_dir):
     if names is not None and set(tensors) != names:
         missing = sorted(names - set(tensors))
         raise ConversionError(f"{model_dir}: tensors listed in the index but not in any shard: {missing[:10]}")
-    return {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for k, v in tensors.items()}
+    return {k: v.astype(np.float32) if _is_float(v.dtype) else v for k, v in tensors.items()}
+
+
+def _is_float(dtype):
+    return np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16

@@ -9,7 +9,7 @@ atomically with `assets.extra/tf_serving_warmup_requests`:
 | embeddings | `export_embeddings` | `text` -> `pooled_output`, `mean_pooled_output` |
 | tagger | `export_tagger` | `text` -> `words`, `tags`, `scores`, `num_words` |
 | span_qa | `export_span_qa` | `question`, `context` -> `answer`, `score`, `answer_start`, `answer_end` |
-| gpt | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
+| gpt (any causal LM) | `export_gpt` | `prompt` -> `generated` (+ `generate` signature with options) |
 | translator | `export_translator` | `source` -> `translation`, `score` (beam search in the graph) |
 
 `export_folder(model_dir, export_dir)` exports whatever a model folder holds,

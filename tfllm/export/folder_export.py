@@ -32,6 +32,7 @@ EXPORTS = {
     "ElectraDiscriminator": ("embeddings",),
     "Bert": ("embeddings",),
     "GptCausalLM": ("gpt",),
+    "LlamaCausalLM": ("gpt",),  # the "gpt" export is any causal LM's generation
     "Seq2SeqTransformer": ("translator",),
 }
 HEADS = tuple(dict.fromkeys(head for heads in EXPORTS.values() for head in heads))

@@ -1,4 +1,8 @@
-"""Export a GPT causal LM as a SavedModel: prompt strings in, generated strings out."""
+"""Export a causal LM (`GptCausalLM`, `LlamaCausalLM`) as a SavedModel: prompt strings in, generated strings out.
+
+Nothing here depends on the family: the loop runs the model's own `_build_cache`
+and `_next` (`tfllm.models.causal_lm.CausalLM`), whatever its cache holds.
+"""
 
 import tensorflow as tf
 
@@ -20,17 +24,19 @@ class GptGenerationServingModule(tf.Module):
             `top_k` (int32, 0 = off) and `seed` (int32).
 
     Shapes are static inside: prompts are cropped to their last
-    `max_length - max_new_tokens` tokens, so the cache is always
-    [batch, layers, 2, max_length, heads, head_dim].
+    `max_length - max_new_tokens` tokens, so every cache buffer is always
+    [batch, max_length, key/value heads, head_dim].
     """
 
-    def __init__(self, lm, max_new_tokens=128, temperature=0.0, top_k=0, seed=0, stop_token_ids=()):
+    def __init__(self, lm, max_new_tokens=128, temperature=0.0, top_k=0, seed=0, stop_token_ids=(), max_length=None):
         super().__init__()
         if lm.tokenizer is None:
-            raise ValueError("the GptCausalLM needs a tokenizer to export string-to-string generation")
+            raise ValueError(f"the {type(lm).__name__} needs a tokenizer to export string-to-string generation")
         self.lm = lm
         self.tokenizer = lm.tokenizer
-        self.max_length = lm.backbone.max_sequence_length
+        # Prompt + new tokens; the context length by default (set it lower for long-context models such as
+        # Llama 3's 131072, whose cache would not fit in memory).
+        self.max_length = min(max_length or lm.backbone.max_sequence_length, lm.backbone.max_sequence_length)
         if not 0 < max_new_tokens < self.max_length:
             raise ValueError(f"max_new_tokens must be in [1, {self.max_length - 1}], got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
@@ -115,7 +121,7 @@ class GptGenerationServingModule(tf.Module):
 def export_gpt(lm, export_dir, model_name="gpt", version=1, warmup=True, **options):
     """Write the generation SavedModel to `export_dir/<model_name>/<version>/` atomically; returns that path.
 
-    `options`: `max_new_tokens`, `temperature`, `top_k`, `seed`, `stop_token_ids` (see the module).
+    `options`: `max_new_tokens`, `temperature`, `top_k`, `seed`, `stop_token_ids`, `max_length` (see the module).
     """
     module = GptGenerationServingModule(lm, **options)
     return export_module(module, module.signatures(), export_dir, model_name, version,

@@ -13,11 +13,17 @@ def padding_to_attention_mask(padding_mask):
     return ops.cast(padding_mask, "bool")[:, None, None, :]
 
 
-def causal_attention_mask(query_length, key_length, offset=0):
-    """[1, 1, T, S] mask where query i (at absolute position i + offset) sees keys j <= i + offset."""
+def causal_attention_mask(query_length, key_length, offset=0, sliding_window=None):
+    """[1, 1, T, S] mask where query i (at absolute position i + offset) sees keys j <= i + offset.
+
+    With `sliding_window` W only the last W of them: i + offset - W < j (Mistral's window).
+    """
     query_positions = ops.arange(query_length)[:, None] + offset
     key_positions = ops.arange(key_length)[None, :]
-    return (key_positions <= query_positions)[None, None, :, :]
+    mask = key_positions <= query_positions
+    if sliding_window is not None:
+        mask = ops.logical_and(mask, key_positions > query_positions - sliding_window)
+    return mask[None, None, :, :]
 
 
 def merge_masks(*masks):

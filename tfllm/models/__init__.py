@@ -16,6 +16,8 @@ from tfllm.models.bert.electra_discriminator import ElectraDiscriminator
 from tfllm.models.bert.roberta_preprocessor import RobertaPreprocessor
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
+from tfllm.models.llama.llama_backbone import Llama
+from tfllm.models.llama.llama_causal_lm import LlamaCausalLM
 from tfllm.models.pretrained import LoadedModel
 from tfllm.models.pretrained import load
 from tfllm.models.pretrained import save_config

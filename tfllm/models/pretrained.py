@@ -18,8 +18,9 @@ A tfllm folder (what `save_pretrained` writes, and what every recipe's
 class asked for, with a new randomly initialised head (logged) when the
 folder holds another one. The same calls read published checkpoints:
 
-- Hugging Face (BERT, RoBERTa, DistilBERT, ELECTRA discriminators and
-  GPT-2, by the config's `model_type`): `config.json` + `model.safetensors` (or a sharded
+- Hugging Face (BERT, RoBERTa, DistilBERT, ELECTRA discriminators,
+  GPT-2, and Llama / Mistral / Qwen2, by the config's `model_type`):
+  `config.json` + `model.safetensors` (or a sharded
   `model.safetensors.index.json`, or `pytorch_model.bin` read with
   `torch.load(weights_only=True)`);
 - Google BERT: `bert_config.json` + `bert_model.ckpt.*` + `vocab.txt`.
@@ -45,6 +46,7 @@ from tfllm.convert import WeightPorter
 from tfllm.convert import google_bert
 from tfllm.convert import hf_bert
 from tfllm.convert import hf_gpt2
+from tfllm.convert import hf_llama
 from tfllm.convert.config_fields import read_json
 from tfllm.convert.hf_encoders import encoder_converter
 from tfllm.convert.safetensors_io import WEIGHT_FILES
@@ -64,6 +66,8 @@ from tfllm.tokenizers.saving import save_tokenizer
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 CHECKPOINTS = "checkpoints"
+# The heads whose only constructor argument besides the backbone is an optional tokenizer.
+CAUSAL_LM_TASKS = ("gpt_causal_lm", "llama_causal_lm")
 
 
 # ---- The tfllm folder -------------------------------------------------------
@@ -283,7 +287,7 @@ def load_model(path, cls, **kwargs):
 
     Keyword args: the head's constructor arguments (`num_classes`, `pooling`,
     `dropout` or its alias `classifier_dropout`; `tokenizer` for
-    GptCausalLM); anything else overrides the backbone config (e.g.
+    GptCausalLM and LlamaCausalLM); anything else overrides the backbone config (e.g.
     `dropout=0.0` for a backbone class).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
@@ -294,12 +298,13 @@ def load_model(path, cls, **kwargs):
     fmt = detect_format(path)
     if fmt == "tfllm":
         return _from_tfllm(path, cls, backbone_cls, head_kwargs, kwargs)
-    if backbone_cls.pretrained_task not in ("bert", "gpt"):
+    if backbone_cls.pretrained_task not in ("bert", "gpt", "llama"):
         raise ConversionError(f"{path}: a {cls.__name__} loads only from a tfllm folder")
-    if backbone_cls.pretrained_task == "gpt":
+    if backbone_cls.pretrained_task in ("gpt", "llama"):
         if fmt != "hf":
             raise ConversionError(f"{path}: a Google BERT checkpoint cannot load as {cls.__name__}")
-        return _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, kwargs)
+        convert = _from_hf_gpt2 if backbone_cls.pretrained_task == "gpt" else _from_hf_llama
+        return convert(path, cls, backbone_cls, head_kwargs, kwargs)
     if fmt == "hf":
         config, source = read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
         converter = encoder_converter(config, source)  # BERT, RoBERTa, DistilBERT or ELECTRA, by model_type
@@ -330,7 +335,7 @@ def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides):
         raise ConversionError(f"{path}: holds a {type(model).__name__}, which cannot load as {cls.__name__}")
     if cls is backbone_cls:
         return backbone
-    if cls.pretrained_task == "gpt_causal_lm":
+    if cls.pretrained_task in CAUSAL_LM_TASKS:
         return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or saved.tokenizer)
     return _new_head(path, cls, backbone, head_kwargs)
 
@@ -397,6 +402,24 @@ def _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, overrides):
     if cls is backbone_cls:
         return backbone
     return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or load_tokenizer_if_any(path))
+
+
+def _from_hf_llama(path, cls, backbone_cls, head_kwargs, overrides):
+    """A Llama / Mistral / Qwen2 folder; an unsupported tokenizer.json is logged and the model loads without it."""
+    config = read_json(os.path.join(path, CONFIG))
+    backbone = backbone_cls(**{**hf_llama.llama_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
+    porter = WeightPorter(hf_llama.normalize_names(read_hf_weights(path)), path)
+    hf_llama.port_backbone(porter, backbone)
+    porter.finish([backbone])
+    if cls is backbone_cls:
+        return backbone
+    tokenizer = head_kwargs.get("tokenizer")
+    if tokenizer is None:
+        try:
+            tokenizer = load_tokenizer_if_any(path)
+        except ConfigError as e:
+            logging.warning("%s; the model loads without a tokenizer (generate() then takes token ids)", e)
+    return cls(backbone, tokenizer=tokenizer)
 
 
 class PretrainedMixin:

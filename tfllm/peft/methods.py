@@ -8,7 +8,7 @@
     merge_lora(model)                             # plain kernels again, for export
 
 Every method works on any model built from `tfllm.layers.MultiHeadAttention`
-and `FeedForward` (BERT, GPT, seq2seq); the "backbone" is `model.backbone`
+and `FeedForward` or their subclasses (BERT, GPT, seq2seq, Llama); the "backbone" is `model.backbone`
 if the model has one (its task head then stays trainable), else the model.
 """
 
@@ -22,6 +22,7 @@ from keras import ops
 
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.feed_forward import FeedForward
+from tfllm.layers.feed_forward import GatedFeedForward
 from tfllm.peft.layers import BottleneckAdapter
 from tfllm.peft.layers import KeyValuePrefix
 from tfllm.peft.layers import LoraUpdate
@@ -30,7 +31,7 @@ METHODS = ("none", "lora", "adapter", "prefix")
 
 # LoRA targets are the projection layers' (checkpoint) names.
 ATTENTION_PROJECTIONS = ("query", "key", "value", "attention_output")
-FEED_FORWARD_PROJECTIONS = ("intermediate", "output")
+FEED_FORWARD_PROJECTIONS = ("gate", "intermediate", "output")  # "gate": only gated MLPs (Llama) have one
 TARGET_GROUPS = {
     "attention": ATTENTION_PROJECTIONS,
     "ffn": FEED_FORWARD_PROJECTIONS,
@@ -41,6 +42,7 @@ _PROJECTIONS = {  # name -> (owner class, attribute)
     "key": (MultiHeadAttention, "key_dense"),
     "value": (MultiHeadAttention, "value_dense"),
     "attention_output": (MultiHeadAttention, "output_dense"),
+    "gate": (GatedFeedForward, "gate_dense"),
     "intermediate": (FeedForward, "intermediate_dense"),
     "output": (FeedForward, "output_dense"),
 }
@@ -130,7 +132,7 @@ def add_lora(model, rank=8, alpha=None, dropout=0.0, targets=ATTENTION_PROJECTIO
         alpha: scale numerator (update scaled by alpha / rank); default r.
         dropout: dropout on the LoRA path's input while training.
         targets: projection names ("query", "key", "value",
-            "attention_output", "intermediate", "output") or groups
+            "attention_output", "gate", "intermediate", "output") or groups
             ("attention", "ffn", "all").
 
     Returns the number of projections adapted.

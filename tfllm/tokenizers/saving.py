@@ -25,6 +25,7 @@ from tfllm.hub import resolve_model_path
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers.hf_tokenizer_json import check_byte_level_bpe
 from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
@@ -75,7 +76,9 @@ def load_tokenizer(path, **overrides):
     (vocab.txt; lower-casing, accent stripping and CJK splitting from
     `tokenizer.json`'s normalizer or `tokenizer_config.json`) or GPT-2
     byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`; special
-    tokens from `tokenizer.json` or else `tokenizer_config.json`).
+    tokens from `tokenizer.json` or else `tokenizer_config.json`; a
+    `tokenizer.json` of another kind, e.g. Llama 2's SentencePiece-style BPE,
+    is a `ConfigError` naming it: see `tfllm.tokenizers.hf_tokenizer_json`).
     Keyword args override those settings (e.g. `lowercase=False`).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
@@ -91,6 +94,8 @@ def load_tokenizer(path, **overrides):
         return _load_tfllm_tokenizer(path, dict(spec), overrides)
     hf_json = _read_json(file("tokenizer.json")) if has("tokenizer.json") else {}
     model = hf_json.get("model", {})
+    if model.get("type") not in (None, "WordPiece"):  # a BPE (or other) tokenizer.json rules over vocab files
+        check_byte_level_bpe(hf_json, file("tokenizer.json"))
     if (has("vocab.json") and has("merges.txt")) or model.get("type") == "BPE":
         specials = [t["content"] for t in hf_json.get("added_tokens", []) if t.get("special")]
         if has("vocab.json") and has("merges.txt"):

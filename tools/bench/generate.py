@@ -1,6 +1,8 @@
 """`benchmark.py generate`: greedy decoding speed, tfllm (cached and uncached) vs keras-hub GPT2CausalLM.
 
-Same GPT-2-style configuration on both sides, random weights, the same
+`--architecture=llama`: tfllm's `LlamaCausalLM` against keras-hub's
+`LlamaCausalLM` (grouped-query attention, RMSNorm, RoPE, SwiGLU, untied
+output), same sizes. Same configuration on both sides, random weights, the same
 random prompts, greedy, no early stop. tfllm "uncached" (--uncached, at the
 smallest batch size only: at batch 8 it alone takes ~8 minutes) runs the same
 compiled sampler loop but recomputes the whole (static-shape) sequence at
@@ -18,6 +20,8 @@ from keras import ops
 from tfllm import generation
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models import Llama
+from tfllm.models import LlamaCausalLM
 from tools.bench import torch_reference
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
@@ -33,8 +37,21 @@ def gpt_config(flags):
                 max_sequence_length=flags.max_sequence_length)
 
 
+def build_llama_models(flags):
+    """tfllm's and keras-hub's LlamaCausalLM at the same size (intermediate 8/3 of the width, as Llama's)."""
+    sizes = dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, hidden_dim=flags.hidden_dim,
+                 intermediate_dim=8 * flags.hidden_dim // 3, num_key_value_heads=flags.num_key_value_heads)
+    ours = LlamaCausalLM(Llama(**sizes, num_heads=flags.num_heads, max_sequence_length=flags.max_sequence_length))
+    theirs = keras_hub.models.LlamaCausalLM(
+        backbone=keras_hub.models.LlamaBackbone(**sizes, num_query_heads=flags.num_heads), preprocessor=None)
+    theirs.compile(sampler="greedy")
+    return ours, theirs, None
+
+
 def build_models(flags):
     keras.utils.set_random_seed(flags.seed)
+    if flags.architecture == "llama":
+        return build_llama_models(flags)
     config = gpt_config(flags)
     ours = GptCausalLM(Gpt(**config))
     theirs = keras_hub.models.GPT2CausalLM(backbone=keras_hub.models.GPT2Backbone(**config), preprocessor=None)
@@ -57,17 +74,23 @@ def uncached_decoder(lm):
 
 
 def weight_bytes_per_step(lm):
-    """fp32 bytes read from weights per decoding step: every parameter but the unused position rows."""
+    """fp32 bytes read from weights per decoding step: every parameter but the unused position rows (GPT)
+    or, for an untied Llama, the input embedding table (one row is gathered; the output matrix is read)."""
     backbone = lm.backbone
-    positions = backbone.max_sequence_length * backbone.hidden_dim
-    return 4 * (lm.count_params() - positions)
+    if isinstance(backbone, Gpt):
+        unread = backbone.max_sequence_length * backbone.hidden_dim
+    else:
+        unread = 0 if backbone.tie_word_embeddings else backbone.vocabulary_size * backbone.hidden_dim
+    return 4 * (lm.count_params() - unread)
 
 
 def run(flags):
     ours, theirs, config = build_models(flags)
     bandwidth = read_bandwidth_bytes()
     step_bytes = weight_bytes_per_step(ours)
-    print(f"GPT-2-style L{flags.num_layers} H{flags.hidden_dim} heads {flags.num_heads} V{flags.vocabulary_size}: "
+    kind = "Llama-style" if flags.architecture == "llama" else "GPT-2-style"
+    heads = f"{flags.num_heads}/{flags.num_key_value_heads} KV" if flags.architecture == "llama" else flags.num_heads
+    print(f"{kind} L{flags.num_layers} H{flags.hidden_dim} heads {heads} V{flags.vocabulary_size}: "
           f"{ours.count_params() / 1e6:.1f} M parameters; greedy, prompt {flags.prompt_length}, "
           f"{flags.new_tokens} new tokens, {flags.repeats} timed calls each")
     print(f"Measured read bandwidth {bandwidth / 1e9:.1f} GB/s; weights read per decoding step "
@@ -87,7 +110,7 @@ def run(flags):
             "keras-hub": lambda ids=ids, mask=mask: theirs.generate(
                 {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
         }
-        if flags.torch and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
+        if flags.torch and config and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
             variants["PyTorch transformers"] = generate
         if with_uncached:
             variants["tfllm uncached"] = lambda uncached=uncached, ids=ids, mask=mask: uncached(
