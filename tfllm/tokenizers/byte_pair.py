@@ -335,8 +335,9 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         position = tf.range(word_splits[-1])
         word = tf.searchsorted(word_splits, position, side="right") - 1
         source = tf.gather(id_splits, tf.gather(index, word)) + position - tf.gather(word_splits, word)
-        return tf.RaggedTensor.from_row_splits(
-            tf.gather(ids, source), tf.gather(word_splits, row_splits), validate=False)
+        # The merge loop's ids have no static shape; ragged consumers (keras-hub's packers) need rank 1.
+        values = tf.reshape(tf.gather(ids, source), [-1])
+        return tf.RaggedTensor.from_row_splits(values, tf.gather(word_splits, row_splits), validate=False)
 
     def _bpe(self, words):
         """Byte-level BPE of words [U] -> their token ids, flat, and row splits [U + 1].
