@@ -72,6 +72,8 @@ flags.DEFINE_integer("num_classes", 2, "Number of classes (default: the number o
 flags.DEFINE_list("label_names", None, "Names of the classes, in id order: labels in the files may be these "
                   "names (RTE's entailment,not_entailment) or ids; the export returns them.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).")
+flags.DEFINE_bool("bucket_by_length", True, "Training batches of texts of similar length (less padding); "
+                  "--nobucket_by_length: batches of freely shuffled texts, as transformers' DataLoader.")
 flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")
 common.define_fine_tuning_flags("--train_file", "classifier", "raw strings in, probabilities and labels out",
                                 dropout_help="Dropout in the encoder and before the classifier.")
@@ -156,6 +158,7 @@ def main(_):
         return classification_dataset(
             train_texts, train_labels, preprocessor, ctx.get_per_replica_batch_size(FLAGS.batch_size),
             training=True, seed=FLAGS.seed, input_context=ctx, name=FLAGS.train_file,
+            bucket_by_length=FLAGS.bucket_by_length,
         )
 
     eval_data = None

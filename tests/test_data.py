@@ -199,7 +199,8 @@ def test_training_dataset_batches_buckets_and_determinism(toy, pre32):
     expected = {(tuple([CLS] + ids(t)[:30] + [SEP]), int(y)) for t, y in zip(texts, labels)}
 
     def first(seed, n=20):
-        ds = classification_dataset(texts, labels, pre, batch_size=32, training=True, seed=seed)
+        ds = classification_dataset(texts, labels, pre, batch_size=32, training=True, seed=seed,
+                                    bucket_by_length=True)
         assert ds.element_spec[0] == {
             "token_ids": tf.TensorSpec([None, None], tf.int32),
             "segment_ids": tf.TensorSpec([None, None], tf.int32),
@@ -227,6 +228,31 @@ def test_training_dataset_batches_buckets_and_determinism(toy, pre32):
         assert len({np.searchsorted(edges, n, side="right") for n in lens}) == 1
         widths.add(x["token_ids"].shape[1])
     assert len(widths) > 2
+
+
+def test_training_dataset_without_buckets_shuffles_every_row_into_mixed_length_batches(toy, pre32):
+    """`bucket_by_length=False`: a free shuffle, as `transformers`' DataLoader's, not length buckets."""
+    texts, _, lengths = toy
+    row_numbers = np.arange(len(texts), dtype=np.int32)  # as labels: each batch says which rows it holds
+    per_epoch = len(texts) // 32
+
+    def first_epoch(seed):
+        ds = classification_dataset(texts, row_numbers, pre32, batch_size=32, training=True, seed=seed,
+                                    bucket_by_length=False)
+        return list(itertools.islice(ds.as_numpy_iterator(), per_epoch))
+
+    batches = first_epoch(1)
+    rows = np.concatenate([y for _, y in batches])
+    assert len(rows) == len(set(rows)) == per_epoch * 32  # one pass: no row twice before every row once
+    assert batches[0][1].max() >= 400 and batches[0][1].min() < 200  # the shuffle buffer holds every row
+    for x, y in batches:
+        assert y.shape == (32,)
+        np.testing.assert_array_equal(x["padding_mask"].sum(1), np.minimum(lengths[y], 30) + 2)  # rows y
+        assert x["token_ids"].shape[1] == x["padding_mask"].sum(1).max()  # padded to the batch's longest
+        assert lengths[y].max() - lengths[y].min() >= 20  # lengths 1-40 together, not one bucket's
+    assert np.any(np.diff(lengths[rows]) < 0) and np.any(np.diff(lengths[rows]) > 0)  # not sorted by length
+    np.testing.assert_array_equal(rows, np.concatenate([y for _, y in first_epoch(1)]))  # seeded
+    assert not np.array_equal(rows, np.concatenate([y for _, y in first_epoch(2)]))
 
 
 def test_sharding_and_truncation_log(toy, pre32, monkeypatch):

@@ -18,7 +18,8 @@ def token_ids_length(features, *labels):
 
 
 def batch_by_length(ds, batch_size, training, num_examples, max_length, seed=None,
-                    shuffle_buffer_size=None, bucket_boundaries=None, length_fn=token_ids_length):
+                    shuffle_buffer_size=None, bucket_boundaries=None, length_fn=token_ids_length,
+                    bucket_by_length=True):
     """Batches a dataset of variable-length examples.
 
     Evaluation (`training=False`): every example once, in order, each batch
@@ -27,11 +28,15 @@ def batch_by_length(ds, batch_size, training, num_examples, max_length, seed=Non
     grouped into buckets of similar length (`bucket_boundaries`, default
     `default_bucket_boundaries(max_length)`) so little compute goes to
     padding; full batches only, so every step has the same batch size.
+    `bucket_by_length=False`: batches of consecutive shuffled examples (any
+    lengths together), each padded to its longest row.
     """
     if not training:
         return ds.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
     ds = ds.shuffle(shuffle_buffer_size or max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat()
+    if not bucket_by_length:
+        return ds.padded_batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     if bucket_boundaries is None:
         bucket_boundaries = default_bucket_boundaries(max_length)
     ds = ds.bucket_by_sequence_length(
