@@ -16,6 +16,7 @@ from keras import ops
 
 from tfllm import generation
 from tfllm.models.task import Task
+from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
 
 
@@ -27,6 +28,14 @@ class CausalLM(Task):
     """
 
     head_args = ()
+
+    def __init__(self, backbone, tokenizer=None, **kwargs):
+        inputs = backbone.input
+        logits = as_float32(backbone.token_embedding(backbone(inputs), reverse=True))
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.tokenizer = tokenizer  # optional: lets generate() take and return strings
+        self._decoder = None
 
     def init_cache(self, batch_size, max_length):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, heads, head_dim]."""

@@ -5,7 +5,6 @@ import keras
 from tfllm.layers import zero_key_value_cache
 from tfllm.models.causal_lm import CausalLM
 from tfllm.models.gpt.gpt_backbone import Gpt
-from tfllm.models.task import as_float32
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -19,16 +18,6 @@ class GptCausalLM(CausalLM):
 
     pretrained_task = "gpt_causal_lm"
     backbone_class = Gpt
-
-    def __init__(self, backbone, tokenizer=None, **kwargs):
-        inputs = backbone.input
-        hidden = backbone(inputs)
-        logits = backbone.token_embedding(hidden, reverse=True)
-        logits = as_float32(logits)
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        self.backbone = backbone
-        self.tokenizer = tokenizer  # optional: lets generate() take and return strings
-        self._decoder = None
 
     def init_cache(self, batch_size, max_length):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_heads, head_dim]."""

@@ -5,7 +5,6 @@ import keras
 from tfllm.layers import zero_key_value_cache
 from tfllm.models.causal_lm import CausalLM
 from tfllm.models.llama.llama_backbone import Llama
-from tfllm.models.task import as_float32
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -24,14 +23,6 @@ class LlamaCausalLM(CausalLM):
 
     pretrained_task = "llama_causal_lm"
     backbone_class = Llama
-
-    def __init__(self, backbone, tokenizer=None, **kwargs):
-        inputs = backbone.input
-        logits = as_float32(backbone.token_embedding(backbone(inputs), reverse=True))
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        self.backbone = backbone
-        self.tokenizer = tokenizer  # optional: lets generate() take and return strings
-        self._decoder = None
 
     def init_cache(self, batch_size, max_length):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_key_value_heads, head_dim]."""
