@@ -300,11 +300,10 @@ def load_model(path, cls, **kwargs):
         return _from_tfllm(path, cls, backbone_cls, head_kwargs, kwargs)
     if backbone_cls.pretrained_task not in ("bert", "gpt", "llama"):
         raise ConversionError(f"{path}: a {cls.__name__} loads only from a tfllm folder")
-    if backbone_cls.pretrained_task in ("gpt", "llama"):
+    if backbone_cls.pretrained_task in DECODER_CONVERTERS:
         if fmt != "hf":
             raise ConversionError(f"{path}: a Google BERT checkpoint cannot load as {cls.__name__}")
-        convert = _from_hf_gpt2 if backbone_cls.pretrained_task == "gpt" else _from_hf_llama
-        return convert(path, cls, backbone_cls, head_kwargs, kwargs)
+        return _from_hf_decoder(path, cls, backbone_cls, head_kwargs, kwargs)
     if fmt == "hf":
         config, source = read_json(os.path.join(path, CONFIG)), os.path.join(path, CONFIG)
         converter = encoder_converter(config, source)  # BERT, RoBERTa, DistilBERT or ELECTRA, by model_type
@@ -393,23 +392,23 @@ def _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter, te
     return model
 
 
-def _from_hf_gpt2(path, cls, backbone_cls, head_kwargs, overrides):
-    config = read_json(os.path.join(path, CONFIG))
-    backbone = backbone_cls(**{**hf_gpt2.gpt_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
-    porter = WeightPorter(hf_gpt2.normalize_names(read_hf_weights(path)), path)
-    hf_gpt2.port_backbone(porter, backbone)
-    porter.finish([backbone])
-    if cls is backbone_cls:
-        return backbone
-    return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or load_tokenizer_if_any(path))
+# Decoder families: the converter module and its config mapping, by backbone_cls.pretrained_task.
+DECODER_CONVERTERS = {"gpt": (hf_gpt2, hf_gpt2.gpt_config_from_hf), "llama": (hf_llama, hf_llama.llama_config_from_hf)}
 
 
-def _from_hf_llama(path, cls, backbone_cls, head_kwargs, overrides):
-    """A Llama / Mistral / Qwen2 folder; an unsupported tokenizer.json is logged and the model loads without it."""
-    config = read_json(os.path.join(path, CONFIG))
-    backbone = backbone_cls(**{**hf_llama.llama_config_from_hf(config, os.path.join(path, CONFIG)), **overrides})
-    porter = WeightPorter(hf_llama.normalize_names(read_hf_weights(path)), path)
-    hf_llama.port_backbone(porter, backbone)
+def _from_hf_decoder(path, cls, backbone_cls, head_kwargs, overrides):
+    """A GPT-2 or Llama / Mistral / Qwen2 folder as `cls` (the backbone, or its causal LM with the folder's tokenizer).
+
+    A Llama-family tokenizer.json tfllm cannot reproduce is logged and the
+    model loads without it (generate() then takes token ids); a GPT-2
+    folder's tokenizer must load.
+    """
+    task = backbone_cls.pretrained_task
+    converter, config_from_hf = DECODER_CONVERTERS[task]
+    source = os.path.join(path, CONFIG)
+    backbone = backbone_cls(**{**config_from_hf(read_json(source), source), **overrides})
+    porter = WeightPorter(converter.normalize_names(read_hf_weights(path)), path)
+    converter.port_backbone(porter, backbone)
     porter.finish([backbone])
     if cls is backbone_cls:
         return backbone
@@ -418,6 +417,8 @@ def _from_hf_llama(path, cls, backbone_cls, head_kwargs, overrides):
         try:
             tokenizer = load_tokenizer_if_any(path)
         except ConfigError as e:
+            if task == "gpt":
+                raise
             logging.warning("%s; the model loads without a tokenizer (generate() then takes token ids)", e)
     return cls(backbone, tokenizer=tokenizer)
 
