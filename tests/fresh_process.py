@@ -7,14 +7,11 @@ still has not imported tfllm or keras_hub, so exports are proven to stand
 alone; each request loads its SavedModels anew.
 """
 
-import atexit
-import json
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
+
+from tests.json_lines_process import JsonLinesProcess
+from tests.json_lines_process import restarted_if_dead
 
 REST_TOOL = Path(__file__).resolve().parents[1] / "tools" / "rest_predict.py"
 
@@ -59,59 +56,17 @@ for line in sys.stdin:
 """
 
 
-class _Server:
-    """The long-lived TF-only process; requests and replies are JSON lines on its stdin and stdout."""
-
-    def __init__(self):
-        self.log = tempfile.TemporaryFile(mode="w+")  # its stderr (TF's logging); a pipe could fill and block
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, bufsize=1)
-        self.replies = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        atexit.register(self.close)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            if line.startswith("@reply "):  # anything else a library prints is not a reply
-                self.replies.put(line[len("@reply "):])
-        self.replies.put(None)  # the process ended
-
-    def request(self, request, timeout):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        try:
-            line = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            self.close()
-            raise AssertionError(f"serving process gave no reply in {timeout} s") from None
-        if line is None:
-            self.log.seek(0)
-            raise AssertionError(f"serving process died:\n{self.log.read()[-3000:]}")
-        reply = json.loads(line)
-        if "failure" in reply:
-            raise AssertionError(f"serving process failed:\n{reply['failure'][-3000:]}")
-        return reply["results"]
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def close(self):
-        if self.alive():
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 _server = None
 
 
 def _request(request, timeout):
     global _server
-    if _server is None or not _server.alive():
-        _server = _Server()
-    return _server.request(request, timeout)
+    _server = restarted_if_dead(_server, lambda: JsonLinesProcess([sys.executable, "-c", _SERVER], "serving process",
+                                                                  reply_prefix="@reply "))
+    reply = _server.request(request, timeout)
+    if "failure" in reply:
+        raise AssertionError(f"serving process failed:\n{reply['failure'][-3000:]}")
+    return reply["results"]
 
 
 def serve_calls_in_fresh_process(calls, timeout=300):
