@@ -326,9 +326,9 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         across batches, as keras-hub keeps, could save at most the difference
         and would cost a lookup per word.
         """
-        words, row_splits = _split_words_flat(inputs, self.special_token_strings, unescape=False)
+        words, row_splits = self._split_words(inputs)
         distinct, index = tf.unique(words)
-        ids, id_splits = self._bpe(_unescape(distinct))
+        ids, id_splits = self._bpe(self._unescape_words(distinct))
         # Word w's ids are ids[id_splits[index[w]]:id_splits[index[w] + 1]].
         counts = tf.gather(id_splits[1:] - id_splits[:-1], index)
         word_splits = _cumsum0(counts)
@@ -338,6 +338,21 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         # The merge loop's ids have no static shape; ragged consumers (keras-hub's packers) need rank 1.
         values = tf.reshape(tf.gather(ids, source), [-1])
         return tf.RaggedTensor.from_row_splits(values, tf.gather(word_splits, row_splits), validate=False)
+
+    def _split_words(self, inputs):
+        """Strings [B] -> flat words [N] (still escaped, see `_unescape_words`) and row splits [B + 1]."""
+        return _split_words_flat(inputs, self.special_token_strings, unescape=False)
+
+    def _unescape_words(self, words):
+        return _unescape(words)
+
+    def _whole_word_ids(self, words):
+        """Ids [U] of words that are one token as they stand, else -1; None if all words are merged.
+
+        For `tokenizer.json`'s `ignore_merges` (Llama 3): a word in the
+        vocabulary is that token, whatever the merges would give.
+        """
+        return None
 
     def _bpe(self, words):
         """Byte-level BPE of words [U] -> their token ids, flat, and row splits [U + 1].
@@ -363,6 +378,9 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         for token, token_id in zip(self.special_token_strings, self._special_ids):
             special = tf.where(tf.equal(column, 0), tf.constant(token_id, tf.int64), self._pad)
             ids = tf.where(tf.equal(words, token)[:, None], special, ids)
+        whole = self._whole_word_ids(words)
+        if whole is not None:
+            ids = tf.where((whole >= 0)[:, None], tf.where(tf.equal(column, 0)[None], whole[:, None], self._pad), ids)
 
         def merge_step(step, ids, rows, done_rows, done_ids):
             rules = self._merge_table.lookup(ids[:, :-1] * self._key_base + ids[:, 1:])

@@ -9,15 +9,17 @@ relative to the folder so that the folder can move:
 | wordpiece | vocab.txt | `WordPieceTokenizer` |
 | bpe | vocab.json, merges.txt | `BytePairTokenizer` |
 | char | (characters in config.json) | `CharTokenizer` |
+| bpe (with `split`) | vocab.json, merges.txt | `RegexBytePairTokenizer` (Llama 3, Qwen2) |
 | sentencepiece | spm.model | keras-hub `SentencePieceTokenizer` |
 
-Hugging Face folders (vocab.txt / vocab.json + merges.txt / tokenizer.json)
-and Google BERT folders (vocab.txt) are read as published.
+Hugging Face folders (vocab.txt / vocab.json + merges.txt / tokenizer.json /
+tokenizer.model) and Google BERT folders (vocab.txt) are read as published.
 """
 
 import json
 import os
 
+import keras_hub
 import tensorflow as tf
 
 from tfllm.errors import ConfigError
@@ -25,7 +27,11 @@ from tfllm.hub import resolve_model_path
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
-from tfllm.tokenizers.hf_tokenizer_json import check_byte_level_bpe
+from tfllm.tokenizers.hf_tokenizer_json import SENTENCE_PIECE_MODEL
+from tfllm.tokenizers.hf_tokenizer_json import byte_level_settings
+from tfllm.tokenizers.hf_tokenizer_json import is_sentence_piece_style
+from tfllm.tokenizers.regex_byte_pair import RegexBytePairTokenizer
+from tfllm.tokenizers.sentence_piece import MetaspaceSentencePieceTokenizer
 from tfllm.tokenizers.sentence_piece import load_sentence_piece
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
@@ -45,7 +51,8 @@ def save_tokenizer(tokenizer, folder, source_file=None):
 
     `tokenizer` is a WordPiece, BytePair, Char or SentencePiece tokenizer, or
     anything holding one as `.tokenizer` (a `BertPreprocessor`). A
-    SentencePiece tokenizer needs `source_file`, its model file, copied in.
+    SentencePiece tokenizer's model is `source_file` (copied in) or else the
+    serialized model it holds.
     """
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     folder = os.fspath(folder)
@@ -56,16 +63,24 @@ def save_tokenizer(tokenizer, folder, source_file=None):
                     strip_accents=tokenizer.bert_strip_accents, split_on_cjk=tokenizer.split_on_cjk)
     if isinstance(tokenizer, BytePairTokenizer):
         save_byte_pair_vocabulary(dict(tokenizer.vocabulary), list(tokenizer.merges), folder)
-        return dict(type="bpe", special_tokens=tokenizer.special_token_strings)
+        spec = dict(type="bpe", special_tokens=tokenizer.special_token_strings)
+        if isinstance(tokenizer, RegexBytePairTokenizer):
+            spec.update(split=tokenizer.split, normalization=tokenizer.normalization,
+                        ignore_merges=tokenizer.ignore_merges)
+        return spec
     if isinstance(tokenizer, CharTokenizer):
         return dict(type="char", vocabulary=list(tokenizer.vocabulary))
-    if type(tokenizer).__name__ == "SentencePieceTokenizer":
-        if source_file is None:
-            raise TypeError("saving a SentencePiece tokenizer needs source_file=<its .model file>")
+    if isinstance(tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
         target = os.path.join(folder, SENTENCE_PIECE_FILE)
-        if os.path.abspath(os.fspath(source_file)) != os.path.abspath(target):
+        if source_file is None and isinstance(getattr(tokenizer, "proto", None), bytes):
+            with tf.io.gfile.GFile(target, "wb") as f:
+                f.write(tokenizer.proto)
+        elif source_file is None:
+            raise TypeError("saving a SentencePiece tokenizer needs source_file=<its .model file>")
+        elif os.path.abspath(os.fspath(source_file)) != os.path.abspath(target):
             tf.io.gfile.copy(os.fspath(source_file), target, overwrite=True)
-        return dict(type="sentencepiece", file=SENTENCE_PIECE_FILE)
+        return dict(type="sentencepiece", file=SENTENCE_PIECE_FILE,
+                    metaspace=isinstance(tokenizer, MetaspaceSentencePieceTokenizer))
     raise TypeError(f"cannot save a {type(tokenizer).__name__} tokenizer")
 
 
@@ -74,11 +89,12 @@ def load_tokenizer(path, **overrides):
 
     tfllm folders: the `"tokenizer"` entry of config.json. Otherwise WordPiece
     (vocab.txt; lower-casing, accent stripping and CJK splitting from
-    `tokenizer.json`'s normalizer or `tokenizer_config.json`) or GPT-2
+    `tokenizer.json`'s normalizer or `tokenizer_config.json`), GPT-2
     byte-level BPE (vocab.json + merges.txt, or a BPE `tokenizer.json`; special
-    tokens from `tokenizer.json` or else `tokenizer_config.json`; a
-    `tokenizer.json` of another kind, e.g. Llama 2's SentencePiece-style BPE,
-    is a `ConfigError` naming it: see `tfllm.tokenizers.hf_tokenizer_json`).
+    tokens from `tokenizer.json` or else `tokenizer_config.json`), Llama 3 /
+    Qwen2 byte-level BPE (`tokenizer.json`) or SentencePiece (Llama 2,
+    Mistral: `tokenizer.model`); a `tokenizer.json` of another kind is a
+    `ConfigError` naming it: see `tfllm.tokenizers.hf_tokenizer_json`.
     Keyword args override those settings (e.g. `lowercase=False`).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
@@ -94,8 +110,20 @@ def load_tokenizer(path, **overrides):
         return _load_tfllm_tokenizer(path, dict(spec), overrides)
     hf_json = _read_json(file("tokenizer.json")) if has("tokenizer.json") else {}
     model = hf_json.get("model", {})
+    if has(SENTENCE_PIECE_MODEL) and (not hf_json or is_sentence_piece_style(hf_json)):
+        # What the tokenizer.json was converted from; its Metaspace adds no "▁" before a leading space.
+        pre = hf_json.get("pre_tokenizer") or {}
+        prepend = pre.get("prepend_scheme") or ("always" if pre.get("add_prefix_space", True) else "never")
+        metaspace = pre.get("type") == "Metaspace" and prepend != "never"
+        return load_sentence_piece(file(SENTENCE_PIECE_MODEL), metaspace)
+    settings = {}
     if model.get("type") not in (None, "WordPiece"):  # a BPE (or other) tokenizer.json rules over vocab files
-        check_byte_level_bpe(hf_json, file("tokenizer.json"))
+        settings = byte_level_settings(hf_json, file("tokenizer.json"))
+    if settings.get("split"):
+        vocab = dict(model["vocab"], **{t["content"]: t["id"] for t in hf_json.get("added_tokens", [])})
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        return RegexBytePairTokenizer(vocab, merges, **{
+            "special_tokens": [t["content"] for t in hf_json.get("added_tokens", [])], **settings, **overrides})
     if (has("vocab.json") and has("merges.txt")) or model.get("type") == "BPE":
         specials = [t["content"] for t in hf_json.get("added_tokens", []) if t.get("special")]
         if has("vocab.json") and has("merges.txt"):
@@ -123,7 +151,7 @@ def load_tokenizer(path, **overrides):
         return WordPieceTokenizer(vocab, **{**settings, **overrides})
     raise FileNotFoundError(
         f"{path}: no tokenizer found (looked for a \"tokenizer\" entry in {CONFIG}, vocab.json + merges.txt, "
-        "vocab.txt, tokenizer.json)"
+        f"vocab.txt, tokenizer.json, {SENTENCE_PIECE_MODEL})"
     )
 
 
@@ -143,12 +171,15 @@ def _load_tfllm_tokenizer(path, spec, overrides):
 
     if kind == "wordpiece":
         return WordPieceTokenizer(load_vocabulary(file("vocab.txt")), **{**spec, **overrides})
+    if kind == "bpe" and spec.get("split"):
+        return RegexBytePairTokenizer(file("vocab.json"), file("merges.txt"), **{**spec, **overrides})
     if kind == "bpe":
+        spec = {k: v for k, v in spec.items() if k not in ("split", "normalization", "ignore_merges")}
         return BytePairTokenizer(file("vocab.json"), file("merges.txt"), **{**spec, **overrides})
     if kind == "char":
         return CharTokenizer(spec["vocabulary"], **overrides)
     if kind == "sentencepiece":
-        return load_sentence_piece(file(spec.get("file", SENTENCE_PIECE_FILE)))
+        return load_sentence_piece(file(spec.get("file", SENTENCE_PIECE_FILE)), spec.get("metaspace", False))
     raise ConfigError(f"{file(CONFIG)}: tokenizer type {kind!r} is not one of wordpiece, bpe, char, sentencepiece")
 
 

@@ -15,6 +15,7 @@ Ids are fixed: 0 = <pad>, 1 = <unk>, 2 = <s> (BOS), 3 = </s> (EOS).
 import io
 import os
 
+import keras
 import keras_hub
 import tensorflow as tf
 
@@ -48,10 +49,30 @@ def train_sentence_piece(texts, path, vocab_size=8000, model_type="unigram", max
     return proto
 
 
-def load_sentence_piece(path):
-    """The in-graph tokenizer (keras-hub `SentencePieceTokenizer`, tensorflow-text ops) for a model file."""
+@keras.saving.register_keras_serializable(package="tfllm")
+class MetaspaceSentencePieceTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
+    """SentencePiece as Hugging Face's `Metaspace` pre-tokenizer runs it: no dummy "▁" before a leading space.
+
+    SentencePiece's `add_dummy_prefix` puts "▁" before every text; the
+    `Metaspace(prepend_scheme="first"/"always")` of the `tokenizer.json`
+    that transformers writes for Llama 2 / Mistral models does not when the
+    text already starts with a space, so " x" is "▁x", not "▁▁x". Dropping
+    one leading space before SentencePiece gives Hugging Face's ids, but for
+    the text " " alone (Hugging Face: "▁"; here: no tokens).
+    """
+
+    def tokenize(self, inputs):
+        return super().tokenize(tf.strings.regex_replace(inputs, "^ ", ""))
+
+
+def load_sentence_piece(path, metaspace=False):
+    """The in-graph tokenizer (keras-hub `SentencePieceTokenizer`, tensorflow-text ops) for a model file.
+
+    `metaspace=True`: `MetaspaceSentencePieceTokenizer` (ids as a `tokenizer.json` with a `Metaspace`).
+    """
     path = os.fspath(path)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"SentencePiece model not found: {path}")
+    cls = MetaspaceSentencePieceTokenizer if metaspace else keras_hub.tokenizers.SentencePieceTokenizer
     with tf.io.gfile.GFile(path, "rb") as f:
-        return keras_hub.tokenizers.SentencePieceTokenizer(proto=f.read(), dtype="int32")
+        return cls(proto=f.read(), dtype="int32")
