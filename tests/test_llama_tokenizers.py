@@ -46,6 +46,8 @@ if not (SHARED_DATA / "tinyshakespeare" / "input.txt").exists():
     pytest.skip(f"needs the shared data sets in {SHARED_DATA}", allow_module_level=True)
 
 VOCAB = 600
+BYTE_LEVEL = ("llama3", "qwen2", "smollm", "gpt2")
+REGEX_KINDS = ("llama3", "qwen2", "smollm")  # RegexBytePairTokenizer
 SPECIALS = ["<|begin_of_text|>", "<|im_start|>", "<|im_end|>"]
 EDGE = [
     "12345 and 1234567 digits, 3.14159", "I'LL say THEY'RE here, we'Ve gone, 'S", "a  b   c\t\td  \t e",
@@ -76,11 +78,14 @@ def held_out_texts():
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """{kind: a Hugging Face tokenizer folder}: llama3 (ignore_merges), qwen2 (NFC), gpt2 (its regex as a Split),
-    and SentencePiece BPE folders with tokenizer.model: legacy (Llama 2) and Metaspace (transformers' conversion)."""
+    smollm (digits one by one, then GPT-2's regex), and SentencePiece BPE folders with tokenizer.model: legacy
+    (Llama 2's published tokenizer.json) and Metaspace (transformers 5's conversion)."""
     made = {}
-    for kind in ("llama3", "qwen2", "gpt2"):
+    for kind in BYTE_LEVEL:
         tokenizer = hf.Tokenizer(hf.models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)] if kind == "smollm" else [
             pre_tokenizers.Split(Regex(GPT2_SPLIT if kind == "gpt2" else SPLITS[kind][0]), "isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         tokenizer.decoder = decoders.ByteLevel()
@@ -122,7 +127,7 @@ def reference(folder):
     return T.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
 
 
-KINDS = ["llama3", "qwen2", "gpt2", "sp_legacy", "sp_metaspace"]
+KINDS = ["llama3", "qwen2", "smollm", "gpt2", "sp_legacy", "sp_metaspace"]
 
 
 def test_the_folders_are_what_they_stand_for(folders):
@@ -137,7 +142,7 @@ def test_the_folders_are_what_they_stand_for(folders):
 def test_ids_equal_hugging_face(folders, kind):
     ours, theirs = load_tokenizer(folders[kind]), reference(folders[kind])
     expected_class = {"gpt2": BytePairTokenizer, "sp_metaspace": MetaspaceSentencePieceTokenizer}.get(
-        kind, RegexBytePairTokenizer if kind in SPLITS else object)
+        kind, RegexBytePairTokenizer if kind in REGEX_KINDS else object)
     assert isinstance(ours, expected_class)
     texts = held_out_texts()
     if kind.startswith("sp"):  # SentencePiece does not split added tokens out of the text
@@ -148,7 +153,7 @@ def test_ids_equal_hugging_face(folders, kind):
     # The one known difference: Metaspace makes " " alone "▁", SentencePiece of "" gives nothing.
     assert [t for t, a, b in zip(texts, got, expected) if a != b] == ([" "] if kind == "sp_metaspace" else [])
     # Added tokens come out whole; digit runs split as each regex says.
-    if kind in SPLITS:
+    if kind in REGEX_KINDS:
         assert ours.token_to_id("<|im_start|>") in got[texts.index(EDGE[-3])]
         words = ours._split_words(tf.constant(EDGE[:1]))[0].numpy().tolist()
         assert words[:2] == ([b"123", b"45"] if kind == "llama3" else [b"1", b"2"])
@@ -170,14 +175,14 @@ def test_detokenize_round_trips(folders, kind):
     assert [d for d, t in zip(decoded, texts) if d != t] == []
 
 
-@pytest.mark.parametrize("kind", ["llama3", "qwen2", "sp_metaspace"])
+@pytest.mark.parametrize("kind", ["llama3", "qwen2", "smollm", "sp_metaspace"])
 def test_saved_in_a_run_folder(folders, kind, tmp_path):
     ours = load_tokenizer(folders[kind])
     spec = save_tokenizer(ours, tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"tokenizer": spec}))
     again = load_tokenizer(tmp_path)
     assert type(again) is type(ours)
-    texts = EDGE[:6] + EDGE[-3:] if kind in SPLITS else EDGE[:6]
+    texts = EDGE[:6] + EDGE[-3:] if kind in REGEX_KINDS else EDGE[:6]
     assert token_id_lists(again, texts) == token_id_lists(ours, texts)
 
 
@@ -210,9 +215,9 @@ def llama_folder(folders, kind, path):
 PROMPTS = ["First Citizen:", "Ein Mann  mit 12 Hüten"]
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "sp_legacy"])
-def test_from_pretrained_generates_from_strings(folders, kind, tmp_path):
-    """LlamaCausalLM.from_pretrained picks the tokenizer up; its prompt ids are Hugging Face's."""
+def test_from_pretrained_generates_from_strings(folders, tmp_path):
+    """LlamaCausalLM.from_pretrained picks a Llama 2 style tokenizer up; prompt ids and text are Hugging Face's."""
+    kind = "sp_legacy"
     path, model = llama_folder(folders, kind, tmp_path)
     lm = LlamaCausalLM.from_pretrained(path)
     ids = reference(folders[kind]).encode(PROMPTS[1], add_special_tokens=False)

@@ -8,8 +8,9 @@ A BPE `tokenizer.json` is one of several tokenizers in one format:
 - Llama 3 / Qwen2 byte-level BPE: a `Split` pre-tokenizer with the Llama 3
   or Qwen2 regex (digits one to three at a time or one, case-insensitive
   contractions), then `ByteLevel` without regex; Qwen2 also NFC-normalizes,
-  Llama 3 sets `ignore_merges`: `RegexBytePairTokenizer`, with every added
-  token (`<|begin_of_text|>`, `<|im_start|>`...) matched in the text.
+  Llama 3 sets `ignore_merges`. SmolLM: `Digits(individual_digits=True)`,
+  then `ByteLevel` with GPT-2's regex. Both: `RegexBytePairTokenizer`, with
+  every added token (`<|begin_of_text|>`, `<|im_start|>`...) matched in the text.
 - SentencePiece-style BPE (Llama 2, Mistral, TinyLlama): `byte_fallback`,
   a `Metaspace` pre-tokenizer or a `▁`-replacing normalizer. These folders
   ship the SentencePiece model, `tokenizer.model`, which tensorflow-text
@@ -26,7 +27,8 @@ from tfllm.tokenizers.regex_byte_pair import SPLITS
 
 SUPPORTED = ("GPT-2 style byte-level BPE (a ByteLevel pre-tokenizer with its regex, no normalizer), "
              "Llama 3 / Qwen2 byte-level BPE (a Split regex of theirs, then ByteLevel without regex; "
-             "normalizer none or NFC), and SentencePiece-style BPE with its tokenizer.model")
+             "normalizer none or NFC), SmolLM's (Digits, then ByteLevel), "
+             "and SentencePiece-style BPE with its tokenizer.model")
 GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 SENTENCE_PIECE_MODEL = "tokenizer.model"
 
@@ -68,6 +70,14 @@ def _split_regex(pre):
     return pattern.get("Regex", pattern.get("String", ""))
 
 
+def _is_digits_byte_level(pre):
+    """SmolLM's pre-tokenizer: `Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)]`."""
+    parts = (pre or {}).get("pretokenizers") or [] if isinstance(pre, dict) and pre.get("type") == "Sequence" else []
+    return (len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits")
+            and parts[1].get("type") == "ByteLevel" and parts[1].get("use_regex", True)
+            and not parts[1].get("add_prefix_space", False))
+
+
 def byte_level_settings(data, source):
     """How to rebuild a byte-level BPE `tokenizer.json` (parsed: `data`): a dict of settings, or `ConfigError`.
 
@@ -89,8 +99,9 @@ def byte_level_settings(data, source):
             refuse(f"model.{field}", repr(model[field]))
     pre, normalizer = data.get("pre_tokenizer"), data.get("normalizer")
     pattern = _split_regex(pre)
-    if pattern is not None and pattern != GPT2_SPLIT:
-        split = next((name for name, (hf_regex, _) in SPLITS.items() if hf_regex == pattern), None)
+    if _is_digits_byte_level(pre) or (pattern is not None and pattern != GPT2_SPLIT):
+        split = "digits_gpt2" if pattern is None else next(
+            (name for name, (hf_regex, _, _) in SPLITS.items() if hf_regex == pattern), None)
         if split is None:
             refuse("pre_tokenizer.pretokenizers[0].pattern", repr(pattern[:80]))
         if normalizer not in (None, {"type": "NFC"}):

@@ -1,4 +1,4 @@
-"""Llama 3 / Qwen2 byte-level BPE in-graph: the `Split` pre-tokenizer regex, added tokens, NFC, `ignore_merges`.
+"""Llama 3 / Qwen2 / SmolLM byte-level BPE in-graph: their pre-tokenizer regex, added tokens, NFC, `ignore_merges`.
 
 These `tokenizer.json` files split text with a `Split` regex and then map
 bytes with `ByteLevel(use_regex=False)`; the BPE itself is GPT-2's, so the
@@ -8,13 +8,16 @@ the word split differs:
     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}
     | ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+
 
-(Qwen2: `\\p{N}`, one digit a word). keras-hub's `Llama3Tokenizer` and
+(Qwen2: `\\p{N}`, one digit a word). SmolLM instead isolates each digit
+(`Digits(individual_digits=True)`) and then splits with GPT-2's regex
+(`ByteLevel(use_regex=True)`). keras-hub's `Llama3Tokenizer` and
 `QwenTokenizer` split with GPT-2's regex in TensorFlow (the Llama 3 regex
 only in their Python `tokenizers` path), so their in-graph ids differ from
 Hugging Face's on digit runs, "'LL", "(word" and line breaks; hence this.
 
 RE2 has no lookahead for `\\s+(?!\\S)`. It only matters at a run of two or
-more whitespace characters without line breaks that is followed by text:
+more whitespace characters (for Llama 3 and Qwen2: without line breaks,
+which `\\s*[\\r\\n]+` takes first) that is followed by text:
 there the regex takes the run but its last character, and matching starts
 again at that character. So the text is cut there first (the matching
 after a cut depends only on the text after it) and each piece is split
@@ -33,6 +36,7 @@ import tensorflow_text as tf_text
 from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
 from tensorflow.python.ops import gen_string_ops
 
+from tfllm.tokenizers.byte_pair import _GPT2_WORD
 from tfllm.tokenizers.byte_pair import _WS
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 
@@ -47,12 +51,15 @@ def _pattern(digits):
             rf"| ?[^{_WS}\p{{L}}\p{{N}}]+[\r\n]*|[{_WS}]*[\r\n]+|[{_WS}]+")
 
 
-# name -> (the `Split` regex as Hugging Face writes it, the RE2 regex without the lookahead).
+# name -> (the `Split` regex as Hugging Face writes it, the RE2 regex without the lookahead, the
+# whitespace of the runs the lookahead acts on).
 SPLITS = {
     "llama3": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-               r"|\s*[\r\n]+|\s+(?!\S)|\s+", _pattern("{1,3}")),
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+", _pattern("{1,3}"), _BLANK),
     "qwen2": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-              r"|\s*[\r\n]+|\s+(?!\S)|\s+", _pattern("")),
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+", _pattern(""), _BLANK),
+    # SmolLM: each digit alone, then GPT-2's regex.
+    "digits_gpt2": (None, _GPT2_WORD, _WS),
 }
 NORMALIZATIONS = (None, "NFC")
 
@@ -66,13 +73,18 @@ def _split_marked(marked):
         rows, tf.range(tf.size(marked, out_type=tf.int64) + 1), out_type=tf.int64)
 
 
+def _rows(splits, values):
+    """The row of each of `values` [M], given the row splits [N + 1]."""
+    return tf.searchsorted(splits, tf.range(tf.size(values, out_type=tf.int64)), side="right") - 1
+
+
 @keras.saving.register_keras_serializable(package="tfllm")
 class RegexBytePairTokenizer(BytePairTokenizer):
     """Byte-level BPE after a Llama 3 or Qwen2 `Split` regex: ids identical to Hugging Face's `tokenizer.json`.
 
     Args:
         vocabulary, merges, sequence_length: as `BytePairTokenizer`.
-        split: "llama3" or "qwen2" (`SPLITS`).
+        split: "llama3", "qwen2" or "digits_gpt2" (SmolLM) (`SPLITS`).
         normalization: None or "NFC" (Qwen2), applied to the text between added tokens.
         special_tokens: the added tokens, matched in the text (longest first) and kept whole.
         ignore_merges: a word that is in the vocabulary is that token (Llama 3's `model.ignore_merges`).
@@ -122,13 +134,17 @@ class RegexBytePairTokenizer(BytePairTokenizer):
             is_special = tf.zeros(tf.shape(inputs), tf.bool)
         if self.normalization:
             segments = tf.where(is_special, segments, tf_text.normalize_utf8(segments, self.normalization))
-        # Cut before the last character of each line-break-free whitespace run of 2+ that text follows.
-        cut = tf.strings.regex_replace(segments, f"([{_BLANK}]+)([{_BLANK}][^{_WS}])", b"\\1" + _MARK + b"\\2")
+        _, pattern, blank = SPLITS[self.split]
+        if self.split == "digits_gpt2":  # each digit a segment of its own
+            digits = tf.strings.regex_replace(segments, r"\p{N}", _MARK + b"\\0" + _MARK)
+            segments, digit_splits = _split_marked(tf.where(is_special, segments, digits))
+            is_special = tf.gather(is_special, _rows(digit_splits, segments))
+            segment_splits = tf.gather(digit_splits, segment_splits)
+        # Cut before the last character of each whitespace run of 2+ that text follows.
+        cut = tf.strings.regex_replace(segments, f"([{blank}]+)([{blank}][^{_WS}])", b"\\1" + _MARK + b"\\2")
         parts, part_splits = _split_marked(tf.where(is_special, segments, cut))
-        part_is_special = tf.gather(is_special, tf.searchsorted(part_splits, tf.range(
-            tf.size(parts, out_type=tf.int64)), side="right") - 1)
-        marked = tf.where(part_is_special, tf.strings.join([_MARK, parts, _MARK]),
-                          tf.strings.regex_replace(parts, SPLITS[self.split][1], _MARK + b"\\0" + _MARK))
+        marked = tf.where(tf.gather(is_special, _rows(part_splits, parts)), tf.strings.join([_MARK, parts, _MARK]),
+                          tf.strings.regex_replace(parts, pattern, _MARK + b"\\0" + _MARK))
         words, word_splits = _split_marked(marked)
         return words, tf.gather(word_splits, tf.gather(part_splits, segment_splits))
 
