@@ -399,9 +399,10 @@ DECODER_CONVERTERS = {"gpt": (hf_gpt2, hf_gpt2.gpt_config_from_hf), "llama": (hf
 def _from_hf_decoder(path, cls, backbone_cls, head_kwargs, overrides):
     """A GPT-2 or Llama / Mistral / Qwen2 folder as `cls` (the backbone, or its causal LM with the folder's tokenizer).
 
-    A Llama-family tokenizer.json tfllm cannot reproduce is logged and the
-    model loads without it (generate() then takes token ids); a GPT-2
-    folder's tokenizer must load.
+    Llama-family tokenizers (Llama 3 / Qwen2 / SmolLM `tokenizer.json`,
+    Llama 2 / Mistral `tokenizer.model`) load in-graph; one tfllm cannot
+    reproduce is logged and the model loads without it (generate() then
+    takes token ids); a GPT-2 folder's tokenizer must load.
     """
     task = backbone_cls.pretrained_task
     converter, config_from_hf = DECODER_CONVERTERS[task]

@@ -1,10 +1,12 @@
 """Tokenizers, in-graph on keras-hub and tensorflow-text, and saving and loading them with a model folder.
 
-BERT WordPiece, GPT-2 byte-level BPE, SentencePiece (translation) and characters.
+BERT WordPiece, GPT-2 byte-level BPE, Llama 3 / Qwen2 / SmolLM byte-level BPE,
+SentencePiece (translation, Llama 2 / Mistral) and characters.
 """
 
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers.regex_byte_pair import RegexBytePairTokenizer
 from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.tokenizers.saving import save_tokenizer
 from tfllm.tokenizers.sentence_piece import load_sentence_piece

@@ -18,7 +18,8 @@ class LlamaCausalLM(CausalLM):
 
     Example:
     >>> lm = LlamaCausalLM.from_pretrained("SmolLM-135M/")   # a Hugging Face folder (or hf://...)
-    >>> lm.generate([[1, 504, 3458]], max_new_tokens=20, temperature=0)   # strings need a supported tokenizer
+    >>> lm.generate("Once upon a time", max_new_tokens=20, temperature=0)   # with the folder's tokenizer
+    >>> lm.generate([[1, 504, 3458]], max_new_tokens=20, temperature=0)    # or token ids
     """
 
     pretrained_task = "llama_causal_lm"
