@@ -215,27 +215,27 @@ def llama_folder(folders, kind, path):
 PROMPTS = ["First Citizen:", "Ein Mann  mit 12 Hüten"]
 
 
-def test_from_pretrained_generates_from_strings(folders, tmp_path):
-    """LlamaCausalLM.from_pretrained picks a Llama 2 style tokenizer up; prompt ids and text are Hugging Face's."""
-    kind = "sp_legacy"
-    path, model = llama_folder(folders, kind, tmp_path)
+def test_from_pretrained_has_the_sentence_piece_tokenizer(folders, tmp_path):
+    """LlamaCausalLM.from_pretrained picks up a Llama 2 style folder's tokenizer.model; its ids are Hugging Face's."""
+    path, _ = llama_folder(folders, "sp_legacy", tmp_path)
     lm = LlamaCausalLM.from_pretrained(path)
-    ids = reference(folders[kind]).encode(PROMPTS[1], add_special_tokens=False)
-    assert token_id_lists(lm.tokenizer, PROMPTS[1:])[0] == ids
-    with torch.no_grad():
-        expected = model.generate(torch.tensor([ids]), max_new_tokens=3, do_sample=False, pad_token_id=0)
-    text = lm.generate(PROMPTS[1], max_new_tokens=3, temperature=0, jit_compile=False)
-    assert lm.generate([ids], max_new_tokens=3, temperature=0, jit_compile=False)[0] == expected[0, len(ids):].tolist()
-    # generate() drops the bytes of a character cut short (a random model's); decode() shows "\ufffd".
-    assert text == reference(folders[kind]).decode(expected[0, len(ids):].tolist()).replace("\ufffd", "")
+    theirs = reference(folders["sp_legacy"])
+    assert token_id_lists(lm.tokenizer, PROMPTS) == [theirs.encode(p, add_special_tokens=False) for p in PROMPTS]
 
 
 def test_llama_folder_exports_string_generation(folders, tmp_path):
-    """A Hugging Face Llama folder with a Llama 3 tokenizer exports a SavedModel that serves text."""
-    path, _ = llama_folder(folders, "llama3", tmp_path / "hf")
+    """A Hugging Face Llama folder with a Llama 3 tokenizer exports a SavedModel that serves text: transformers'
+    greedy continuation of Hugging Face's prompt ids, decoded."""
+    path, model = llama_folder(folders, "llama3", tmp_path / "hf")
     lm = LlamaCausalLM.from_pretrained(path)
     assert isinstance(lm.tokenizer, RegexBytePairTokenizer)
     export = export_gpt(lm, tmp_path / "export", model_name="llama", max_new_tokens=4, max_length=32, warmup=False)
     served = tf.saved_model.load(export).signatures["serving_default"]
     generated = [t.decode("utf-8", "ignore") for t in served(prompt=tf.constant(PROMPTS))["generated"].numpy()]
-    assert generated == lm.generate(PROMPTS, max_new_tokens=4, temperature=0)
+    theirs = reference(folders["llama3"])
+    for prompt, text in zip(PROMPTS, generated):
+        ids = theirs.encode(prompt, add_special_tokens=False)
+        with torch.no_grad():
+            new = model.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False, pad_token_id=0)[0, len(ids):]
+        # A random model may stop mid-character: the export drops those bytes, decode() shows "\ufffd".
+        assert text == theirs.decode(new.tolist()).replace("\ufffd", "")
