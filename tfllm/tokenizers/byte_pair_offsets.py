@@ -14,7 +14,9 @@ characters its bytes belong to, so the two or three tokens one CJK character
 or accented letter may be split into each cover that whole character; then,
 as its `trim_offsets=True` (RoBERTa's default), the token's leading and
 trailing spaces (`Ġ`) are left out, so " Paris" covers "Paris" and a lone
-space covers nothing (an empty span at the next character).
+space covers nothing (an empty span at the next character). Texts are
+tokenized as they are, without an added prefix space (RoBERTa's default), so
+Hugging Face's exception for an added first space never applies.
 """
 
 import numpy as np
