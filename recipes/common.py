@@ -33,11 +33,13 @@ from tfllm.models import Bert
 from tfllm.models import BertPreprocessor
 from tfllm.models import save_config
 from tfllm.models import save_weights
-from tfllm.models.bert.preprocessors import preprocessor_from_pretrained
+from tfllm.models.bert.preprocessors import preprocessor_for
 from tfllm.models.pretrained import is_pretrained_dir
 from tfllm.peft.methods import ATTENTION_PROJECTIONS
+from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.tokenizers import build_word_piece_vocabulary
+from tfllm.tokenizers import load_tokenizer
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
 from tfllm.training import is_chief
@@ -179,24 +181,23 @@ def vocabulary(train_texts, strategy):
     return vocab
 
 
-def bert_preprocessor(train_texts, strategy, word_piece_only=None):
+def bert_preprocessor(train_texts, strategy):
     """Returns `(BertPreprocessor, pretrained folder or None)`.
 
     From --init_checkpoint when it is a pretrained folder (its vocabulary and
     casing; a RoBERTa folder gives a `RobertaPreprocessor`), else from
-    `vocabulary(...)` and --lowercase. `word_piece_only` names a recipe whose
-    data code needs WordPiece (word pieces, offsets): a byte-level BPE folder
-    is then refused.
+    `vocabulary(...)` and --lowercase. A folder whose tokenizer is neither
+    WordPiece nor byte-level BPE is refused in one line.
     """
     pretrained = FLAGS.init_checkpoint if FLAGS.init_checkpoint and is_pretrained_dir(FLAGS.init_checkpoint) else None
     if pretrained:
         logging.info("Vocabulary, casing and model size from %s (--vocab_file/--lowercase/--preset unused)", pretrained)
-        preprocessor = preprocessor_from_pretrained(pretrained, sequence_length=FLAGS.max_seq_length)
-        if word_piece_only and not isinstance(preprocessor.tokenizer, WordPieceTokenizer):
+        tokenizer = load_tokenizer(pretrained)
+        if not isinstance(tokenizer, (WordPieceTokenizer, BytePairTokenizer)):
             raise flags.IllegalFlagValueError(
-                f"--init_checkpoint={pretrained} has a {type(preprocessor.tokenizer).__name__} (e.g. RoBERTa's "
-                f"byte-level BPE); {word_piece_only} needs a WordPiece vocabulary (BERT, DistilBERT, ELECTRA)")
-        return preprocessor, pretrained
+                f"--init_checkpoint={pretrained} has a {type(tokenizer).__name__}; the BERT recipes take WordPiece "
+                "(BERT, DistilBERT, ELECTRA) or byte-level BPE (RoBERTa) vocabularies")
+        return preprocessor_for(tokenizer, sequence_length=FLAGS.max_seq_length), pretrained
     return BertPreprocessor(
         vocabulary(train_texts, strategy), sequence_length=FLAGS.max_seq_length, lowercase=FLAGS.lowercase
     ), None

@@ -1,5 +1,7 @@
 """Train a BERT extractive question answerer on SQuAD v1.1 JSON, then score it with the official EM/F1.
 
+--init_checkpoint may name a Hugging Face BERT, RoBERTa, DistilBERT or ELECTRA folder (or hf:// name).
+
 Only the SQuAD dev file is available offline (../shared/data/README.md), so
 train on its first 38 articles and evaluate on its last 10:
 
@@ -52,7 +54,8 @@ flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question.")
 common.define_fine_tuning_flags("the training contexts and questions", "span_qa",
                                 "question and context in, answer out; one window of --max_seq_length tokens, long "
                                 "contexts truncated", max_seq_length=384,
-                                max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP].", epochs=2)
+                                max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP] "
+                                "(RoBERTa: <s> question </s></s> context </s>).", epochs=2)
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
@@ -91,13 +94,12 @@ def main(_):
             logging.warning("%d evaluation questions are also training questions (check --train_articles "
                             "and --eval_articles); scores will be optimistic.", len(overlap))
 
-    # Windows are packed by `squad_features`; only the preprocessor's tokenizer is used.
+    # Windows are packed by `squad_features`, with the preprocessor's tokenizer and special tokens.
     texts = list(dict.fromkeys(e.context for e in train_examples)) + [e.question for e in train_examples]
-    preprocessor, pretrained = common.bert_preprocessor(texts, strategy, word_piece_only="qa.py")
-    tokenizer = preprocessor.tokenizer
+    preprocessor, pretrained = common.bert_preprocessor(texts, strategy)
     window = dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
                   max_query_length=FLAGS.max_query_length)
-    train_features = squad_features(train_examples, tokenizer, name=FLAGS.train_file, **window)
+    train_features = squad_features(train_examples, preprocessor, name=FLAGS.train_file, **window)
     steps = common.epoch_steps(len(train_features), "training windows")
     logging.info("%d training windows, %d steps of %d", len(train_features), steps, FLAGS.batch_size)
 
@@ -126,7 +128,7 @@ def main(_):
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
     if eval_examples is not None:
-        evaluate(trainer, eval_examples, tokenizer, window, steps, eval_file, strategy)
+        evaluate(trainer, eval_examples, preprocessor, window, steps, eval_file, strategy)
     if FLAGS.export_dir and is_chief(strategy):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_span_qa(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, **serving)
@@ -134,9 +136,9 @@ def main(_):
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 
-def evaluate(trainer, examples, tokenizer, window, steps, eval_file, strategy):
+def evaluate(trainer, examples, preprocessor, window, steps, eval_file, strategy):
     """Window loss/accuracy, then answers decoded over all windows of each question and the official EM/F1."""
-    features = squad_features(examples, tokenizer, name=eval_file, **window)
+    features = squad_features(examples, preprocessor, name=eval_file, **window)
     window_results = trainer.evaluate(
         lambda ctx: squad_dataset(features, ctx.get_per_replica_batch_size(FLAGS.batch_size), training=False,
                                   input_context=ctx))

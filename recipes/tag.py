@@ -1,5 +1,7 @@
 """Train a BERT token classifier (e.g. CoNLL-2003 NER) from scratch or from a checkpoint, and evaluate it.
 
+--init_checkpoint may name a Hugging Face BERT, RoBERTa, DistilBERT or ELECTRA folder (or hf:// name).
+
     python recipes/tag.py \
         --train_file=../shared/data/conll2003/train.txt --eval_file=../shared/data/conll2003/valid.txt \
         --model_dir=runs/conll --preset=bert_mini --epochs=3
@@ -47,7 +49,7 @@ flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training
 common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
                                 lowercase=False, lowercase_help="off: capitals are the best NER cue",
                                 dropout_help="Dropout in the encoder and before the tag layer.",
-                                max_seq_length_help="Sentences are cut to this many WordPiece tokens (cut words are "
+                                max_seq_length_help="Sentences are cut to this many tokens (cut words are "
                                 "counted, logged, and scored as 'O').")
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
@@ -82,7 +84,7 @@ def main(_):
                                  save=is_chief(strategy))
     logging.info("%d labels: %s", len(labels), " ".join(labels))
     train_texts = [" ".join(s.words) for s in train_sentences]
-    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy, word_piece_only="tag.py")
+    preprocessor, pretrained = common.bert_preprocessor(train_texts, strategy)
     train_encoded = encode_tagged_sentences(train_sentences, preprocessor, labels, name=FLAGS.train_file)
     steps = common.epoch_steps(len(train_sentences), "training sentences")
     logging.info("%d training sentences, %d steps of %d", len(train_sentences), steps, FLAGS.batch_size)

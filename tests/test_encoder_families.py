@@ -73,8 +73,7 @@ def mrpc_pairs(n):
     return [r[3] for r in rows], [r[4] for r in rows]
 
 
-@pytest.fixture(scope="module")
-def roberta_tokenizer_dir(tmp_path_factory):
+def write_roberta_tokenizer(tmp_path_factory):
     """A RoBERTa tokenizer folder as transformers writes it (tokenizer.json + tokenizer_config.json)."""
     if not (DATA / "sst2/dev.tsv").exists() or not (DATA / "glue/MRPC/dev.tsv").exists():
         pytest.skip("shared SST-2 / MRPC data not found")
@@ -87,19 +86,27 @@ def roberta_tokenizer_dir(tmp_path_factory):
     return path
 
 
+def write_hf_model(name, tokenizer_dir, path, seed=0):
+    """A perturbed random transformers `name` model saved in `path` (RoBERTa: with the tokenizer beside)."""
+    family = MODELS[name]
+    vocab_size = len(json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"])
+    perturb(getattr(T, name)(config(family, vocab_size)), seed).save_pretrained(path)
+    if family == "roberta":
+        for f in tokenizer_dir.iterdir():
+            (path / f.name).write_bytes(f.read_bytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def roberta_tokenizer_dir(tmp_path_factory):
+    return write_roberta_tokenizer(tmp_path_factory)
+
+
 @pytest.fixture(scope="module")
 def hf_dirs(roberta_tokenizer_dir, tmp_path_factory):
     """{transformers class name: saved folder} (RoBERTa folders with the tokenizer beside)."""
-    vocab_size = len(json.loads((roberta_tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"])
-    dirs = {}
-    for seed, (name, family) in enumerate(MODELS.items()):
-        path = tmp_path_factory.mktemp(name)
-        perturb(getattr(T, name)(config(family, vocab_size)), seed).save_pretrained(path)
-        if family == "roberta":
-            for f in roberta_tokenizer_dir.iterdir():
-                (path / f.name).write_bytes(f.read_bytes())
-        dirs[name] = path
-    return dirs
+    return {name: write_hf_model(name, roberta_tokenizer_dir, tmp_path_factory.mktemp(name), seed)
+            for seed, name in enumerate(MODELS)}
 
 
 def padded_batch(vocab_size, pad_id):

@@ -1,14 +1,16 @@
 """SQuAD v1.1 input: read the JSON, cut question + context into model windows, build `tf.data` pipelines.
 
 Each window is `[CLS] question [SEP] context piece [SEP]` (segment ids 0 for
-`[CLS] question [SEP]`, 1 for the rest), as in BERT's `run_squad.py`: the
+`[CLS] question [SEP]`, 1 for the rest), as in BERT's `run_squad.py`, or with
+a byte-level BPE tokenizer RoBERTa's `<s> question </s></s> context piece </s>`
+(segment ids all 0), as `RobertaPreprocessor` packs a pair: the
 question is cut to `max_query_length` tokens (counted and logged), and a
 context too long for one window is covered by windows starting every
 `doc_stride` tokens. A window's target is the token span of the (first) gold
 answer, or `[CLS]` (position 0) when the answer is not wholly inside it.
 
 The answer's character span is mapped to tokens through the character
-offsets of each WordPiece token (`WordPieceOffsets`), and predictions are
+offsets of each token (`WordPieceOffsets`, `BytePairOffsets`), and predictions are
 mapped back the same way, so predicted text is always a slice of the original
 context (no re-alignment heuristics as in BERT's `get_final_text`).
 """
@@ -24,9 +26,27 @@ from absl import logging
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import read_text
-from tfllm.tokenizers.word_piece import CLS
-from tfllm.tokenizers.word_piece import SEP
+from tfllm.models.bert.bert_preprocessor import BertPreprocessor
+from tfllm.models.bert.preprocessors import preprocessor_for
+from tfllm.tokenizers.byte_pair import BytePairTokenizer
+from tfllm.tokenizers.byte_pair_offsets import BytePairOffsets
 from tfllm.tokenizers.word_piece_offsets import WordPieceOffsets
+
+
+def token_offsets(tokenizer):
+    """The offset tokenizer of `tokenizer`: `BytePairOffsets` for byte-level BPE, else `WordPieceOffsets`."""
+    return (BytePairOffsets if isinstance(tokenizer, BytePairTokenizer) else WordPieceOffsets)(tokenizer)
+
+
+def window_packer(tokenizer_or_preprocessor):
+    """`(tokenizer, preprocessor)`: a preprocessor's own tokenizer, or a tokenizer and `preprocessor_for` it.
+
+    The preprocessor only says how a pair is packed (its special ids,
+    `separator_length`, `distinct_segment_ids`): BERT's or RoBERTa's.
+    """
+    if isinstance(tokenizer_or_preprocessor, BertPreprocessor):
+        return tokenizer_or_preprocessor.tokenizer, tokenizer_or_preprocessor
+    return tokenizer_or_preprocessor, preprocessor_for(tokenizer_or_preprocessor)
 
 
 @dataclasses.dataclass
@@ -194,8 +214,9 @@ def squad_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_
 
     Args:
         examples: `SquadExample`s.
-        tokenizer: a `tfllm.tokenizers.WordPieceTokenizer`.
-        max_seq_length: tokens per window, `[CLS]`/`[SEP]` included.
+        tokenizer: a `WordPieceTokenizer` or `BytePairTokenizer`, or a
+            `BertPreprocessor` / `RobertaPreprocessor` (its tokenizer and packing).
+        max_seq_length: tokens per window, special tokens included.
         doc_stride: tokens between the starts of consecutive windows of one context.
         max_query_length: questions are cut to this many tokens (counted and logged).
         name: names the data in the log lines.
@@ -205,16 +226,20 @@ def squad_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_
     answers no token covers and contexts whose ids could differ from
     `tokenizer(context)`. The same counts are in `.stats`.
     """
-    if max_query_length < 1 or max_query_length + 3 >= max_seq_length:
+    tokenizer, packer = window_packer(tokenizer)
+    num_special = packer.num_special_tokens(2)
+    if max_query_length < 1 or max_query_length + num_special >= max_seq_length:
         raise ValueError(f"max_query_length={max_query_length} leaves no room for the context in "
-                         f"max_seq_length={max_seq_length} (needs max_query_length + 3 < max_seq_length)")
+                         f"max_seq_length={max_seq_length} (needs max_query_length + {num_special} < "
+                         "max_seq_length)")
     if doc_stride < 1:
         raise ValueError(f"doc_stride={doc_stride} must be at least 1")
-    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+    cls_id, sep_id = packer.cls_token_id, packer.sep_token_id
+    separator = [sep_id] * packer.separator_length
 
     # Tokenize each distinct context once (SQuAD has ~5 questions per paragraph).
     contexts = list(dict.fromkeys(e.context for e in examples))
-    context_ids, context_starts, context_ends, mismatched = WordPieceOffsets(tokenizer)(contexts)
+    context_ids, context_starts, context_ends, mismatched = token_offsets(tokenizer)(contexts)
     context_index = {c: i for i, c in enumerate(contexts)}
     # Called eagerly, keras-hub tokenizers return Python lists.
     question_ids = [np.array(ids, np.int32) for ids in tokenizer([e.question for e in examples])]
@@ -234,15 +259,16 @@ def squad_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_
         if answer is None:
             stats["answers_without_tokens"] += 1
             unmapped_ids.append(example.id)
-        windows = doc_windows(len(doc_ids), max_seq_length - len(query) - 3, doc_stride)
+        windows = doc_windows(len(doc_ids), max_seq_length - len(query) - num_special, doc_stride)
         stats["multi_window_questions"] += len(windows) > 1
-        prefix = len(query) + 2  # [CLS] question [SEP]
+        prefix = 1 + len(query) + len(separator)  # [CLS] question [SEP] (RoBERTa: <s> question </s></s>)
         for (start, length), max_context in zip(windows, _max_context(windows, len(doc_ids))):
             end = start + length
-            token_ids = np.concatenate([[cls_id], query, [sep_id], doc_ids[start:end], [sep_id]]).astype(np.int32)
+            token_ids = np.concatenate([[cls_id], query, separator, doc_ids[start:end], [sep_id]]).astype(np.int32)
             outside = np.full(prefix, -1, np.int32)
             out["token_ids"].append(token_ids)
-            out["segment_ids"].append(np.repeat(np.array([0, 1], np.int32), [prefix, length + 1]))
+            out["segment_ids"].append(np.repeat(np.array([0, int(packer.distinct_segment_ids)], np.int32),
+                                                [prefix, length + 1]))
             out["char_starts"].append(np.concatenate([outside, doc_starts[start:end], [-1]]).astype(np.int32))
             out["char_ends"].append(np.concatenate([outside, doc_ends[start:end], [-1]]).astype(np.int32))
             out["max_context"].append(np.concatenate([np.zeros(prefix, bool), max_context, [False]]))
@@ -266,8 +292,9 @@ def squad_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_
         logging.warning("%s: %d answers cover no token (all characters deleted by normalization), target "
                         "[CLS]; first: question %s", name, len(unmapped_ids), unmapped_ids[0])
     if mismatched:
-        logging.warning("%s: %d contexts normalize differently character by character than as a whole; "
-                        "their token ids may differ from the tokenizer's", name, mismatched)
+        logging.warning("%s: %d contexts normalize differently character by character than as a whole (or, "
+                        "byte-level BPE: have bytes missing from the vocabulary); their token ids or offsets "
+                        "may differ from the tokenizer's", name, mismatched)
     return SquadFeatures(
         token_ids=out["token_ids"], segment_ids=out["segment_ids"],
         start_positions=np.array(out["start_positions"], np.int32),

@@ -1,8 +1,11 @@
-"""Token classification input: align word tags with WordPiece tokens, build `tf.data` pipelines.
+"""Token classification input: align word tags with WordPiece or byte-level BPE tokens, build `tf.data` pipelines.
 
-Each word is WordPiece-tokenized on its own (with the preprocessor's
-tokenizer, in-graph, all words at once) and the sentence becomes
-`[CLS] pieces... [SEP]`. A word's tag is the label of its FIRST piece; the
+Each word is tokenized on its own (with the preprocessor's tokenizer,
+in-graph, all words at once) and the sentence becomes `[CLS] pieces... [SEP]`
+(RoBERTa: `<s> pieces... </s>`). A byte-level BPE tokenizer gets each word
+with a leading space, so "Paris" is "ĠParis" wherever it stands, as Hugging
+Face's RoBERTa tokenizer encodes words with `is_split_into_words=True,
+add_prefix_space=True` (its `word_ids()` align the same, tested). A word's tag is the label of its FIRST piece; the
 other pieces, `[CLS]`, `[SEP]` and padding get label weight 0, so the loss
 and token metrics ignore them (BERT's NER setup, Devlin et al. 2019, 5.3).
 A word the tokenizer deletes entirely (e.g. a lone soft hyphen) becomes one
@@ -22,7 +25,24 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.batching import batch_by_length
+from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.word_piece import UNK
+
+
+def word_prefix(tokenizer):
+    """What goes before each word when it is tokenized alone: " " for byte-level BPE (RoBERTa), else ""."""
+    return " " if isinstance(tokenizer, BytePairTokenizer) else ""
+
+
+def unknown_id(tokenizer):
+    """The id a word whose characters the tokenizer deletes becomes (WordPiece's [UNK]).
+
+    Byte-level BPE deletes nothing (a word is at least its leading space), so
+    the id is never used there; it is RoBERTa's "<unk>" if the vocabulary has one.
+    """
+    if isinstance(tokenizer, BytePairTokenizer):
+        return tokenizer.vocabulary.get("<unk>", 0)
+    return tokenizer.token_to_id(UNK)
 
 
 @dataclasses.dataclass
@@ -80,8 +100,8 @@ def encode_tagged_sentences(sentences, preprocessor, labels, name="data"):
 
     Args:
         sentences: `TaggedSentence`s (BIO tags).
-        preprocessor: a `BertPreprocessor`: its tokenizer, special tokens and
-            `sequence_length` are used.
+        preprocessor: a `BertPreprocessor` or `RobertaPreprocessor`: its
+            tokenizer, special tokens and `sequence_length` are used.
         labels: the label vocabulary (list of tags); a tag not in it gets
             weight 0 (counted and logged), so it is still scored by entity F1.
         name: names the data in the log lines.
@@ -90,11 +110,12 @@ def encode_tagged_sentences(sentences, preprocessor, labels, name="data"):
     """
     label_ids = {tag: i for i, tag in enumerate(labels)}
     tokenizer = preprocessor.tokenizer
-    unk = tokenizer.token_to_id(UNK)
+    unk = unknown_id(tokenizer)
     budget = preprocessor.sequence_length - 2  # Room for [CLS] and [SEP].
     if budget < 1:
         raise ValueError(f"sequence_length {preprocessor.sequence_length} leaves no room for words")
-    piece_values, piece_lengths = _word_pieces(tokenizer, [w for s in sentences for w in s.words])
+    prefix = word_prefix(tokenizer)
+    piece_values, piece_lengths = _word_pieces(tokenizer, [prefix + w for s in sentences for w in s.words])
     piece_offsets = np.concatenate([[0], np.cumsum(piece_lengths)])
 
     token_ids, tag_ids, weights, word_starts = [], [], [], []

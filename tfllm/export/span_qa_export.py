@@ -2,11 +2,11 @@
 
 import tensorflow as tf
 
+from tfllm.data.squad import token_offsets
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import padded_length
 from tfllm.export.serving_layout import string_batch_spec
-from tfllm.tokenizers.word_piece_offsets import WordPieceOffsets
 
 WARMUP_EXAMPLES = [
     ("Where is the Eiffel Tower?", "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."),
@@ -18,7 +18,9 @@ WARMUP_EXAMPLES = [
 class SpanQAServingModule(tf.Module):
     """Tokenizer with character offsets + `BertSpanQA` + best-span decoding, in one graph.
 
-    One window per question: `[CLS] question [SEP] context [SEP]`, the
+    One window per question: `[CLS] question [SEP] context [SEP]` (a
+    `RobertaPreprocessor`: `<s> question </s></s> context </s>`, segment ids
+    0), packed as `tfllm.data.squad.squad_features` packs it in training, the
     question cut to `max_query_length` tokens and the context TRUNCATED to
     the tokens that fit in `sequence_length` (the preprocessor's). Unlike
     evaluation in recipes/qa.py there is no doc stride: an answer beyond the
@@ -28,7 +30,7 @@ class SpanQAServingModule(tf.Module):
     `tfllm.data.span_decoding`: the best span of context tokens with
     `start <= end < start + max_answer_length` by `start_logit + end_logit`
     (ties to the earlier span), mapped back to a slice of the original
-    context through the WordPiece character offsets. The model runs on the
+    context through the tokens' character offsets. The model runs on the
     batch padded to its longest window rounded up to 8 tokens
     (`padded_length`), not to `sequence_length`.
 
@@ -43,14 +45,15 @@ class SpanQAServingModule(tf.Module):
     def __init__(self, preprocessor, model, max_query_length=64, max_answer_length=30):
         super().__init__()
         self.sequence_length = preprocessor.sequence_length
-        if max_query_length < 1 or max_query_length + 3 >= self.sequence_length:
+        self.num_special = preprocessor.num_special_tokens(2)
+        if max_query_length < 1 or max_query_length + self.num_special >= self.sequence_length:
             raise ValueError(f"max_query_length={max_query_length} leaves no room for the context in "
                              f"sequence_length={self.sequence_length}")
         if max_answer_length < 1:
             raise ValueError(f"max_answer_length={max_answer_length} must be at least 1")
         self.preprocessor = preprocessor
         self.tokenizer = preprocessor.tokenizer
-        self.offsets = WordPieceOffsets(self.tokenizer)
+        self.offsets = token_offsets(self.tokenizer)
         self.model = model
         self.max_query_length = max_query_length
         self.max_answer_length = max_answer_length
@@ -64,26 +67,28 @@ class SpanQAServingModule(tf.Module):
         batch = tf.shape(question)[0]
         query = tf.cast(self.tokenizer(question), tf.int64)[:, : self.max_query_length]
         ids, starts, ends = self.offsets.tokenize_in_graph(context)
-        room = self.sequence_length - 3 - query.row_lengths()  # context tokens that fit
+        room = self.sequence_length - self.num_special - query.row_lengths()  # context tokens that fit
         fits = tf.ragged.range(ids.row_lengths()) < room[:, None]
         ids, starts, ends = (tf.ragged.boolean_mask(x, fits) for x in (ids, starts, ends))
 
         def column(value):
             return tf.fill([batch, 1], tf.cast(value, tf.int64))
 
-        cls, sep = column(self.preprocessor.cls_token_id), column(self.preprocessor.sep_token_id)
-        token_ids = tf.concat([cls, query, sep, tf.cast(ids, tf.int64), sep], axis=1)
-        prefix = query.row_lengths() + 2  # [CLS] question [SEP]
+        pre = self.preprocessor
+        cls, sep = column(pre.cls_token_id), column(pre.sep_token_id)
+        separator = [sep] * pre.separator_length  # [SEP] (RoBERTa: </s></s>)
+        token_ids = tf.concat([cls, query, *separator, tf.cast(ids, tf.int64), sep], axis=1)
+        prefix = query.row_lengths() + 1 + pre.separator_length  # [CLS] question [SEP]
         lengths = token_ids.row_lengths()
         # Dynamic length: padded to the batch's longest window (rounded up to 8), not to sequence_length.
         length = padded_length(lengths, self.sequence_length)
         shape = tf.stack([batch, length])
-        token_ids = tf.cast(token_ids.to_tensor(0, shape=shape), tf.int32)
+        token_ids = tf.cast(token_ids.to_tensor(tf.cast(pre.pad_token_id, tf.int64), shape=shape), tf.int32)
         positions = tf.range(length, dtype=tf.int64)[None, :]
+        second = (positions >= prefix[:, None]) & (positions < lengths[:, None]) & pre.distinct_segment_ids
         features = {
             "token_ids": token_ids,
-            "segment_ids": tf.cast(positions >= prefix[:, None], tf.int32) * tf.cast(
-                positions < lengths[:, None], tf.int32),
+            "segment_ids": tf.cast(second, tf.int32),
             "padding_mask": positions < lengths[:, None],
         }
         outputs = self.model(features, training=False)

@@ -4,23 +4,24 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.src.tokenizers import word_piece_tokenizer as keras_hub_word_piece
 
+from tfllm.data.token_classification import unknown_id
+from tfllm.data.token_classification import word_prefix
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import padded_length
 from tfllm.export.serving_layout import string_batch_spec
 from tfllm.tokenizers.word_piece import _CONTROL_REGEX
 from tfllm.tokenizers.word_piece import _SPACE_REGEX
-from tfllm.tokenizers.word_piece import UNK
 
 WARMUP_SENTENCES = ["Angela Merkel visited Paris on Monday.",
                     "The European Union and the United Nations met in New York with officials from Germany."]
 
 
 class TaggerServingModule(tf.Module):
-    """Word splitting + WordPiece + `BertTokenClassifier` + per-word tags, in one graph.
+    """Word splitting + WordPiece (or byte-level BPE) + `BertTokenClassifier` + per-word tags, in one graph.
 
-    Sentences are split into words, each word is WordPiece-tokenized on its
-    own and tagged by its FIRST piece, exactly as in training
+    Sentences are split into words, each word is tokenized on its own (byte-level
+    BPE: with a leading space) and tagged by its FIRST piece, exactly as in training
     (`tfllm.data.token_classification`): `[CLS] pieces... [SEP]`, cut to
     `sequence_length` tokens; words cut off get tag "O" and score 0. The
     model runs on the batch padded to its longest row rounded up to 8
@@ -53,8 +54,10 @@ class TaggerServingModule(tf.Module):
         self.labels = tf.constant(list(labels))
         self.split_punctuation = split_punctuation
         self.budget = preprocessor.sequence_length - 2  # room for [CLS] and [SEP]
-        self.unk_id = self.tokenizer.token_to_id(UNK)
-        if self.tokenizer.split_on_cjk:
+        self.unk_id = unknown_id(self.tokenizer)
+        self.word_prefix = word_prefix(self.tokenizer)
+        # A byte-level BPE tokenizer has no such setting: split CJK characters, as BERT's basic tokenizer does.
+        if getattr(self.tokenizer, "split_on_cjk", True):
             self._split = (keras_hub_word_piece.WHITESPACE_PUNCTUATION_AND_CJK_REGEX,
                            keras_hub_word_piece.PUNCTUATION_AND_CJK_REGEX)
         else:
@@ -73,7 +76,10 @@ class TaggerServingModule(tf.Module):
     def serve(self, text):
         words = self.split_words(check_string_batch(text, "text"))
         words_per_sentence = words.row_lengths()
-        pieces = self.tokenizer(words.flat_values)  # [num_words, pieces]
+        word_texts = words.flat_values
+        if self.word_prefix:
+            word_texts = tf.strings.join([tf.fill(tf.shape(word_texts), self.word_prefix), word_texts])
+        pieces = self.tokenizer(word_texts)  # [num_words, pieces]
         # A word the tokenizer deletes entirely becomes one [UNK], as in training.
         empty = tf.equal(pieces.row_lengths(), 0)
         unk = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(empty)[0], 1], tf.cast(self.unk_id, pieces.dtype)))
@@ -98,7 +104,8 @@ class TaggerServingModule(tf.Module):
         lengths = token_ids.row_lengths()
         # Dynamic length: padded to the batch's longest row (rounded up to 8), not to sequence_length.
         width = padded_length(lengths, self.preprocessor.sequence_length)
-        token_ids = tf.cast(token_ids.to_tensor(0, shape=tf.stack([batch, width])), tf.int32)
+        pad = tf.cast(self.preprocessor.pad_token_id, token_ids.dtype)
+        token_ids = tf.cast(token_ids.to_tensor(pad, shape=tf.stack([batch, width])), tf.int32)
         features = {
             "token_ids": token_ids,
             "segment_ids": tf.zeros_like(token_ids),
