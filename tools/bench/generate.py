@@ -37,10 +37,15 @@ def gpt_config(flags):
                 max_sequence_length=flags.max_sequence_length)
 
 
+def llama_sizes(flags):
+    """The Llama-style sizes of the decoding benchmarks (intermediate 8/3 of the width, as Llama's)."""
+    return dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, hidden_dim=flags.hidden_dim,
+                intermediate_dim=8 * flags.hidden_dim // 3, num_key_value_heads=flags.num_key_value_heads)
+
+
 def build_llama_models(flags):
-    """tfllm's and keras-hub's LlamaCausalLM at the same size (intermediate 8/3 of the width, as Llama's)."""
-    sizes = dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, hidden_dim=flags.hidden_dim,
-                 intermediate_dim=8 * flags.hidden_dim // 3, num_key_value_heads=flags.num_key_value_heads)
+    """tfllm's and keras-hub's LlamaCausalLM at the same size."""
+    sizes = llama_sizes(flags)
     ours = LlamaCausalLM(Llama(**sizes, num_heads=flags.num_heads, max_sequence_length=flags.max_sequence_length))
     theirs = keras_hub.models.LlamaCausalLM(
         backbone=keras_hub.models.LlamaBackbone(**sizes, num_query_heads=flags.num_heads), preprocessor=None)
