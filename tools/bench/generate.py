@@ -6,7 +6,8 @@ output), same sizes. Same configuration on both sides, random weights, the same
 random prompts, greedy, no early stop. keras-hub runs as `compile()` leaves
 it (Keras' `jit_compile="auto"` is off on a CPU-only machine) and, in the
 "keras-hub XLA" row, the same model compiled with `jit_compile=True`, as
-tfllm's loop always is. tfllm "uncached" (--uncached, at the
+tfllm's loop is by default ("tfllm cached"; "tfllm cached, no XLA" is
+`generate(..., jit_compile=False)`). tfllm "uncached" (--uncached, at the
 smallest batch size only: at batch 8 it alone takes ~8 minutes) runs the same
 compiled sampler loop but recomputes the whole (static-shape) sequence at
 every step, which is what the key/value cache saves.
@@ -141,6 +142,8 @@ def run(flags):
         variants = {
             "tfllm cached": lambda prompts=prompts: ours.generate(
                 prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0),
+            "tfllm cached, no XLA": lambda prompts=prompts: ours.generate(
+                prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0, jit_compile=False),
             "keras-hub": lambda ids=ids, mask=mask: theirs.generate(
                 {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
             "keras-hub XLA": lambda ids=ids, mask=mask: theirs_xla.generate(
