@@ -145,7 +145,8 @@ TRAIN = ["tfllm Trainer", "keras-hub fit", "tfllm Trainer bf16", "keras-hub fit 
 EXPECTED = {  # sub-command: [(name column, variants, figure that must be positive) per table]
     "train-bert": [("variant", TRAIN, "tokens/s")],
     "train-gpt": [("variant", TRAIN, "tokens/s")],
-    "generate": [("variant", ["tfllm cached", "keras-hub", "tfllm uncached"] + ["PyTorch transformers"] * TORCH,
+    "generate": [("variant", ["tfllm cached", "tfllm cached, no XLA", "keras-hub", "keras-hub XLA", "tfllm uncached"]
+                  + ["PyTorch transformers"] * TORCH,
                   "new tok/s")],
     "decode-profile": [("part", ["whole step", "blocks", "LM head", "blocks, cache 4x longer",
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",

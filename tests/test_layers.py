@@ -9,12 +9,14 @@ from keras import ops
 from tests import numpy_reference as ref
 from tfllm.layers import EinsumDense
 from tfllm.layers import FeedForward
+from tfllm.layers import GroupedQueryAttention
 from tfllm.layers import MultiHeadAttention
 from tfllm.layers import SinusoidalPositionEmbedding
 from tfllm.layers import TransformerDecoderBlock
 from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
 from tfllm.layers import scaled_dot_product_attention
+from tfllm.layers.attention import grouped_query_attention
 
 TOL = 1e-5
 rng = np.random.default_rng(0)
@@ -70,6 +72,31 @@ def test_attention_dropout_path_equals_fused_path_at_rate_zero_behaviour():
     dropout = keras.layers.Dropout(1e-9)  # active in training, numerically a no-op
     explicit = scaled_dot_product_attention(q, k, v, mask=mask, dropout=dropout, training=True)
     np.testing.assert_allclose(explicit, ref.attention(q, k, v, mask), atol=TOL)
+
+
+@pytest.mark.parametrize("mask_heads", [1, 6], ids=["shared-mask", "per-head-mask"])
+def test_grouped_query_attention_equals_repeated_key_value_heads(mask_heads):
+    # 6 query heads over 2 key/value heads: query head n uses key/value head n // 3 (Hugging Face's repeat_kv).
+    q, k, v = randn(2, 5, 6, 4), randn(2, 7, 2, 4), randn(2, 7, 2, 4)
+    mask = rng.random((2, mask_heads, 5, 7)) > 0.3
+    mask[..., 0] = True
+    want = ref.attention(q, np.repeat(k, 3, axis=2), np.repeat(v, 3, axis=2), mask)
+    np.testing.assert_allclose(grouped_query_attention(q, k, v, mask=mask), want, atol=TOL)
+    dropout = keras.layers.Dropout(1e-9)  # the training path: active, numerically a no-op
+    np.testing.assert_allclose(grouped_query_attention(q, k, v, mask=mask, dropout=dropout, training=True), want,
+                               atol=TOL)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_grouped_query_projections_fused_equal_separate(bias):
+    layer = GroupedQueryAttention(num_heads=4, key_dim=8, num_key_value_heads=2, use_bias=bias)
+    x = randn(2, 3, 32)
+    layer(x)
+    for w in layer.weights:
+        w.assign(randn(*w.shape))
+    for fused, separate in zip(layer.project_query_key_value(x, fuse=True), layer.project_query_key_value(x)):
+        assert tuple(fused.shape) == tuple(separate.shape)
+        np.testing.assert_allclose(fused, separate, atol=1e-4)
 
 
 def test_multi_head_attention_matches_numpy_self_and_cross():

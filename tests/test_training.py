@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tfllm.errors import ConfigError
+from tfllm.layers import RMSNorm
 from tfllm.training import Trainer
 from tfllm.training import create_learning_rate_schedule
 from tfllm.training import create_optimizer
@@ -104,13 +105,14 @@ class _OutputBias(keras.layers.Layer):
         return x + self.output_bias
 
 
-def test_weight_decay_skips_bias_and_layer_norm():
+def test_weight_decay_skips_bias_and_norms():
     inputs = keras.Input((3,))
     x = keras.layers.Dense(4, bias_initializer="ones", name="dense")(inputs)
     x = keras.layers.LayerNormalization(
         gamma_initializer="ones", beta_initializer="ones", name="attention_layer_norm"
     )(x)
     x = _OutputBias(name="mlm_head")(x)
+    x = RMSNorm(name="final_layer_norm")(x)
     model = keras.Model(inputs, x)
     lr, wd = 0.1, 0.5
     optimizer = create_optimizer(lr, total_steps=100, warmup_steps=0, weight_decay=wd)
@@ -122,7 +124,8 @@ def test_weight_decay_skips_bias_and_layer_norm():
     after = {v.path: np.array(v) for v in model.trainable_variables}
     kernel = "dense/kernel"
     np.testing.assert_allclose(after[kernel], before[kernel] * (1 - lr * wd), rtol=1e-6)
-    for path in ["dense/bias", "attention_layer_norm/gamma", "attention_layer_norm/beta", "mlm_head/output_bias"]:
+    for path in ["dense/bias", "attention_layer_norm/gamma", "attention_layer_norm/beta", "mlm_head/output_bias",
+                 "final_layer_norm/scale"]:
         np.testing.assert_array_equal(after[path], before[path])
 
 

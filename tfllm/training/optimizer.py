@@ -7,14 +7,15 @@ from keras import ops
 
 from tfllm.errors import ConfigError
 
-# Variables that get no weight decay: every bias, and the LayerNorm scale and
-# offset (Keras names them `gamma`/`beta`), as BERT's `exclude_from_weight_decay`
-# and the `no_decay` groups of Hugging Face recipes. Keras `re.search`es these
+# Variables that get no weight decay: every bias, the LayerNorm scale and
+# offset (Keras names them `gamma`/`beta`) and tfllm's RMSNorm `scale` (Llama),
+# as BERT's `exclude_from_weight_decay` and the `no_decay` groups of Hugging
+# Face recipes (which put every norm weight there). Keras `re.search`es these
 # patterns in the variable's name: the last path segment ("gamma", "bias",
 # keras-hub MaskedLMHead's "output_bias", = BERT's cls/predictions/output_bias),
 # or a TensorFlow name with a suffix (".../bias/replica_1:0" under
 # MirroredStrategy), so match the end of the last segment.
-NO_WEIGHT_DECAY = [r"(^|[/_])(bias|gamma|beta)(/replica_\d+)?(:\d+)?$"]
+NO_WEIGHT_DECAY = [r"(^|[/_])(bias|gamma|beta|scale)(/replica_\d+)?(:\d+)?$"]
 
 
 @keras.saving.register_keras_serializable(package="tfllm")

@@ -1,5 +1,7 @@
 """`benchmark.py decode-profile`: where one cached decoding step's time goes, against the bandwidth roofline.
 
+`--architecture=llama` profiles the Llama-style model of `generate --architecture=llama` the same way.
+
 `generate` reports tfllm's greedy decoding at ~40-50% of the roofline
 (weight bytes per step / read bandwidth). This splits one step of the same
 GPT, each part run --new_tokens times inside one compiled `while_loop` (no
@@ -28,7 +30,10 @@ from keras import ops
 
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models import Llama
+from tfllm.models import LlamaCausalLM
 from tools.bench.generate import gpt_config
+from tools.bench.generate import llama_sizes
 from tools.bench.matmuls import block_weight_shapes
 from tools.bench.timing import print_table
 from tools.bench.timing import read_bandwidth_bytes
@@ -109,20 +114,38 @@ def matvec_loop(shapes, batch, steps, form="float32"):
     return tf.function(run, jit_compile=True)
 
 
+def llama_block_weight_shapes(backbone):
+    """[k, n] of a Llama backbone's block weights, fused so consecutive shapes chain: q/k/v, output, gate/up, down."""
+    b = backbone
+    attention = b.num_heads * b.head_dim
+    qkv = (b.hidden_dim, attention + 2 * b.num_key_value_heads * b.head_dim)
+    return [qkv, (attention, b.hidden_dim), (b.hidden_dim, 2 * b.intermediate_dim),
+            (b.intermediate_dim, b.hidden_dim)] * b.num_layers
+
+
+def build_model(flags):
+    """The causal LM of `generate` for --architecture, and its blocks' weight shapes."""
+    if flags.architecture == "llama":
+        lm = LlamaCausalLM(Llama(**llama_sizes(flags), num_heads=flags.num_heads,
+                                 max_sequence_length=flags.max_sequence_length))
+        return lm, llama_block_weight_shapes(lm.backbone)
+    return GptCausalLM(Gpt(**gpt_config(flags))), block_weight_shapes(flags.num_layers, flags.hidden_dim)
+
+
 def run(flags):
     keras.utils.set_random_seed(flags.seed)
     d, n_layers, vocab = flags.hidden_dim, flags.num_layers, flags.vocabulary_size
-    lm = GptCausalLM(Gpt(**gpt_config(flags)))
+    lm, shapes = build_model(flags)
     steps, start = flags.new_tokens, flags.prompt_length
     cache_length = start + steps
     bandwidth = read_bandwidth_bytes()
-    shapes = block_weight_shapes(n_layers, d)
     head_bytes = 4 * vocab * d
     block_bytes = 4 * sum(a * b for a, b in shapes)
     read = {"whole step": head_bytes + block_bytes, "LM head": head_bytes}
     quantized = {f"matvecs, {form}": form for form in list(MATVEC_FORMS)[1:]}
     read.update({name: block_bytes // 4 * tf.as_dtype(MATVEC_FORMS[form][0]).size for name, form in quantized.items()})
-    print(f"GPT L{n_layers} H{d} V{vocab}, {steps} steps from position {start} (cache {cache_length}); "
+    kind = "Llama" if flags.architecture == "llama" else "GPT"
+    print(f"{kind} L{n_layers} H{d} V{vocab}, {steps} steps from position {start} (cache {cache_length}); "
           f"read bandwidth {bandwidth / 1e9:.1f} GB/s; weights per step: blocks {block_bytes / 1e6:.0f} MB, "
           f"LM head {head_bytes / 1e6:.0f} MB")
     parts = step_parts(lm)

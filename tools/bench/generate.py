@@ -3,7 +3,11 @@
 `--architecture=llama`: tfllm's `LlamaCausalLM` against keras-hub's
 `LlamaCausalLM` (grouped-query attention, RMSNorm, RoPE, SwiGLU, untied
 output), same sizes. Same configuration on both sides, random weights, the same
-random prompts, greedy, no early stop. tfllm "uncached" (--uncached, at the
+random prompts, greedy, no early stop. keras-hub runs as `compile()` leaves
+it (Keras' `jit_compile="auto"` is off on a CPU-only machine) and, in the
+"keras-hub XLA" row, the same model compiled with `jit_compile=True`, as
+tfllm's loop is by default ("tfllm cached"; "tfllm cached, no XLA" is
+`generate(..., jit_compile=False)`). tfllm "uncached" (--uncached, at the
 smallest batch size only: at batch 8 it alone takes ~8 minutes) runs the same
 compiled sampler loop but recomputes the whole (static-shape) sequence at
 every step, which is what the key/value cache saves.
@@ -12,6 +16,8 @@ every step, which is what the key/value cache saves.
 import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
 
 # isort: split
+import time
+
 import keras
 import keras_hub
 import numpy as np
@@ -37,15 +43,27 @@ def gpt_config(flags):
                 max_sequence_length=flags.max_sequence_length)
 
 
+def llama_sizes(flags):
+    """The Llama-style sizes of the decoding benchmarks (intermediate 8/3 of the width, as Llama's)."""
+    return dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, hidden_dim=flags.hidden_dim,
+                intermediate_dim=8 * flags.hidden_dim // 3, num_key_value_heads=flags.num_key_value_heads)
+
+
 def build_llama_models(flags):
-    """tfllm's and keras-hub's LlamaCausalLM at the same size (intermediate 8/3 of the width, as Llama's)."""
-    sizes = dict(vocabulary_size=flags.vocabulary_size, num_layers=flags.num_layers, hidden_dim=flags.hidden_dim,
-                 intermediate_dim=8 * flags.hidden_dim // 3, num_key_value_heads=flags.num_key_value_heads)
+    """tfllm's and keras-hub's LlamaCausalLM at the same size."""
+    sizes = llama_sizes(flags)
     ours = LlamaCausalLM(Llama(**sizes, num_heads=flags.num_heads, max_sequence_length=flags.max_sequence_length))
     theirs = keras_hub.models.LlamaCausalLM(
         backbone=keras_hub.models.LlamaBackbone(**sizes, num_query_heads=flags.num_heads), preprocessor=None)
     theirs.compile(sampler="greedy")
     return ours, theirs, None
+
+
+def with_xla(theirs):
+    """A second keras-hub task over the same backbone (same weights), its generate compiled with XLA."""
+    task = type(theirs)(backbone=theirs.backbone, preprocessor=None)
+    task.compile(sampler="greedy", jit_compile=True)
+    return task
 
 
 def build_models(flags):
@@ -84,8 +102,25 @@ def weight_bytes_per_step(lm):
     return 4 * (lm.count_params() - unread)
 
 
+def with_cpu_time(fn, seconds):
+    """`fn` that also appends the process CPU seconds of each call to `seconds`.
+
+    On a shared machine a call's wall time is mostly waiting for a CPU;
+    the CPU time it used is the steadier figure (both sides run in this
+    process with the same thread pools, so the ratio compares like with like).
+    """
+
+    def timed():
+        start = time.process_time()
+        fn()
+        seconds.append(time.process_time() - start)
+
+    return timed
+
+
 def run(flags):
     ours, theirs, config = build_models(flags)
+    theirs_xla = with_xla(theirs)
     bandwidth = read_bandwidth_bytes()
     step_bytes = weight_bytes_per_step(ours)
     kind = "Llama-style" if flags.architecture == "llama" else "GPT-2-style"
@@ -107,7 +142,11 @@ def run(flags):
         variants = {
             "tfllm cached": lambda prompts=prompts: ours.generate(
                 prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0),
+            "tfllm cached, no XLA": lambda prompts=prompts: ours.generate(
+                prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0, jit_compile=False),
             "keras-hub": lambda ids=ids, mask=mask: theirs.generate(
+                {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
+            "keras-hub XLA": lambda ids=ids, mask=mask: theirs_xla.generate(
                 {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
         }
         if flags.torch and config and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
@@ -121,14 +160,18 @@ def run(flags):
             recomputed = np.asarray(uncached(ids, mask, {"temperature": 0}))[:, flags.prompt_length:]
             agree = float((cached_tokens == recomputed).mean())
             print(f"batch {batch}: cached and uncached tokens agree on {agree:.1%} of positions")
-        times = time_alternately(variants, flags.repeats)
-        reference = spread(times["keras-hub"])[0]
+        cpu = {name: [] for name in variants}
+        times = time_alternately({name: with_cpu_time(fn, cpu[name]) for name, fn in variants.items()}, flags.repeats)
+        reference, reference_xla = spread(times["keras-hub"])[0], spread(times["keras-hub XLA"])[0]
+        cpu_reference = spread(cpu["keras-hub"])[0]
         for name, seconds in times.items():
             median, low, high = spread(seconds)
+            cpu_median = spread(cpu[name])[0]
             tokens_per_s = batch * flags.new_tokens / median
             roofline = batch * bandwidth / step_bytes  # new tokens/s if decoding were bound by weight reads
             rows.append([batch, name, f"{median:.3f}", f"{low:.3f}-{high:.3f}", f"{tokens_per_s:.0f}",
-                         f"{reference / median:.2f}", f"{tokens_per_s / roofline:.0%}", f"{first[name]:.1f}"])
+                         f"{reference / median:.2f}", f"{reference_xla / median:.2f}", f"{tokens_per_s / roofline:.0%}",
+                         f"{cpu_median:.3f}", f"{cpu_reference / cpu_median:.2f}", f"{first[name]:.1f}"])
     print()
     print_table(["batch", "variant", "median s", "min-max s", "new tok/s", "speed vs keras-hub",
-                 "of bandwidth roofline", "first call s"], rows)
+                 "vs keras-hub XLA", "of bandwidth roofline", "CPU s", "CPU vs keras-hub", "first call s"], rows)
