@@ -12,7 +12,8 @@ shuffled each epoch and padded to their longest pair (dynamic padding),
 Hugging Face's tokenizer with longest-first truncation, AdamW with weight
 decay off for biases and LayerNorm, linear warmup then linear decay to 0,
 global gradient-norm clipping. Prints the same `eval:` line (same metrics,
-`tfllm.metrics`) and the wall time of training.
+`tfllm.metrics`) and the wall time of training. `--num_threads=1` for a
+machine shared with other jobs (see the flag's help).
 """
 
 import os
@@ -46,6 +47,9 @@ flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and 
 flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
 flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
 flags.DEFINE_integer("seed", 0, "Seed for the head, shuffling and dropout.")
+flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core). On a machine "
+                     "shared with other jobs 1 may be faster: OpenMP waits at the end of every "
+                     "op for its slowest thread, and a descheduled thread stalls them all.", lower_bound=1)
 
 
 def read(path):
@@ -60,7 +64,7 @@ def main(_):
     import torch  # noqa: PLC0415  (test extra, not a tfllm dependency)
     import transformers  # noqa: PLC0415
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(FLAGS.num_threads or os.cpu_count())
     torch.manual_seed(FLAGS.seed)
     rng = np.random.default_rng(FLAGS.seed)
     regression = FLAGS.task == "regression"
