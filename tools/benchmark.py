@@ -11,6 +11,7 @@
     python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
     python tools/benchmark.py decode-profile            # one cached decoding step split: blocks, LM head, cache
     python tools/benchmark.py finetune --torch --seeds=0,1  # MiniLM on 20k SST-2 rows: wall time, dev accuracy
+    python tools/benchmark.py finetune --torch --finetune_dropout=0   # the same without any dropout
     python tools/benchmark.py projection generate ...   # several sub-commands, one after another, in one process
 
 `--torch` adds PyTorch/`transformers` (eager) rows to train-bert, train-gpt,
@@ -92,6 +93,9 @@ flags.DEFINE_string("finetune_data_dir", os.path.normpath(os.path.join(os.path.d
                     "finetune: folder with SST-2's train.tsv and dev.tsv.")
 flags.DEFINE_integer("finetune_rows", 20000, "finetune: the first N training rows.", lower_bound=1)
 flags.DEFINE_float("finetune_epochs", 1.0, "finetune: epochs over those rows.", lower_bound=0.0)
+flags.DEFINE_float("finetune_dropout", 0.1, "finetune: every dropout rate on both sides (embeddings, attention "
+                   "probabilities, both residuals, before the classifier); 0 makes training deterministic.",
+                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_list("seeds", ["0"], "finetune: run each side once per seed (head initialisation, data order, dropout).")
 FLAGS = flags.FLAGS
 

@@ -6,7 +6,9 @@ folder) with a new 2-class head on its [CLS] pooler, the first
 `--finetune_rows` SST-2 training rows, `--finetune_epochs` epochs of batch 32,
 AdamW lr 1e-4 (epsilon 1e-6, tfllm's default), warmup 10% then linear decay
 to 0, weight decay 0.01 except biases and LayerNorm, global-norm clipping at
-1.0, dropout 0.1 (the checkpoint's), at most 64 tokens, float32. Then
+1.0, dropout 0.1 (the checkpoint's; `--finetune_dropout` sets every rate on
+both sides: embeddings, attention probabilities, both residuals and before
+the classifier), at most 64 tokens, float32. Then
 accuracy on all of SST-2 dev.
 - tfllm: `recipes/classify.py --init_checkpoint=<folder>` as a user runs it,
   in a new process; "training s" is the time it reports for `Trainer.train`
@@ -54,10 +56,10 @@ def training_steps(rows, epochs, batch_size):
     return int(epochs * max(rows // batch_size, 1))
 
 
-def run_tfllm(checkpoint, train_file, dev_file, rows, epochs, seed):
+def run_tfllm(checkpoint, train_file, dev_file, rows, epochs, seed, dropout):
     """(training seconds, dev accuracy, process seconds) of `recipes/classify.py` fine-tuning `checkpoint`."""
     model_dir = tempfile.mkdtemp(prefix="bench-finetune-")
-    s = SETTING
+    s = dict(SETTING, dropout=dropout)
     command = [sys.executable, os.path.join(ROOT, "recipes", "classify.py"), f"--init_checkpoint={checkpoint}",
                f"--train_file={train_file}", f"--eval_file={dev_file}", f"--max_train_examples={rows}",
                f"--epochs={epochs}", f"--batch_size={s['batch_size']}", f"--learning_rate={s['learning_rate']}",
@@ -75,7 +77,7 @@ def run_tfllm(checkpoint, train_file, dev_file, rows, epochs, seed):
     return float(found.group(1)), accuracy, process_seconds
 
 
-def run_torch(checkpoint, train, dev, steps, seed):
+def run_torch(checkpoint, train, dev, steps, seed, dropout):
     """(training seconds, dev accuracy) of `transformers` fine-tuning `checkpoint` as its users write the loop."""
     import torch  # noqa: PLC0415  (optional: --torch)
     import transformers  # noqa: PLC0415
@@ -84,7 +86,10 @@ def run_torch(checkpoint, train, dev, steps, seed):
     s = SETTING
     torch.manual_seed(seed)  # the new head's initialisation and the data order
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    # Every rate explicit: classifier_dropout None would mean hidden_dropout_prob.
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, num_labels=2, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        classifier_dropout=dropout)
     collator = transformers.DataCollatorWithPadding(tokenizer)
 
     def loader(texts, labels, shuffle):
@@ -140,22 +145,23 @@ def run(flags):
     texts, labels = read_labeled_text(train_file, num_classes=2)
     train = texts[:flags.finetune_rows], labels[:flags.finetune_rows]
     dev = read_labeled_text(dev_file, num_classes=2)
+    setting = dict(SETTING, dropout=flags.finetune_dropout)
     steps = training_steps(len(train[0]), flags.finetune_epochs, SETTING["batch_size"])
     examples = steps * SETTING["batch_size"]
     with_torch = flags.torch and torch_reference.available()
     print(f"fine-tuning {checkpoint}: {len(train[0])} rows of {train_file}, {flags.finetune_epochs:g} epoch(s) = "
-          f"{steps} updates of {SETTING['batch_size']}; " + ", ".join(f"{k} {v:g}" for k, v in SETTING.items())
+          f"{steps} updates of {SETTING['batch_size']}; " + ", ".join(f"{k} {v:g}" for k, v in setting.items())
           + f"; dev {len(dev[0])} rows; seeds {', '.join(flags.seeds)}", flush=True)
     rows, results = [], {TFLLM: [], TORCH: []}
     for seed in flags.seeds:
         seconds, accuracy, process = run_tfllm(checkpoint, train_file, dev_file, len(train[0]),
-                                               flags.finetune_epochs, seed)
+                                               flags.finetune_epochs, seed, flags.finetune_dropout)
         results[TFLLM].append((seconds, accuracy))
         rows.append(_row(TFLLM, seed, seconds, examples, accuracy))
         print(f"{TFLLM} seed {seed}: training {seconds:.1f} s (process {process:.1f} s), dev accuracy "
               f"{accuracy:.4f}", flush=True)
         if with_torch:
-            seconds, accuracy = run_torch(checkpoint, train, dev, steps, int(seed))
+            seconds, accuracy = run_torch(checkpoint, train, dev, steps, int(seed), flags.finetune_dropout)
             results[TORCH].append((seconds, accuracy))
             rows.append(_row(TORCH, seed, seconds, examples, accuracy))
             print(f"{TORCH} seed {seed}: training {seconds:.1f} s, dev accuracy {accuracy:.4f}", flush=True)
