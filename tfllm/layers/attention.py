@@ -50,14 +50,21 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     """
     if dropout is None or dropout.rate == 0 or not training:
         return ops.dot_product_attention(query, key, value, mask=mask)
-    scale = 1.0 / math.sqrt(query.shape[-1])
-    logits = ops.einsum("btnh,bsnh->bnts", query, key) * ops.cast(scale, query.dtype)
-    logits = ops.cast(logits, "float32")  # softmax in float32 under mixed precision
+    scores = ops.einsum("btnh,bsnh->bnts", query, key)
+    probs = _attention_probabilities(scores, query.shape[-1], mask, value.dtype, dropout, training)
+    return ops.einsum("bnts,bsnh->btnh", probs, value)
+
+
+def _attention_probabilities(scores, head_dim, mask, dtype, dropout, training):
+    """softmax(scores/√head_dim) over the keys (the last axis), in float32 under mixed precision, masked
+    positions left out, cast to `dtype`, with attention dropout when training."""
+    logits = ops.cast(scores * ops.cast(1.0 / math.sqrt(head_dim), scores.dtype), "float32")
     if mask is not None:
         logits = ops.where(mask, logits, -0.7 * 3.38953e38)
-    probs = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
-    probs = dropout(probs, training=training)
-    return ops.einsum("bnts,bsnh->btnh", probs, value)
+    probs = ops.cast(ops.softmax(logits, axis=-1), dtype)
+    if dropout is not None and dropout.rate > 0 and training:
+        probs = dropout(probs, training=training)
+    return probs
 
 
 def grouped_query_attention(query, key, value, mask=None, dropout=None, training=None):
@@ -68,8 +75,8 @@ def grouped_query_attention(query, key, value, mask=None, dropout=None, training
     [B, T, K, N/K, H] and contracted with the K key/value heads as they are.
     Why not `ops.repeat` the keys and values to N heads (as keras-hub's
     `LlamaAttention` does): while decoding that writes N/K copies of the
-    whole key/value cache of every layer at every step, which at batch 8
-    cost 8.7 -> 6.8 ms CPU per step of the blocks at batch 8 (measured with `decode-profile`).
+    whole key/value cache of every layer at every step (the blocks took 8.7
+    ms CPU per step at batch 8 with the copies, 6.8 without; `decode-profile`).
     """
     num_heads, num_key_value_heads, head_dim = query.shape[2], key.shape[2], query.shape[3]
     groups = num_heads // num_key_value_heads
@@ -77,8 +84,7 @@ def grouped_query_attention(query, key, value, mask=None, dropout=None, training
         return scaled_dot_product_attention(query, key, value, mask=mask, dropout=dropout, training=training)
     batch, length = ops.shape(query)[0], ops.shape(query)[1]
     grouped = ops.reshape(query, (batch, length, num_key_value_heads, groups, head_dim))
-    logits = ops.einsum("btkgh,bskh->bkgts", grouped, key) * ops.cast(1.0 / math.sqrt(head_dim), query.dtype)
-    logits = ops.cast(logits, "float32")  # softmax in float32 under mixed precision
+    scores = ops.einsum("btkgh,bskh->bkgts", grouped, key)
     if mask is not None:
         mask = ops.cast(mask, "bool")
         if mask.shape[1] == 1:
@@ -86,10 +92,7 @@ def grouped_query_attention(query, key, value, mask=None, dropout=None, training
         else:
             mask = ops.reshape(mask, (ops.shape(mask)[0], num_key_value_heads, groups, ops.shape(mask)[2],
                                       ops.shape(mask)[3]))
-        logits = ops.where(mask, logits, -0.7 * 3.38953e38)
-    probs = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
-    if dropout is not None and dropout.rate > 0 and training:
-        probs = dropout(probs, training=training)
+    probs = _attention_probabilities(scores, head_dim, mask, value.dtype, dropout, training)
     attended = ops.einsum("bkgts,bskh->btkgh", probs, value)
     return ops.reshape(attended, (batch, length, num_heads, head_dim))
 
