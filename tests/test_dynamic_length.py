@@ -1,9 +1,9 @@
 """Dynamic-length serving: each batch padded to its longest row (rounded up to 8), not to the sequence length.
 
-The same requests go through a dynamic-length and a fixed-length export of
-the same model (classifier, sentence-pair classifier, embeddings), served in
-one fresh process with only TensorFlow and tensorflow_text: the outputs must
-agree within 1e-5. The helper that trims the packed inputs is checked on the
+The same requests go through a dynamic-length export (classifier, sentence-pair
+classifier, embeddings), served in one fresh process with only TensorFlow and
+tensorflow_text, and through the fixed-length serving graph of the same model
+in this process: the outputs must agree within 1e-5. The helper that trims the packed inputs is checked on the
 preprocessor's real output (widths, and positions and segments unchanged).
 """
 
@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from tests.fresh_process import serve_calls_in_fresh_process
 from tfllm import export
+from tfllm.export.classifier_export import ClassifierServingModule
+from tfllm.export.embeddings_export import EmbeddingsServingModule
 from tfllm.export.serving_layout import padded_length
 from tfllm.export.serving_layout import trim_padding
 from tfllm.models import Bert
@@ -66,31 +68,39 @@ def test_trim_padding_keeps_every_real_token_with_its_position_and_segment():
     assert pair["segment_ids"].numpy()[0, :6].tolist() == [0, 0, 0, 0, 1, 1]
 
 
+def _fixed_length(module, inputs):
+    """The fixed-length serving graph's outputs, called in this process (that graph's own export is
+    checked against Keras in test_export.py): the reference for the dynamic-length export."""
+    outputs = module.serve(**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: [s.decode() for s in v.numpy()] if v.dtype == tf.string else v.numpy().tolist()
+            for k, v in outputs.items()}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """Fixed- and dynamic-length exports of each head, every request answered in ONE fresh process."""
+    """Dynamic-length exports of each head, every request answered in ONE fresh process, and the same
+    requests through the fixed-length serving modules in this process."""
     tmp = tmp_path_factory.mktemp("dynamic")
     keras.utils.set_random_seed(0)
     bert = Bert.from_preset("bert_nano", vocabulary_size=len(VOCAB), dropout=0.0)
     classifier = BertClassifier(bert, 3, dropout=0.0)
     mean_classifier = BertClassifier(bert, 2, pooling="mean", dropout=0.0)
-    calls = []
-    for dynamic in (False, True):
-        name = "dynamic" if dynamic else "fixed"
-        single = export.export_classifier(preprocessor(), classifier, tmp / name, "clf", dynamic_length=dynamic,
-                                          token_ids_signatures=True)
-        pair = export.export_classifier(preprocessor(), mean_classifier, tmp / name, "pair", text_pair=True,
-                                        dynamic_length=dynamic)
-        vectors = export.export_embeddings(preprocessor(), bert, tmp / name, "vectors", dynamic_length=dynamic)
-        calls += [(single, "serving_default", {"text": b}) for b in BATCHES]
-        calls += [(pair, "serving_default", {"text": a, "text_pair": b}) for a, b in PAIRS]
-        calls += [(vectors, "serving_default", {"text": b}) for b in BATCHES]
+    single = export.export_classifier(preprocessor(), classifier, tmp, "clf", token_ids_signatures=True)
+    pair = export.export_classifier(preprocessor(), mean_classifier, tmp, "pair", text_pair=True)
+    vectors = export.export_embeddings(preprocessor(), bert, tmp, "vectors")
+    calls = [(single, "serving_default", {"text": b}) for b in BATCHES]
+    calls += [(pair, "serving_default", {"text": a, "text_pair": b}) for a, b in PAIRS]
+    calls += [(vectors, "serving_default", {"text": b}) for b in BATCHES]
+    fixed_modules = {single: ClassifierServingModule(preprocessor(), classifier, dynamic_length=False),
+                     pair: ClassifierServingModule(preprocessor(), mean_classifier, text_pair=True,
+                                                   dynamic_length=False),
+                     vectors: EmbeddingsServingModule(preprocessor(), bert, dynamic_length=False)}
+    fixed = [_fixed_length(fixed_modules[path], inputs) for path, _, inputs in calls]
     tokenized = preprocessor()(tf.constant(BATCHES[5]))
     token_ids_call = {k: v.numpy().tolist() for k, v in tokenized.items()}
     calls.append((single, "classify_token_ids", token_ids_call))
     replies = serve_calls_in_fresh_process(calls)
-    half = len(replies[:-1]) // 2
-    return dict(fixed=replies[:half], dynamic=replies[half:-1], token_ids=replies[-1], classifier=classifier,
+    return dict(fixed=fixed, dynamic=replies[:-1], token_ids=replies[-1], classifier=classifier,
                 tokenized=tokenized)
 
 

@@ -61,6 +61,8 @@ def read(path):
 
 
 def main(_):
+    train_texts, train_labels = read(FLAGS.train_file)  # bad data fails before the slow imports
+    eval_texts, eval_labels = read(FLAGS.eval_file)
     import torch  # noqa: PLC0415  (test extra, not a tfllm dependency)
     import transformers  # noqa: PLC0415
 
@@ -68,8 +70,6 @@ def main(_):
     torch.manual_seed(FLAGS.seed)
     rng = np.random.default_rng(FLAGS.seed)
     regression = FLAGS.task == "regression"
-    train_texts, train_labels = read(FLAGS.train_file)
-    eval_texts, eval_labels = read(FLAGS.eval_file)
     tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.init_checkpoint)
     num_labels = 1 if regression else (len(FLAGS.label_names) if FLAGS.label_names else FLAGS.num_classes)
     model = transformers.BertForSequenceClassification.from_pretrained(
