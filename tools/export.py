@@ -42,8 +42,10 @@ flags.DEFINE_integer("max_seq_length", None, "BERT heads: tokens per text (defau
 flags.DEFINE_list("label_names", None, "classifier: class names in id order (default: the run's, else the ids).")
 flags.DEFINE_bool("token_ids_signatures", False, "classifier: add `tokenize` and `classify_token_ids` "
                   "signatures (client-side tokenization; tools/serve_bench.py uses them).")
-flags.DEFINE_enum("quantize", "none", ["none", "int8"], "BERT heads: Keras post-training int8 quantization of "
-                  "the Dense/EinsumDense weights (model.quantize) before export; see docs/serving.md for what it buys.")
+flags.DEFINE_string("serving_precision", "float32", "BERT heads: what the export computes in, whatever policy "
+                    "the run trained under: float32 (alias fp32), bfloat16 (bf16: bfloat16 weights and matmuls, "
+                    "LayerNorm/softmax/outputs float32) or int8 (Keras model.quantize: int8 Dense/EinsumDense "
+                    "kernels). gpt, translator: float32 only for now. Figures: docs/serving.md.")
 flags.DEFINE_bool("split_punctuation", True, "tagger: split words at punctuation as well as whitespace.")
 flags.DEFINE_integer("max_query_length", None, "span_qa: question tokens kept (default: the run's).")
 flags.DEFINE_integer("max_answer_length", None, "span_qa: most tokens in an answer (default: the run's).")
@@ -64,7 +66,8 @@ def main(argv):
     path = export.export_folder(
         model_dir, export_dir, head=FLAGS.head, model_name=FLAGS.model_name, version=FLAGS.version,
         checkpoint=FLAGS.checkpoint, warmup=FLAGS.warmup, max_seq_length=FLAGS.max_seq_length,
-        label_names=FLAGS.label_names, quantize=FLAGS.quantize, token_ids_signatures=FLAGS.token_ids_signatures,
+        label_names=FLAGS.label_names, serving_precision=FLAGS.serving_precision,
+        token_ids_signatures=FLAGS.token_ids_signatures,
         split_punctuation=FLAGS.split_punctuation, max_query_length=FLAGS.max_query_length,
         max_answer_length=FLAGS.max_answer_length, max_new_tokens=FLAGS.max_new_tokens,
         temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed, num_beams=FLAGS.num_beams,
