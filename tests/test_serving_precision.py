@@ -40,7 +40,8 @@ WORDS = "the a of in is was film movie good bad great awful plot acting not very
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ".", ",", "!"]
 TEXTS = ["the film was good !", "a bad , bad movie", "not very great acting", "", "awful plot . " * 6,
          "the acting of the film is very good , the plot is not"]
-TOLERANCES = {"float32": 1e-5, "bfloat16": 2e-2, "int8": 1e-2}  # max |probability - float32 Keras|
+TOLERANCES = {"float32": 1e-5, "bfloat16": 2e-2, "int8": 3e-2}  # max |probability - float32 Keras|; the head
+# is scaled x60 (decisive labels), which scales rounding errors too: trained models measure ~3e-3 (docs/serving.md)
 VECTOR_TOLERANCES = {"bfloat16": 5e-2, "int8": 2e-2}  # max |sentence vector - float32 Keras|, vectors of norm ~1-5
 
 
@@ -118,7 +119,10 @@ def test_default_export_of_a_bf16_run_computes_in_float32(exported):
 
 def test_variables_have_the_precision_asked_for(exported):
     assert set(variable_dtypes(exported["paths"]["bfloat16"]).values()) == {tf.bfloat16}
-    assert tf.int8 in set(variable_dtypes(exported["paths"]["int8"]).values())
+    # Every projection, tfllm's EinsumDense attention ones too (Keras skips subclasses unless told), is int8.
+    kernels = {name: dtype for name, dtype in variable_dtypes(exported["paths"]["int8"]).items()
+               if "/_kernel/" in name}
+    assert len(kernels) == 8 and set(kernels.values()) == {tf.int8}, kernels  # q, k, v, o, 2 FFN, pooler, logits
     assert exported["logs"]["bfloat16"][-1].startswith("serving precision: bfloat16 (bfloat16 weights and matmuls")
 
 

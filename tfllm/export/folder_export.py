@@ -11,7 +11,8 @@ from tfllm.export.embeddings_export import export_embeddings
 from tfllm.export.gpt_export import export_gpt
 from tfllm.export.serving_precision import DESCRIPTIONS
 from tfllm.export.serving_precision import global_policy
-from tfllm.export.serving_precision import in_bfloat16
+from tfllm.export.serving_precision import quantize_int8
+from tfllm.export.serving_precision import rebuilt
 from tfllm.export.serving_precision import resolve_serving_precision
 from tfllm.export.serving_precision import saved_policy
 from tfllm.export.serving_precision import spec_of
@@ -102,11 +103,11 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     log(f"restored: {loaded.weights}")
     model = loaded.model
     if precision == "bfloat16":
-        model = in_bfloat16(model, loaded.config)
+        model = rebuilt(model, loaded.config, "bfloat16")
     if loaded.config.get("peft"):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
     if precision == "int8":
-        model.quantize("int8")
+        quantize_int8(model)
     log(f"serving precision: {precision} ({DESCRIPTIONS[precision]}"
         + (f"; trained under the {trained} policy)" if trained != "float32" else ")"))
     common = dict(export_dir=export_dir, model_name=model_name or head, version=version, warmup=warmup)

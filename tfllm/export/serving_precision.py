@@ -10,13 +10,14 @@
   (`keras.ops.layer_normalization` computes in at least float32), the
   attention softmax (tfllm's one float32 softmax) and the head's logits stay
   float32.
-- `int8`: Keras' post-training `model.quantize("int8")` on the float32 model:
-  int8 Dense/EinsumDense kernels with per-output-channel scales, activations
-  quantized on the fly; embeddings and LayerNorm stay float32.
+- `int8`: Keras' post-training `model.quantize("int8")` on the float32 model
+  (`quantize_int8`): int8 Dense/EinsumDense kernels with per-output-channel
+  scales, activations quantized on the fly; embeddings and LayerNorm stay float32.
 `bf16` and `fp32` are accepted spellings.
 """
 
 import contextlib
+import warnings
 
 import keras
 
@@ -53,6 +54,19 @@ def saved_policy(spec):
     return dtype or "float32"
 
 
+def quantize_int8(model):
+    """Keras' post-training int8 quantization of every Dense and EinsumDense kernel of `model`, in place.
+
+    `type_check=False`: Keras quantizes only its own classes by default, and
+    would skip tfllm's `EinsumDense` (a subclass that changes only the float
+    call) and with it every attention projection, leaving them float32.
+    Quantized, the layer runs Keras' own `quantized_call`.
+    """
+    with warnings.catch_warnings():  # one "does not have a `quantize` method" per LayerNorm, Dropout, ...
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+        model.quantize("int8", type_check=False)
+
+
 @contextlib.contextmanager
 def global_policy(name):
     """Keras' global dtype policy set to `name` for the block. Task heads take the backbone's policy, which
@@ -65,9 +79,9 @@ def global_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def in_bfloat16(model, spec, policy="bfloat16"):
+def rebuilt(model, spec, policy="bfloat16"):
     """A copy of the float32 `model` built from `spec` (its config.json, or the serialization of a published
-    model) under Keras' "bfloat16" policy, with the same weights rounded to bfloat16.
+    model) under the Keras dtype `policy` ("bfloat16": the same weights rounded to bfloat16).
 
     Rebuilt rather than cast in place: a Keras layer's variables take their dtype at creation. `spec`
     re-applies any PEFT layers, so the weight lists line up one to one.
@@ -79,5 +93,5 @@ def in_bfloat16(model, spec, policy="bfloat16"):
 
 
 def spec_of(model, class_name):
-    """A config.json-like spec for a model loaded from a published folder (no PEFT), for `in_bfloat16`."""
+    """A config.json-like spec for a model loaded from a published folder (no PEFT), for `rebuilt`."""
     return {"tfllm_class": class_name, "model": keras.saving.serialize_keras_object(model)}
