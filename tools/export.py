@@ -45,7 +45,7 @@ flags.DEFINE_bool("token_ids_signatures", False, "classifier: add `tokenize` and
 flags.DEFINE_string("serving_precision", "float32", "BERT heads: what the export computes in, whatever policy "
                     "the run trained under: float32 (alias fp32), bfloat16 (bf16: bfloat16 weights and matmuls, "
                     "LayerNorm/softmax/outputs float32) or int8 (Keras model.quantize: int8 Dense/EinsumDense "
-                    "kernels). gpt, translator: float32 only for now. Figures: docs/serving.md.")
+                    "kernels and token embeddings). gpt, translator: float32 only for now. Figures: docs/serving.md.")
 flags.DEFINE_bool("split_punctuation", True, "tagger: split words at punctuation as well as whitespace.")
 flags.DEFINE_integer("max_query_length", None, "span_qa: question tokens kept (default: the run's).")
 flags.DEFINE_integer("max_answer_length", None, "span_qa: most tokens in an answer (default: the run's).")

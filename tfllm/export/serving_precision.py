@@ -12,7 +12,8 @@
   float32.
 - `int8`: Keras' post-training `model.quantize("int8")` on the float32 model
   (`quantize_int8`): int8 Dense/EinsumDense kernels with per-output-channel
-  scales, activations quantized on the fly; embeddings and LayerNorm stay float32.
+  scales, activations quantized on the fly; token and segment embeddings int8
+  with per-row scales; position embeddings and LayerNorm stay float32.
 `bf16` and `fp32` are accepted spellings.
 """
 
@@ -30,7 +31,7 @@ _SPELLINGS = {"fp32": "float32", "bf16": "bfloat16"}
 DESCRIPTIONS = {
     "float32": "float32 weights and compute",
     "bfloat16": "bfloat16 weights and matmuls; LayerNorm, softmax and outputs in float32",
-    "int8": "int8 Dense/EinsumDense kernels (Keras model.quantize), float32 embeddings and LayerNorm",
+    "int8": "int8 Dense/EinsumDense kernels and token embeddings (Keras model.quantize); LayerNorm float32",
 }
 
 
@@ -55,7 +56,7 @@ def saved_policy(spec):
 
 
 def quantize_int8(model):
-    """Keras' post-training int8 quantization of every Dense and EinsumDense kernel of `model`, in place.
+    """Keras' post-training int8 quantization of every Dense/EinsumDense kernel and Embedding of `model`, in place.
 
     `type_check=False`: Keras quantizes only its own classes by default, and
     would skip tfllm's `EinsumDense` (a subclass that changes only the float
