@@ -168,3 +168,19 @@ def test_export_tool_reports_a_bad_precision_in_one_line(exported, tmp_path):
     assert errors == ["error: --serving_precision=fp16: expected one of float32, bfloat16, int8 (or fp32, bf16)"], \
         proc.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_benchmark_serve_model_dir_reports_accuracy_per_precision(exported, tmp_path, capsys):
+    """tools/benchmark.py serve --serve_model_dir: each precision's accuracy on a labelled file (here labelled
+    with the float32 model's own predictions, so float32 and int8, whose labels agree above, score 1)."""
+    from tools.bench import serve  # noqa: PLC0415  (imports keras_hub: only this test needs it)
+
+    labels = np.array(exported["replies"]["float32"]["label"])
+    rows = [f"{text}\t{label}" for text, label in zip(TEXTS, labels) if text]  # the reader skips empty texts
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    run = Path(exported["paths"]["float32"]).parents[2] / "clf_run"
+    sides = serve.model_dir_sides(str(run), ["float32", "int8"], str(tmp_path / "out"))
+    serve.accuracy_table(sides, str(tmp_path / "dev.tsv"), batch=2)
+    table = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("tfllm")]
+    assert [(row[2], row[3], row[4]) for row in table] == [("float32", "1.0000", "1.0000"),
+                                                           ("int8", "1.0000", "1.0000")], table
