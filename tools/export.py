@@ -3,6 +3,7 @@
     python tools/export.py runs/sst2 runs/serving                    # a recipe's --model_dir
     python tools/export.py runs/sst2 runs/serving --head=embeddings --model_name=sst2_vectors
     python tools/export.py all-MiniLM-L6-v2/ runs/serving --model_name=minilm --max_seq_length=256
+    python tools/export.py runs/sst2 runs/serving --model_name=sst2_bf16 --serving_precision=bf16
 
 The first argument is a model folder: a recipe's --model_dir (classify.py,
 tag.py, qa.py, pretrain_bert.py, train_gpt.py, translate.py) or a
@@ -14,6 +15,9 @@ where there is more than one (any BERT encoder can also serve embeddings).
 A classifier run's config.json `serving` entry says whether it takes text
 pairs (`text_pair`: inputs `text` and `text_pair`) and whether it is a
 regressor (`task`: `regression` serves a `score`).
+The encoder heads compute in float32 unless --serving_precision says
+bfloat16 or int8, whatever policy the run trained under (a
+--mixed_precision=bf16 run exports in float32 by default).
 The weights are the run's final ones (model.weights.h5), else its latest
 checkpoint, unless --checkpoint names one (a prefix such as
 <model_dir>/checkpoints/ckpt-500). Writes <export_dir>/<model_name>/<version>/
