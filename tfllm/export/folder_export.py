@@ -96,12 +96,11 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     if head in ("gpt", "translator") and precision != "float32":
         raise ConfigError(f"--serving_precision={serving_precision}: the {head} export is float32 only for now "
                           "(bfloat16/int8 serve the classifier, tagger, span_qa and embeddings exports)")
-    trained = saved_policy(read_config(folder)) if fmt == "tfllm" else "float32"
     # Weights stored under a mixed policy are float32 variables: loaded as float32, then converted if asked.
     with global_policy("float32"):
         loaded = load_folder(folder, fmt, saved, checkpoint, dtype="float32")
     log(f"restored: {loaded.weights}")
-    model = loaded.model
+    model, trained = loaded.model, saved_policy(loaded.config)  # config.json as saved (a published one: float32)
     if precision == "bfloat16":
         model = rebuilt(model, loaded.config, "bfloat16")
     if loaded.config.get("peft"):
