@@ -40,7 +40,7 @@ TOY_FLAGS = [
     "--gpt_batch_size=2", "--gpt_sequence_length=8",
     # serve
     "--serve_size=L1_H32_A2", "--serve_sequence_length=8", "--serve_requests=2", "--serve_client_requests=2",
-    "--serve_client_rounds=1",
+    "--serve_client_rounds=1", "--serving_precisions=fp32,bf16,int8",
     # char-lm (nanoGPT's model, 2 steps)
     "--char_steps=2",
     # finetune (a tiny random BERT in Hugging Face layout, one update of the 24 toy rows, 12 dev rows)
@@ -152,7 +152,8 @@ EXPECTED = {  # sub-command: [(name column, variants, figure that must be positi
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
                                  "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
                         "ms per step")],
-    "serve": [("variant", ["tfllm SavedModel, dynamic length", "tfllm SavedModel, fixed length",
+    "serve": [("variant", ["tfllm SavedModel, dynamic length", "tfllm SavedModel, dynamic length, bfloat16",
+                           "tfllm SavedModel, dynamic length, int8", "tfllm SavedModel, fixed length",
                            "keras-hub SavedModel"], "examples/s")] * 2,
     "projection": [("layer", ["keras EinsumDense", "tfllm EinsumDense"] * 2, "median ms")],
     "char-lm": [("run", ["tfllm train_gpt.py"] + ["PyTorch transformers GPT-2, nanoGPT loop"] * TORCH,
@@ -205,6 +206,7 @@ def test_serve_single_client_reports_p50_ratios(toy_run):
     for row in single:
         assert 0 < float(row["p50 ms"]) <= float(row["p90 ms"]), row
         assert float(row["p50 speed vs keras-hub"]) > 0 and float(row["p50 speed vs tfllm fixed"]) > 0, row
+        assert float(row["p50 speed vs tfllm float32"]) > 0, row
 
 
 def test_serve_concurrent_clients_have_latencies_and_no_errors(toy_run):

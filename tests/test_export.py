@@ -90,7 +90,8 @@ def served(tmp_path_factory):
     tf.train.CheckpointManager(tf.train.Checkpoint(model=m["qa"]), run / "checkpoints", 1).save(7)
     printed = []
     export.export_folder(run, tmp, model_name="qa", version=2, log=printed.append)
-    assert printed == [f"restored: {run / 'checkpoints' / 'ckpt-7'}"]
+    assert printed == [f"restored: {run / 'checkpoints' / 'ckpt-7'}",
+                       "serving precision: float32 (float32 weights and compute)"]
     paths["span_qa"] = tmp / "qa" / "2"
 
     questions, contexts = (list(x) for x in zip(*QA))

@@ -7,6 +7,8 @@
     python tools/benchmark.py train-bert --precisions=fp32,bf16 --noxla   # + both sides under mixed_bfloat16
     python tools/benchmark.py train-gpt                 # GPT-2-style L6 H384 V50257, batch 8 x 256
     python tools/benchmark.py serve                     # BERT classifier SavedModels, raw strings in
+    python tools/benchmark.py serve --serving_precisions=fp32,bf16,int8   # + bf16 and int8 exports
+    python tools/benchmark.py serve --serve_model_dir=runs/sst2_minilm --serving_precisions=fp32,bf16,int8
     python tools/benchmark.py projection                # attention projection: Keras EinsumDense vs tfllm's
     python tools/benchmark.py char-lm --torch           # nanoGPT's CPU Tiny Shakespeare run, wall time vs PyTorch
     python tools/benchmark.py decode-profile            # one cached decoding step split: blocks, LM head, cache
@@ -81,6 +83,11 @@ flags.DEFINE_integer("serve_client_rounds", 2, "serve: rounds alternating the si
 flags.DEFINE_string("serve_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                       "../../shared/data/sst2/dev.tsv")),
                     "serve: TSV with a `sentence` column to send (train-bert reads train.tsv beside it).")
+flags.DEFINE_list("serving_precisions", ["fp32"], "serve: also time the dynamic-length export at these "
+                  "precisions (tools/export.py --serving_precision: fp32, bf16, int8); float32 is always the first.")
+flags.DEFINE_string("serve_model_dir", None, "serve: a trained classifier folder (a recipe's --model_dir) to export "
+                    "at each --serving_precisions and time, with accuracy on --serve_text_file's `label` column, "
+                    "instead of random-weight models and keras-hub.")
 flags.DEFINE_string("char_text_file", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                      "../../shared/data/tinyshakespeare/input.txt")),
                     "char-lm: the Tiny Shakespeare text.")

@@ -3,6 +3,7 @@
     python tools/export.py runs/sst2 runs/serving                    # a recipe's --model_dir
     python tools/export.py runs/sst2 runs/serving --head=embeddings --model_name=sst2_vectors
     python tools/export.py all-MiniLM-L6-v2/ runs/serving --model_name=minilm --max_seq_length=256
+    python tools/export.py runs/sst2 runs/serving --model_name=sst2_bf16 --serving_precision=bf16
 
 The first argument is a model folder: a recipe's --model_dir (classify.py,
 tag.py, qa.py, pretrain_bert.py, train_gpt.py, translate.py) or a
@@ -14,6 +15,9 @@ where there is more than one (any BERT encoder can also serve embeddings).
 A classifier run's config.json `serving` entry says whether it takes text
 pairs (`text_pair`: inputs `text` and `text_pair`) and whether it is a
 regressor (`task`: `regression` serves a `score`).
+The encoder heads compute in float32 unless --serving_precision says
+bfloat16 or int8, whatever policy the run trained under (a
+--mixed_precision=bf16 run exports in float32 by default).
 The weights are the run's final ones (model.weights.h5), else its latest
 checkpoint, unless --checkpoint names one (a prefix such as
 <model_dir>/checkpoints/ckpt-500). Writes <export_dir>/<model_name>/<version>/
@@ -42,8 +46,10 @@ flags.DEFINE_integer("max_seq_length", None, "BERT heads: tokens per text (defau
 flags.DEFINE_list("label_names", None, "classifier: class names in id order (default: the run's, else the ids).")
 flags.DEFINE_bool("token_ids_signatures", False, "classifier: add `tokenize` and `classify_token_ids` "
                   "signatures (client-side tokenization; tools/serve_bench.py uses them).")
-flags.DEFINE_enum("quantize", "none", ["none", "int8"], "BERT heads: Keras post-training int8 quantization of "
-                  "the Dense/EinsumDense weights (model.quantize) before export; see docs/serving.md for what it buys.")
+flags.DEFINE_string("serving_precision", "float32", "BERT heads: what the export computes in, whatever policy "
+                    "the run trained under: float32 (alias fp32), bfloat16 (bf16: bfloat16 weights and matmuls, "
+                    "LayerNorm/softmax/outputs float32) or int8 (Keras model.quantize: int8 Dense/EinsumDense "
+                    "kernels and token embeddings). gpt, translator: float32 only for now. Figures: docs/serving.md.")
 flags.DEFINE_bool("split_punctuation", True, "tagger: split words at punctuation as well as whitespace.")
 flags.DEFINE_integer("max_query_length", None, "span_qa: question tokens kept (default: the run's).")
 flags.DEFINE_integer("max_answer_length", None, "span_qa: most tokens in an answer (default: the run's).")
@@ -64,7 +70,8 @@ def main(argv):
     path = export.export_folder(
         model_dir, export_dir, head=FLAGS.head, model_name=FLAGS.model_name, version=FLAGS.version,
         checkpoint=FLAGS.checkpoint, warmup=FLAGS.warmup, max_seq_length=FLAGS.max_seq_length,
-        label_names=FLAGS.label_names, quantize=FLAGS.quantize, token_ids_signatures=FLAGS.token_ids_signatures,
+        label_names=FLAGS.label_names, serving_precision=FLAGS.serving_precision,
+        token_ids_signatures=FLAGS.token_ids_signatures,
         split_punctuation=FLAGS.split_punctuation, max_query_length=FLAGS.max_query_length,
         max_answer_length=FLAGS.max_answer_length, max_new_tokens=FLAGS.max_new_tokens,
         temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed, num_beams=FLAGS.num_beams,

@@ -9,6 +9,13 @@ from tfllm.errors import ConfigError
 from tfllm.export.classifier_export import export_classifier
 from tfllm.export.embeddings_export import export_embeddings
 from tfllm.export.gpt_export import export_gpt
+from tfllm.export.serving_precision import DESCRIPTIONS
+from tfllm.export.serving_precision import global_policy
+from tfllm.export.serving_precision import quantize_int8
+from tfllm.export.serving_precision import rebuilt
+from tfllm.export.serving_precision import resolve_serving_precision
+from tfllm.export.serving_precision import saved_policy
+from tfllm.export.serving_precision import spec_of
 from tfllm.export.span_qa_export import export_span_qa
 from tfllm.export.tagger_export import export_tagger
 from tfllm.export.translation_export import export_translator
@@ -59,16 +66,17 @@ def choose_head(folder, fmt, head=None):
     return saved, head or heads[0]
 
 
-def load_folder(folder, fmt, saved, checkpoint=None):
-    """The folder's model as a `LoadedModel`: a tfllm folder as saved, a published one as `saved` names."""
+def load_folder(folder, fmt, saved, checkpoint=None, **overrides):
+    """The folder's model as a `LoadedModel`: a tfllm folder as saved, a published one as `saved` names.
+    `overrides` replace backbone config values (e.g. `dtype`)."""
     if fmt == "tfllm":
-        return load(folder, checkpoint=checkpoint)
-    model = (BertClassifier if saved == "BertClassifier" else Bert).from_pretrained(folder)
-    return LoadedModel(model, load_tokenizer(folder), {}, folder)
+        return load(folder, checkpoint=checkpoint, **overrides)
+    model = (BertClassifier if saved == "BertClassifier" else Bert).from_pretrained(folder, **overrides)
+    return LoadedModel(model, load_tokenizer(folder), spec_of(model, saved), folder)
 
 
 def export_folder(folder, export_dir, head=None, model_name=None, version=1, checkpoint=None, warmup=True,
-                  max_seq_length=None, label_names=None, quantize="none", token_ids_signatures=False,
+                  max_seq_length=None, label_names=None, serving_precision="float32", token_ids_signatures=False,
                   split_punctuation=True, max_query_length=None, max_answer_length=None, max_new_tokens=128,
                   temperature=0.0, top_k=0, seed=0, num_beams=4, length_penalty=0.6, log=print):
     """Export the model in `folder` to `export_dir/<model_name>/<version>/`; returns that path.
@@ -77,14 +85,30 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     first). Weights: `checkpoint` if given, else the folder's final weights,
     else its latest checkpoint. The other arguments are the head's options
     (see each `export_*` function); unset ones take the run's saved values.
+    `serving_precision` ("float32", "bfloat16" or "int8"; also "fp32",
+    "bf16"; tfllm.export.serving_precision) is what the encoder heads compute
+    in, whatever policy the model was trained under; the gpt and translator
+    exports are float32 only for now.
     """
+    precision = resolve_serving_precision(serving_precision)
     fmt = detect_format(folder)  # once: each call reads config.json and lists the folder
     saved, head = choose_head(folder, fmt, head)
-    loaded = load_folder(folder, fmt, saved, checkpoint)
+    if head in ("gpt", "translator") and precision != "float32":
+        raise ConfigError(f"--serving_precision={serving_precision}: the {head} export is float32 only for now "
+                          "(bfloat16/int8 serve the classifier, tagger, span_qa and embeddings exports)")
+    # Weights stored under a mixed policy are float32 variables: loaded as float32, then converted if asked.
+    with global_policy("float32"):
+        loaded = load_folder(folder, fmt, saved, checkpoint, dtype="float32")
     log(f"restored: {loaded.weights}")
-    model = loaded.model
+    model, trained = loaded.model, saved_policy(loaded.config)  # config.json as saved (a published one: float32)
+    if precision == "bfloat16":
+        model = rebuilt(model, loaded.config, "bfloat16")
     if loaded.config.get("peft"):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
+    if precision == "int8":
+        quantize_int8(model)
+    log(f"serving precision: {precision} ({DESCRIPTIONS[precision]}"
+        + (f"; trained under the {trained} policy)" if trained != "float32" else ")"))
     common = dict(export_dir=export_dir, model_name=model_name or head, version=version, warmup=warmup)
     if head == "gpt":
         return export_gpt(model, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
@@ -92,8 +116,6 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     if head == "translator":
         return export_translator(model, loaded.tokenizer, num_beams=num_beams, length_penalty=length_penalty,
                                  **common)
-    if quantize != "none":
-        model.quantize(quantize)
     preprocessor = loaded.preprocessor(max_seq_length)
     if head == "embeddings":
         return export_embeddings(preprocessor, getattr(model, "backbone", model), **common)

@@ -11,6 +11,14 @@ process, as a server would run them:
 - keras-hub: `BertTextClassifier` with its `BertTextClassifierPreprocessor`,
   saved with `keras.export.ExportArchive` (an endpoint that runs the
   preprocessor, then the model, then a softmax).
+With `--serving_precisions=fp32,bf16,int8` the dynamic-length export is also
+timed at each other precision (`tools/export.py --serving_precision`: the same
+weights rebuilt in bfloat16, or quantized to int8). With `--serve_model_dir`
+(a trained classifier's folder, e.g. a recipe's --model_dir) the sides are
+that model exported by `tfllm.export.export_folder` at each precision (no
+random model, no keras-hub or fixed-length side), and a first table gives each
+precision's accuracy on every row of `--serve_text_file` (its `label` column),
+its agreement with the float32 labels and its largest probability difference.
 Requests are batches of `--batch_sizes` texts from `--serve_text_file`:
 - one at a time, each request sent to every side in turn (single-client
   latency per request: p50, p90, and the p50 ratios);
@@ -33,7 +41,13 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from tfllm.data.text_classification import read_table_column
 from tfllm.export import export_classifier
+from tfllm.export import export_folder
+from tfllm.export.serving_precision import quantize_int8
+from tfllm.export.serving_precision import rebuilt
+from tfllm.export.serving_precision import resolve_serving_precision
+from tfllm.export.serving_precision import spec_of
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
@@ -45,13 +59,74 @@ from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
 from tools.bench.train import bert_size
 
+DYNAMIC, FIXED, KERAS_HUB = "tfllm SavedModel, dynamic length", "tfllm SavedModel, fixed length", "keras-hub SavedModel"
 
-def export_tfllm(model, vocabulary, sequence_length, directory, dynamic_length):
-    path = export_classifier(BertPreprocessor(vocabulary, sequence_length=sequence_length), model, directory,
-                             model_name="tfllm_dynamic" if dynamic_length else "tfllm_fixed", warmup=False,
-                             dynamic_length=dynamic_length)
+
+def serving_fn(path):
     signature = tf.saved_model.load(path).signatures["serving_default"]
     return lambda texts: signature(text=texts)["probabilities"]
+
+
+def export_tfllm(model, vocabulary, sequence_length, directory, dynamic_length, name=None):
+    return serving_fn(export_classifier(BertPreprocessor(vocabulary, sequence_length=sequence_length), model,
+                                        directory, warmup=False, dynamic_length=dynamic_length,
+                                        model_name=name or ("tfllm_dynamic" if dynamic_length else "tfllm_fixed")))
+
+
+def at_precision(model, precision):
+    """`model` (float32) as `tools/export.py --serving_precision` serves it: itself, rebuilt in bfloat16, or a
+    copy quantized to int8 (`model` itself stays float32)."""
+    if precision == "float32":
+        return model
+    copy = rebuilt(model, spec_of(model, "BertClassifier"), "bfloat16" if precision == "bfloat16" else "float32")
+    if precision == "int8":
+        quantize_int8(copy)
+    return copy
+
+
+def random_model_sides(texts, precisions, flags, directory):
+    """The random-weight BERT classifier exported by tfllm (dynamic length at each precision, fixed length) and
+    keras-hub, as {side name: texts -> probabilities}."""
+    vocabulary = word_vocabulary(texts)
+    layers, width, heads = bert_size(flags.serve_size)
+    config = dict(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=heads, hidden_dim=width,
+                  intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
+    keras.utils.set_random_seed(flags.seed)
+    model = BertClassifier(Bert(**config), num_classes=2)  # one model, the same weights in every tfllm export
+    length = flags.serve_sequence_length
+    sides = {DYNAMIC: export_tfllm(model, vocabulary, length, directory, dynamic_length=True)}
+    for precision in precisions[1:]:
+        sides[f"{DYNAMIC}, {precision}"] = export_tfllm(at_precision(model, precision), vocabulary, length,
+                                                        directory, dynamic_length=True, name=precision)
+    sides[FIXED] = export_tfllm(model, vocabulary, length, directory, dynamic_length=False)
+    sides[KERAS_HUB] = export_keras_hub(config, vocabulary, length, directory)
+    print(f"BERT {flags.serve_size} classifier, {len(vocabulary):,}-token vocabulary, sequence length {length}; ",
+          end="")
+    return sides
+
+
+def model_dir_sides(model_dir, precisions, directory):
+    """The trained classifier in `model_dir` exported at each precision: {"tfllm SavedModel, <p>": fn}."""
+    sides = {}
+    for precision in precisions:
+        path = export_folder(model_dir, directory, model_name=precision, warmup=False, serving_precision=precision,
+                             log=lambda line: print(f"  {line}", flush=True))
+        sides[f"tfllm SavedModel, {precision}"] = serving_fn(path)
+    print(f"{model_dir} (trained) exported at {', '.join(precisions)}; ", end="")
+    return sides
+
+
+def accuracy_table(sides, text_file, batch=32):
+    """Accuracy of each side on every row of `text_file` (its `label` column), label agreement with the first
+    (float32) side and the largest probability difference from it."""
+    texts, labels = read_texts(text_file), np.array([int(x) for x in read_table_column(text_file, "label")])
+    probabilities = {name: np.concatenate([fn(tf.constant(texts[i:i + batch])).numpy()
+                                           for i in range(0, len(texts), batch)]) for name, fn in sides.items()}
+    reference = next(iter(probabilities.values()))
+    rows = [[name, f"{np.mean(p.argmax(-1) == labels):.4f}", f"{np.mean(p.argmax(-1) == reference.argmax(-1)):.4f}",
+             f"{np.abs(p - reference).max():.2e}"] for name, p in probabilities.items()]
+    print()
+    print_table(["variant", "accuracy", "same label as float32", "max |p - p float32|"], rows)
 
 
 def export_keras_hub(config, vocabulary, sequence_length, directory):
@@ -89,25 +164,23 @@ def request_latencies(sides, requests, repeats):
     return latencies
 
 
+def ratio(p50, reference, name):
+    return f"{p50[reference] / p50[name]:.2f}" if reference in p50 else "-"
+
+
 def run(flags):
     texts = read_texts(flags.serve_text_file)
-    vocabulary = word_vocabulary(texts)
-    layers, width, heads = bert_size(flags.serve_size)
-    config = dict(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=heads, hidden_dim=width,
-                  intermediate_dim=4 * width, dropout=0.0, max_sequence_length=512)
-    keras.utils.set_random_seed(flags.seed)
+    precisions = list(dict.fromkeys(["float32"] + [resolve_serving_precision(p) for p in flags.serving_precisions]))
     directory = tempfile.mkdtemp(prefix="bench-serve-")
-    model = BertClassifier(Bert(**config), num_classes=2)  # one model, the same weights in both tfllm exports
-    sides = {
-        "tfllm SavedModel, dynamic length": export_tfllm(model, vocabulary, flags.serve_sequence_length, directory,
-                                                         dynamic_length=True),
-        "tfllm SavedModel, fixed length": export_tfllm(model, vocabulary, flags.serve_sequence_length, directory,
-                                                       dynamic_length=False),
-        "keras-hub SavedModel": export_keras_hub(config, vocabulary, flags.serve_sequence_length, directory),
-    }
-    print(f"BERT {flags.serve_size} classifier, {len(vocabulary):,}-token vocabulary, sequence length "
-          f"{flags.serve_sequence_length}; {len(texts):,} texts from {flags.serve_text_file}; "
+    if flags.serve_model_dir:
+        sides = model_dir_sides(flags.serve_model_dir, precisions, directory)
+    else:
+        sides = random_model_sides(texts, precisions, flags, directory)
+    print(f"{len(texts):,} texts from {flags.serve_text_file}; "
           f"{flags.repeats} rounds of {flags.serve_requests} requests each, one client")
+    if flags.serve_model_dir:
+        accuracy_table(sides, flags.serve_text_file)
+    float32 = next(iter(sides))
     rng = np.random.default_rng(flags.seed)
     rows = []
     for batch in map(int, flags.batch_sizes):
@@ -119,11 +192,11 @@ def run(flags):
         p50 = {name: np.percentile(seconds, 50) for name, seconds in latencies.items()}
         for name, seconds in latencies.items():
             rows.append([batch, name, f"{p50[name] * 1e3:.2f}", f"{np.percentile(seconds, 90) * 1e3:.2f}",
-                         f"{batch / np.mean(seconds):.0f}", f"{p50['keras-hub SavedModel'] / p50[name]:.2f}",
-                         f"{p50['tfllm SavedModel, fixed length'] / p50[name]:.2f}", f"{first[name]:.2f}"])
+                         f"{batch / np.mean(seconds):.0f}", ratio(p50, KERAS_HUB, name), ratio(p50, FIXED, name),
+                         ratio(p50, float32, name), f"{first[name]:.2f}"])
     print()
     print_table(["batch", "variant", "p50 ms", "p90 ms", "examples/s", "p50 speed vs keras-hub",
-                 "p50 speed vs tfllm fixed", "first call s"], rows)
+                 "p50 speed vs tfllm fixed", "p50 speed vs tfllm float32", "first call s"], rows)
     concurrent_clients(sides, texts, flags)
 
 
@@ -148,14 +221,14 @@ def concurrent_clients(sides, texts, flags):
                 errors[name].append(round_errors)
         summaries = {name: latency_summary(np.concatenate(latencies[name]), sum(walls[name]), batch)
                      for name in sides}
-        reference = summaries["keras-hub SavedModel"]["examples/s"] or float("nan")
+        reference = summaries.get(KERAS_HUB, next(iter(summaries.values())))["examples/s"] or float("nan")
         for name, summary in summaries.items():
             rows.append([batch, name, clients, f"{summary['p50']:.1f}", f"{summary['p99']:.1f}",
                          f"{summary['examples/s']:.0f}", f"{summary['examples/s'] / reference:.2f}",
                          sum(errors[name])])
             failed += sum(errors[name])
     print()
-    print_table(["batch", "variant", "clients", "p50 ms", "p99 ms", "examples/s", "throughput vs keras-hub",
-                 "errors"], rows)
+    print_table(["batch", "variant", "clients", "p50 ms", "p99 ms", "examples/s",
+                 "throughput vs keras-hub" if KERAS_HUB in sides else "throughput vs float32", "errors"], rows)
     if failed:
         raise RuntimeError(f"serve: {failed} concurrent requests failed (the first failure is printed above)")
