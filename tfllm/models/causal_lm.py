@@ -21,9 +21,9 @@ from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
 
-
-# Weight dtypes `cast_weights` accepts: float32 (a plain copy) or half-width floats.
+# Weight dtypes `cast_weights` accepts: float32 (a plain copy) or half-width floats; and their short names.
 WEIGHT_DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def cast_weights(lm, dtype="bfloat16"):
@@ -40,6 +40,7 @@ def cast_weights(lm, dtype="bfloat16"):
     (`benchmark.py decode-profile`), while TensorFlow's oneDNN kernels
     multiply in bfloat16 on CPUs with AVX512_BF16 or AMX.
     """
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
     if dtype not in WEIGHT_DTYPES:
         raise ConfigError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
     config = lm.backbone.get_config()

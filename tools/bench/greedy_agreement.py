@@ -13,13 +13,16 @@ differing token the two continue from different texts:
 - prefix: the share of new tokens before each row's first divergence.
 """
 
-import os
-import sys
+import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
 
+# isort: split
+import numpy as np
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tfllm.models import cast_weights
+from tfllm.models import load
+from tfllm.tokenizers.strings import as_text
 
 flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any causal LM folder).")
 flags.DEFINE_string("text_file", None, "Text the prompts are cut from (the run's --text_file).")
@@ -36,8 +39,6 @@ def agreement(reference, other):
 
     `reference`, `other`: lists of equally long token lists (one per prompt).
     """
-    import numpy as np
-
     a, b = np.asarray(reference), np.asarray(other)
     if a.shape != b.shape:
         raise ValueError(f"token arrays differ in shape: {a.shape} vs {b.shape}")
@@ -57,11 +58,6 @@ def evenly_spaced_prompts(text, count, length, start_fraction):
 
 
 def main(_):
-    import tfllm  # noqa: F401  (sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
-    from tfllm.models import cast_weights
-    from tfllm.models import load
-    from tfllm.tokenizers.strings import as_text
-
     with open(FLAGS.text_file, encoding="utf-8") as f:
         text = f.read()
     prompts = evenly_spaced_prompts(text, FLAGS.prompts, FLAGS.prompt_chars, FLAGS.train_fraction)
