@@ -62,3 +62,11 @@ def test_greedy_tokens_are_the_argmax_of_the_bfloat16_network(pair):
 def test_bad_dtype_is_a_config_error(pair):
     with pytest.raises(ConfigError, match="weights dtype must be one of float32, bfloat16, float16, got 'int8'"):
         cast_weights(pair[0], "int8")
+
+
+def test_greedy_agreement_counts_positions_and_prefixes():
+    from tools.bench.greedy_agreement import agreement  # noqa: PLC0415  (a tool module: only this test needs it)
+
+    reference = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    other = [[1, 2, 0, 4], [5, 6, 7, 8]]  # row 0 differs at position 2 only, row 1 is equal
+    assert agreement(reference, other) == (7 / 8, (2 + 4) / 8)
