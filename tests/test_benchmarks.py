@@ -145,12 +145,17 @@ TRAIN = ["tfllm Trainer", "keras-hub fit", "tfllm Trainer bf16", "keras-hub fit 
 EXPECTED = {  # sub-command: [(name column, variants, figure that must be positive) per table]
     "train-bert": [("variant", TRAIN, "tokens/s")],
     "train-gpt": [("variant", TRAIN, "tokens/s")],
-    "generate": [("variant", ["tfllm cached", "tfllm cached, no XLA", "keras-hub", "keras-hub XLA", "tfllm uncached"]
+    "generate": [("variant", ["tfllm cached", "tfllm cached, no XLA", "keras-hub", "keras-hub XLA",
+                              "tfllm cached bf16", "tfllm cached bf16, XLA", "tfllm uncached"]
                   + ["PyTorch transformers"] * TORCH,
                   "new tok/s")],
     "decode-profile": [("part", ["whole step", "blocks", "LM head", "blocks, cache 4x longer",
                                  "blocks' matvecs only", "matvecs, int8, dequantize + matmul",
-                                 "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul"],
+                                 "matvecs, int8, fused multiply-sum", "matvecs, bfloat16, convert + matmul",
+                                 "matvecs, bfloat16 x bfloat16", "blocks' matvecs only, no XLA",
+                                 "matvecs, bfloat16 x bfloat16, no XLA", "whole step, no XLA",
+                                 "whole step, bfloat16, no XLA", "blocks, bfloat16, no XLA",
+                                 "LM head, bfloat16, no XLA"],
                         "ms per step")],
     "serve": [("variant", ["tfllm SavedModel, dynamic length", "tfllm SavedModel, dynamic length, bfloat16",
                            "tfllm SavedModel, dynamic length, int8", "tfllm SavedModel, fixed length",

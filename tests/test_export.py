@@ -35,6 +35,7 @@ from tfllm.models import BertSpanQA
 from tfllm.models import BertTokenClassifier
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models import cast_weights
 from tfllm.models import save_config
 from tfllm.models.bert.bert_classifier import masked_mean
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
@@ -84,6 +85,8 @@ def served(tmp_path_factory):
         "tagger": export.export_tagger(m["pre"], m["tagger"], TAGS, tmp, "ner"),
         "gpt": export.export_gpt(m["lm"], tmp, "gpt", max_new_tokens=6),
     }
+    # The same LM exported with bfloat16 weights (not in `paths`: one more "gpt" head, not a new head).
+    bf16_gpt = export.export_gpt(m["lm"], tmp, "gpt_bf16", max_new_tokens=6, precision="bfloat16")
     # span_qa goes through tools/export.py from a recipe-style model_dir (config.json + checkpoint).
     run = tmp / "qa_run"
     save_config(m["qa"], run, m["qa_pre"], serving=dict(max_query_length=6, max_answer_length=4))
@@ -103,6 +106,7 @@ def served(tmp_path_factory):
         "qa_rows": (paths["span_qa"], {"instances": [{"question": q, "context": c} for q, c in QA]}),
         "qa_columns": (paths["span_qa"], {"inputs": {"question": questions, "context": contexts}}),
         "gpt": (paths["gpt"], {"inputs": {"prompt": ["abc", "h", "fgh a"]}}),
+        "gpt_bf16": (bf16_gpt, {"inputs": {"prompt": ["abc", "h", "fgh a"]}}),
         "gpt_options": (paths["gpt"], {"signature_name": "generate", "inputs": {
             "prompt": ["abc", "h", "fgh a"], "max_new_tokens": 3, "temperature": 0.0, "top_k": 0, "seed": 0}}),
         # Bad requests: a clear error each, no crash.
@@ -247,6 +251,12 @@ def test_gpt_matches_generate(served):
     assert replies["gpt"]["outputs"] == expected
     # Greedy and char-level: 3 new tokens are the first 3 characters of 6.
     assert replies["gpt_options"]["outputs"] == [text[:3] for text in expected]
+
+
+def test_gpt_bfloat16_export_matches_bfloat16_generate(served):
+    half = cast_weights(served["models"]["lm"], "bfloat16")
+    expected = half.generate(["abc", "h", "fgh a"], max_new_tokens=6, temperature=0)  # no XLA, as the export
+    assert served["replies"]["gpt_bf16"]["outputs"] == expected
 
 
 @pytest.mark.parametrize("request_name,message", [

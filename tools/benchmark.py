@@ -55,6 +55,8 @@ flags.DEFINE_enum("architecture", "gpt", ["gpt", "llama"], "generate: GPT-2-styl
                   "(RMSNorm, RoPE, SwiGLU) against keras-hub's LlamaCausalLM.")
 flags.DEFINE_integer("num_key_value_heads", 2, "generate --architecture=llama: key/value heads.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per variant (after warm-up).")
+flags.DEFINE_bool("bf16", True, "generate: also time tfllm with bfloat16 weights (tfllm.models.cast_weights), "
+                  "without XLA (its generate default) and with.")
 flags.DEFINE_bool("uncached", True, "generate: also time tfllm without the key/value cache (smallest batch).")
 flags.DEFINE_bool("xla", True, "train-bert, train-gpt: also time tfllm and keras-hub with XLA (jit_compile); "
                   "--noxla: char-lm runs train_gpt.py without --jit_compile only.")

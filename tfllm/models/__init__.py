@@ -14,6 +14,7 @@ from tfllm.models.bert.bert_span_qa import BertSpanQA
 from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
 from tfllm.models.bert.electra_discriminator import ElectraDiscriminator
 from tfllm.models.bert.roberta_preprocessor import RobertaPreprocessor
+from tfllm.models.causal_lm import cast_weights
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
 from tfllm.models.llama.llama_backbone import Llama

@@ -11,13 +11,53 @@ output matrix), and everything else here (the sampler protocol of
 in and out) is the same for every family, so it lives once.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
 from tfllm import generation
+from tfllm.errors import ConfigError
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
+
+# Weight dtypes `cast_weights` accepts: float32 (a plain copy) or half-width floats; and their short names.
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def cast_weights(lm, dtype="bfloat16"):
+    """A copy of the causal LM `lm` whose weights, activations and key/value cache are `dtype`; logits stay float32.
+
+    Decoding reads every weight once per step, so at small batch sizes it is
+    bound by memory bandwidth: bfloat16 weights halve the bytes. The copy is
+    built under Keras' plain `dtype` policy (not `mixed_bfloat16`, which keeps
+    float32 variables); norms and the attention softmax still compute in
+    float32 (the layers cast), and `call_with_cache` returns float32 logits, so
+    sampling is unchanged. Its `generate` runs without XLA by default: XLA's
+    CPU backend has no bfloat16 matmul and converts the weights to float32
+    once per call, reading as many bytes as the float32 model
+    (`benchmark.py decode-profile`), while TensorFlow's oneDNN kernels
+    multiply in bfloat16 on CPUs with AVX512_BF16 or AMX.
+    """
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
+    if dtype not in WEIGHT_DTYPES:
+        raise ConfigError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    config = lm.backbone.get_config()
+    config["dtype"] = dtype
+    backbone = type(lm.backbone).from_config(config)
+    copy = type(lm)(backbone, tokenizer=lm.tokenizer, **lm.head_config())
+    if len(copy.weights) != len(lm.weights):
+        raise ValueError(f"cast_weights: {len(copy.weights)} weights in the copy, {len(lm.weights)} in the model")
+    for target, source in zip(copy.weights, lm.weights):
+        target.assign(ops.cast(source, target.dtype))
+    return copy
+
+
+def weights_are_half_precision(lm):
+    """Whether `lm`'s backbone keeps its variables in bfloat16 or float16 (see `cast_weights`)."""
+    # (a layer's policy: a functional Keras model keeps float32 as its own whatever its layers hold)
+    return keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype) in ("bfloat16", "float16")
 
 
 class CausalLM(Task):
@@ -78,7 +118,7 @@ class CausalLM(Task):
         num_beams=None,
         seed=None,
         stop_token_ids=None,
-        jit_compile=True,
+        jit_compile=None,
     ):
         """Continue each prompt by up to `max_new_tokens` tokens.
 
@@ -91,6 +131,9 @@ class CausalLM(Task):
             num_beams: beam search with this many beams (> 1).
             seed: makes sampling reproducible.
             stop_token_ids: a row ends before the first of these it emits.
+            jit_compile: compile the decoding loop with XLA. By default yes,
+                except for half-precision weights (`cast_weights`), which
+                XLA's CPU backend would multiply as float32.
         Returns:
             the new tokens per prompt: strings if the prompts were strings,
             else lists of ids.
@@ -103,6 +146,8 @@ class CausalLM(Task):
             prompts = [p.numpy().tolist() if hasattr(p, "numpy") else list(p)
                        for p in self.tokenizer([prompts] if single else list(prompts))]
         prompts = [list(np.asarray(p).tolist()) for p in prompts]
+        if jit_compile is None:
+            jit_compile = not weights_are_half_precision(self)
         if top_k is not None:
             top_k = min(top_k, self.backbone.vocabulary_size)  # k past the vocabulary means "all"
         options = dict(temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, seed=seed)

@@ -10,7 +10,11 @@ tfllm's loop is by default ("tfllm cached"; "tfllm cached, no XLA" is
 `generate(..., jit_compile=False)`). tfllm "uncached" (--uncached, at the
 smallest batch size only: at batch 8 it alone takes ~8 minutes) runs the same
 compiled sampler loop but recomputes the whole (static-shape) sequence at
-every step, which is what the key/value cache saves.
+every step, which is what the key/value cache saves. "tfllm cached bf16"
+(--bf16) is `cast_weights(lm, "bfloat16").generate(...)` (no XLA, its
+default: XLA's CPU backend multiplies bfloat16 as float32), "tfllm cached
+bf16, XLA" the same with `jit_compile=True`; their last column is against the
+bfloat16 roofline (half the bytes), the column before against float32's.
 """
 
 import tfllm  # noqa: F401  (first: sets the Keras backend and TensorFlow's CPU kernels before TensorFlow loads)
@@ -28,6 +32,7 @@ from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
 from tfllm.models import Llama
 from tfllm.models import LlamaCausalLM
+from tfllm.models import cast_weights
 from tools.bench import torch_reference
 from tools.bench.timing import first_call_seconds
 from tools.bench.timing import print_table
@@ -121,6 +126,7 @@ def with_cpu_time(fn, seconds):
 def run(flags):
     ours, theirs, config = build_models(flags)
     theirs_xla = with_xla(theirs)
+    half = cast_weights(ours, "bfloat16") if flags.bf16 else None
     bandwidth = read_bandwidth_bytes()
     step_bytes = weight_bytes_per_step(ours)
     kind = "Llama-style" if flags.architecture == "llama" else "GPT-2-style"
@@ -149,6 +155,11 @@ def run(flags):
             "keras-hub XLA": lambda ids=ids, mask=mask: theirs_xla.generate(
                 {"token_ids": ids, "padding_mask": mask}, stop_token_ids=None),
         }
+        if half is not None:
+            variants["tfllm cached bf16"] = lambda prompts=prompts: half.generate(
+                prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0)
+            variants["tfllm cached bf16, XLA"] = lambda prompts=prompts: half.generate(
+                prompts.tolist(), max_new_tokens=flags.new_tokens, temperature=0, jit_compile=True)
         if flags.torch and config and (generate := torch_reference.gpt_generate(config, prompts, flags.new_tokens)):
             variants["PyTorch transformers"] = generate
         if with_uncached:
@@ -171,7 +182,9 @@ def run(flags):
             roofline = batch * bandwidth / step_bytes  # new tokens/s if decoding were bound by weight reads
             rows.append([batch, name, f"{median:.3f}", f"{low:.3f}-{high:.3f}", f"{tokens_per_s:.0f}",
                          f"{reference / median:.2f}", f"{reference_xla / median:.2f}", f"{tokens_per_s / roofline:.0%}",
-                         f"{cpu_median:.3f}", f"{cpu_reference / cpu_median:.2f}", f"{first[name]:.1f}"])
+                         f"{cpu_median:.3f}", f"{cpu_reference / cpu_median:.2f}", f"{first[name]:.1f}",
+                         f"{tokens_per_s / (2 * roofline):.0%}" if "bf16" in name else "-"])
     print()
     print_table(["batch", "variant", "median s", "min-max s", "new tok/s", "speed vs keras-hub",
-                 "vs keras-hub XLA", "of bandwidth roofline", "CPU s", "CPU vs keras-hub", "first call s"], rows)
+                 "vs keras-hub XLA", "of bandwidth roofline", "CPU s", "CPU vs keras-hub", "first call s",
+                 "of bf16 roofline"], rows)

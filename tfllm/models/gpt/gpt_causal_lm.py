@@ -23,7 +23,7 @@ class GptCausalLM(CausalLM):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_heads, head_dim]."""
         b = self.backbone
         return zero_key_value_cache(b.num_layers, batch_size, max_length, b.num_heads, b.hidden_dim // b.num_heads,
-                                    self.compute_dtype)
+                                    b.token_embedding.compute_dtype)
 
     def call_blocks_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """The final-normed hidden states [B, T, D] of `token_ids` at cache_update_index..+T, and the new cache."""

@@ -29,7 +29,7 @@ class LlamaCausalLM(CausalLM):
         """A zero cache: per layer a (keys, values) pair, each [B, max_length, num_key_value_heads, head_dim]."""
         b = self.backbone
         return zero_key_value_cache(b.num_layers, batch_size, max_length, b.num_key_value_heads, b.head_dim,
-                                    self.compute_dtype)
+                                    b.token_embedding.compute_dtype)
 
     def call_blocks_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """The final-normed hidden states [B, T, D] of `token_ids` at cache_update_index..+T, and the new cache."""
