@@ -78,8 +78,7 @@ def load_folder(folder, fmt, saved, checkpoint=None, **overrides):
 def export_folder(folder, export_dir, head=None, model_name=None, version=1, checkpoint=None, warmup=True,
                   max_seq_length=None, label_names=None, serving_precision="float32", token_ids_signatures=False,
                   split_punctuation=True, max_query_length=None, max_answer_length=None, max_new_tokens=128,
-                  temperature=0.0, top_k=0, seed=0, num_beams=4, length_penalty=0.6, serving_precision="float32",
-                  log=print):
+                  temperature=0.0, top_k=0, seed=0, num_beams=4, length_penalty=0.6, log=print):
     """Export the model in `folder` to `export_dir/<model_name>/<version>/`; returns that path.
 
     `head` chooses among the exports the saved class allows (default: its
@@ -88,21 +87,23 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     (see each `export_*` function); unset ones take the run's saved values.
     `serving_precision` ("float32", "bfloat16" or "int8"; also "fp32",
     "bf16"; tfllm.export.serving_precision) is what the encoder heads compute
-    in, whatever policy the model was trained under; the gpt and translator
-    exports are float32 only for now.
+    in, whatever policy the model was trained under. The gpt export takes
+    float32 or bfloat16 (`export_gpt`'s `precision`: `cast_weights`, decoding
+    without XLA); the translator export is float32 only for now.
     """
     precision = resolve_serving_precision(serving_precision)
     fmt = detect_format(folder)  # once: each call reads config.json and lists the folder
     saved, head = choose_head(folder, fmt, head)
-    if head in ("gpt", "translator") and precision != "float32":
-        raise ConfigError(f"--serving_precision={serving_precision}: the {head} export is float32 only for now "
+    if (head == "translator" and precision != "float32") or (head == "gpt" and precision == "int8"):
+        raise ConfigError(f"--serving_precision={serving_precision}: the {head} export is "
+                          f"{'float32 or bfloat16' if head == 'gpt' else 'float32 only'} for now "
                           "(bfloat16/int8 serve the classifier, tagger, span_qa and embeddings exports)")
     # Weights stored under a mixed policy are float32 variables: loaded as float32, then converted if asked.
     with global_policy("float32"):
         loaded = load_folder(folder, fmt, saved, checkpoint, dtype="float32")
     log(f"restored: {loaded.weights}")
     model, trained = loaded.model, saved_policy(loaded.config)  # config.json as saved (a published one: float32)
-    if precision == "bfloat16":
+    if precision == "bfloat16" and head != "gpt":  # export_gpt makes its own bfloat16 copy (cast_weights)
         model = rebuilt(model, loaded.config, "bfloat16")
     if loaded.config.get("peft"):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
@@ -113,7 +114,7 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
     common = dict(export_dir=export_dir, model_name=model_name or head, version=version, warmup=warmup)
     if head == "gpt":
         return export_gpt(model, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
-                          precision=serving_precision, **common)
+                          precision=precision, **common)
     if head == "translator":
         return export_translator(model, loaded.tokenizer, num_beams=num_beams, length_penalty=length_penalty,
                                  **common)

@@ -126,12 +126,20 @@ def saved_root(module):
         if name.startswith("_"):  # tf.Module's own bookkeeping, and helpers that hold no TensorFlow state
             continue
         if isinstance(value, keras.Model):
-            setattr(root, f"{name}_variables", list(value.variables))
+            setattr(root, f"{name}_variables", _by_path(value.variables))
             if getattr(value, "tokenizer", None) is not None:
                 setattr(root, f"{name}_tokenizer", value.tokenizer)
         else:
             setattr(root, name, value)
     return root
+
+
+def _by_path(variables):
+    """{variable path: variable}, so the SavedModel's checkpoint keys still name each weight's layer."""
+    named = {}
+    for i, variable in enumerate(variables):
+        named[variable.path if variable.path not in named else f"{variable.path}_{i}"] = variable
+    return named
 
 
 def string_batch_spec(name):
