@@ -1,14 +1,17 @@
 """`--torch`: the PyTorch/`transformers` side of the benchmarks (eager, as people run it), when installed.
 
-Each function returns a callable timed like the TensorFlow variants, built
-from the same configuration and the same token arrays; `None` (with the
-reason printed) when torch or transformers is missing. PyTorch uses every
+Each model function returns a callable timed like the TensorFlow variants,
+built from the same configuration and the same token arrays; `None` (with
+the reason printed) when torch or transformers is missing. `fine_tune` is
+the one PyTorch fine-tuning loop of the references (with its data helpers
+`shuffled_batches` and `first_piece_rows`). PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
 import functools
 import importlib.util
 import os
+import time
 
 import numpy as np
 
@@ -114,8 +117,6 @@ def fine_tune(model, batches, steps, learning_rate, warmup_ratio=0.1, weight_dec
     `model(**batch)` with `labels` (at least `steps` of them). Timed from the
     first batch to the last update; `log_every` > 0 prints the loss every so many steps.
     """
-    import time  # noqa: PLC0415
-
     import torch  # noqa: PLC0415  (optional: --torch only, when installed)
     import transformers  # noqa: PLC0415  (optional: --torch only, when installed)
 
