@@ -46,6 +46,8 @@ flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.")
 flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "Tag scheme of the files: iob1 (converted to BIO), "
                   "bio, or auto (IOB1 if any entity starts with I-).")
 flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences (logged).")
+flags.DEFINE_bool("bucket_by_length", True, "Training batches of sentences of similar length (less padding); "
+                  "--nobucket_by_length: batches of freely shuffled sentences, as transformers' DataLoader.")
 common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
                                 lowercase=False, lowercase_help="off: capitals are the best NER cue",
                                 dropout_help="Dropout in the encoder and before the tag layer.",
@@ -108,7 +110,7 @@ def main(_):
     def train_data(ctx):
         return tagging_dataset(
             train_encoded, ctx.get_per_replica_batch_size(FLAGS.batch_size),
-            training=True, seed=FLAGS.seed, input_context=ctx,
+            training=True, seed=FLAGS.seed, input_context=ctx, bucket_by_length=FLAGS.bucket_by_length,
         )
 
     start = time.time()

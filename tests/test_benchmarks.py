@@ -21,6 +21,7 @@ import tensorflow as tf
 from tools.bench.hardware import hardware_line
 from tools.bench.hardware import parse_cpuinfo
 from tools.bench.hardware import read_cpu
+from tools.bench.torch_reference import shuffled_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
@@ -329,3 +330,15 @@ def test_serve_bench_reports_bad_arguments_in_one_line(serve_bench, savedmodels,
     assert exit_info.value.code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message.format(d=savedmodels) in err
+
+
+def test_reference_batches_are_whole_reshuffled_epochs():
+    """The PyTorch references' data order: whole batches, each epoch a new permutation, its tail dropped (as tfllm)."""
+    batches = shuffled_batches(10, 3, list, seed=0)
+    epochs = [[next(batches) for _ in range(3)] for _ in range(2)]
+    for epoch in epochs:
+        seen = [int(i) for batch in epoch for i in batch]
+        assert all(len(batch) == 3 for batch in epoch) and len(set(seen)) == 9 and set(seen) <= set(range(10))
+    assert epochs[0] != epochs[1]
+    again = shuffled_batches(10, 3, list, seed=0)
+    assert [next(again) for _ in range(3)] == epochs[0]  # seeded: the same order again

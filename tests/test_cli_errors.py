@@ -44,6 +44,8 @@ def cases(tmp):
         "tools/benchmark.py": (["no-such-benchmark"], "usage: benchmark.py"),
         "tools/glue_transformers.py": ([f"--train_file={missing_tsv}", f"--eval_file={missing_tsv}",
                                         f"--init_checkpoint={empty}"], f"{missing_tsv}: file not found"),
+        "tools/ner_transformers.py": ([f"--train_file={missing}", f"--eval_file={missing}",
+                                       f"--init_checkpoint={empty}"], f"{missing}: file not found"),
     }
 
 

@@ -19,14 +19,18 @@ import transformers as T
 
 from tests.conftest import SHARED_DATA
 from tests.fresh_process import serve_in_fresh_process
+from tfllm.data.conll import label_vocabulary
 from tfllm.data.conll import read_conll
+from tfllm.data.conll import to_bio
 from tfllm.data.text_classification import read_labeled_text
+from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.export import export_classifier
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.training import create_optimizer
+from tools.bench.torch_reference import first_piece_rows
 
 ATOL = 1e-4
 SEQUENCE_LENGTH = 128
@@ -129,6 +133,30 @@ def test_word_piece_ids_match_hf_fast_tokenizer(minilm_dir, hf_tokenizer, name):
     print(f"{name}: {len(texts)} texts, mismatches by class: {classes}")
     assert not undocumented, f"{len(undocumented)} of {len(texts)} texts differ (text, HF, ours): {undocumented[:3]}"
     assert classes == KNOWN_MISMATCHES[name]
+
+
+@pytest.mark.parametrize("sequence_length", [128, 16])
+def test_ner_inputs_match_the_transformers_reference(minilm_dir, hf_tokenizer, sequence_length):
+    """recipes/tag.py and tools/ner_transformers.py train on the same ids and first-piece labels (CoNLL-2003 valid).
+
+    16 tokens cuts most sentences: both keep the words whose first piece fits.
+    """
+    path = SHARED_DATA / "conll2003" / "valid.txt"
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    sentences, _ = to_bio(read_conll(path))
+    labels = label_vocabulary(sentences)
+    ours = encode_tagged_sentences(
+        sentences, BertPreprocessor.from_pretrained(minilm_dir, sequence_length=sequence_length), labels)
+    theirs = first_piece_rows(hf_tokenizer, sentences, {tag: i for i, tag in enumerate(labels)}, sequence_length)
+    token_ids, tag_ids = ours.token_ids.to_list(), ours.labels.to_list()
+    for i, (ids, targets, words, starts) in enumerate(theirs):
+        assert token_ids[i] == list(ids), f"sentence {i}: {sentences[i].words}"
+        assert list(ours.word_starts[i]) == starts and words == list(range(len(starts))), f"sentence {i}"
+        np.testing.assert_array_equal(np.asarray(tag_ids[i])[starts], targets[starts])
+    assert ours.num_truncated_words == sum(len(s.words) - len(row[2]) for s, row in zip(sentences, theirs))
+    if sequence_length == 16:
+        assert ours.num_truncated_words > 1000  # the cut was exercised
 
 
 def test_save_pretrained_round_trip(minilm, preprocessor, tmp_path):

@@ -206,6 +206,14 @@ def test_dataset_batches_pads_and_shards():
     assert batches[0] == batches[1] and len(batches[0]) == 4  # seeded: the same batches again
 
 
+def test_dataset_without_buckets_batches_shuffled_consecutive_sentences():
+    """tag.py --nobucket_by_length: an epoch is every sentence once, in shuffled order, any lengths together."""
+    enc = encode([TaggedSentence(["EU"] * n, ["B-ORG"] + ["O"] * (n - 1), 1) for n in range(1, 11)])
+    ds = tagging_dataset(enc, 2, training=True, seed=3, bucket_by_length=False)
+    words = [int(w) for _, labels in ds.take(5) for w in labels["label_weights"].numpy().sum(1)]
+    assert sorted(words) == list(range(1, 11)) and words != sorted(words)
+
+
 # --- Entity F1 vs seqeval ---------------------------------------------------
 
 

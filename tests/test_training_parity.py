@@ -5,9 +5,10 @@ same token ids (tokenized once, by the Hugging Face tokenizer). tfllm trains
 through its real `Trainer` with `create_optimizer` (AdamW, no decay for biases
 and LayerNorm, linear warmup + decay, global-norm clipping); its per-step
 losses are read back from the TensorBoard scalars it writes (`log_every=1`).
-`transformers` trains as its users write it: `torch.optim.AdamW` with a
-no-decay group for biases and LayerNorm weights, `get_linear_schedule_with_warmup`,
-`clip_grad_norm_(1.0)`. The 20 losses must agree to 1e-4 relative and the
+`transformers` trains as its users write it, in the PyTorch loop of the
+fine-tuning benchmarks and references (`tools/bench/torch_reference.fine_tune`):
+`torch.optim.AdamW` with a no-decay group for biases and LayerNorm weights,
+`get_linear_schedule_with_warmup`, `clip_grad_norm_(1.0)`. The 20 losses must agree to 1e-4 relative and the
 final weights closely (the weights catch what 20 losses are too coarse to see,
 e.g. one bias decayed on one side only).
 
@@ -37,10 +38,10 @@ from tfllm.models import BertPretrainer  # noqa: E402
 from tfllm.training import Trainer  # noqa: E402
 from tfllm.training import create_optimizer  # noqa: E402
 from tfllm.training import losses  # noqa: E402
+from tools.bench import torch_reference  # noqa: E402  (the PyTorch loop of the fine-tuning references)
 
 STEPS, BATCH, WARMUP, CLIPNORM, EPSILON = 20, 8, 2, 1.0, 1e-6
 RTOL = 1e-4  # on each of the 20 losses
-NO_DECAY = ("bias", "LayerNorm.weight")  # the transformers examples' no-decay names
 
 
 def tfllm_losses(model, loss_fn, features, labels, model_dir, learning_rate, weight_decay):
@@ -64,31 +65,19 @@ def tfllm_losses(model, loss_fn, features, labels, model_dir, learning_rate, wei
 
 
 def torch_losses(model, batches, learning_rate, weight_decay):
-    """The same STEPS updates with torch's AdamW as transformers' users run it; returns the loss at each step."""
-    named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
-              {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, eps=EPSILON)
-    schedule = T.get_linear_schedule_with_warmup(optimizer, WARMUP, STEPS)
-    model.train()  # dropout is 0 in the config; train mode as a user's loop has it
-    result = []
+    """The same STEPS updates in the benchmarks' PyTorch loop (AdamW as transformers' users run it); the losses."""
     # One thread: with two, torch's OpenMP threads wait on each other whenever
     # another process takes a CPU of this shared machine (5 s per MiniLM step
     # instead of 0.5 s). The losses do not depend on it.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        for batch in batches:
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIPNORM)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            result.append(float(loss.detach()))
+    try:  # dropout is 0 in the config; train mode as a user's loop has it
+        _, losses = torch_reference.fine_tune(model, iter(batches), STEPS, learning_rate, WARMUP / STEPS,
+                                              weight_decay, CLIPNORM, EPSILON)
     finally:
         torch.set_num_threads(threads)
-    return np.array(result)
+    assert len(losses) == STEPS
+    return np.array(losses)
 
 
 def assert_losses_agree(ours, theirs):

@@ -17,15 +17,18 @@ machine shared with other jobs (see the flag's help).
 """
 
 import os
-import time
+import sys
 
 import numpy as np
 from absl import flags
 
-from tfllm.cli import run
-from tfllm.data import read_text_examples
-from tfllm.metrics import classification_scores
-from tfllm.metrics import regression_scores
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools.bench, run as a script
+
+from tfllm.cli import run  # noqa: E402
+from tfllm.data import read_text_examples  # noqa: E402
+from tfllm.metrics import classification_scores  # noqa: E402
+from tfllm.metrics import regression_scores  # noqa: E402
+from tools.bench import torch_reference  # noqa: E402  (the shared PyTorch fine-tuning loop)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training TSV/CSV (as recipes/classify.py).", required=True)
@@ -68,7 +71,6 @@ def main(_):
 
     torch.set_num_threads(FLAGS.num_threads or os.cpu_count())
     torch.manual_seed(FLAGS.seed)
-    rng = np.random.default_rng(FLAGS.seed)
     regression = FLAGS.task == "regression"
     tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.init_checkpoint)
     num_labels = 1 if regression else (len(FLAGS.label_names) if FLAGS.label_names else FLAGS.num_classes)
@@ -80,31 +82,15 @@ def main(_):
         return tokenizer(*([t[i] for i in indices] for t in texts), truncation=True,
                          max_length=FLAGS.max_seq_length, padding="longest", return_tensors="pt")
 
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": FLAGS.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=FLAGS.learning_rate, eps=1e-6)
-    steps_per_epoch = max(len(train_labels) // FLAGS.batch_size, 1)
-    total = int(FLAGS.epochs * steps_per_epoch)
-    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(FLAGS.warmup_ratio * total), total)
+    steps = int(FLAGS.epochs * max(len(train_labels) // FLAGS.batch_size, 1))
     label_dtype = torch.float32 if regression else torch.long
 
-    start = time.time()
-    model.train()
-    order = []
-    for step in range(total):
-        if len(order) < FLAGS.batch_size:
-            order = list(rng.permutation(len(train_labels)))
-        indices, order = order[: FLAGS.batch_size], order[FLAGS.batch_size :]
-        outputs = model(**batch(train_texts, indices), labels=torch.tensor(train_labels[indices], dtype=label_dtype))
-        outputs.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), FLAGS.clipnorm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        if (step + 1) % 50 == 0 or step + 1 == total:
-            print(f"step {step + 1}/{total}  loss {outputs.loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
-    train_seconds = time.time() - start
+    def train_batch(indices):
+        return dict(batch(train_texts, indices), labels=torch.tensor(train_labels[indices], dtype=label_dtype))
+
+    train_seconds, _ = torch_reference.fine_tune(
+        model, torch_reference.shuffled_batches(len(train_labels), FLAGS.batch_size, train_batch, FLAGS.seed),
+        steps, FLAGS.learning_rate, FLAGS.warmup_ratio, FLAGS.weight_decay, FLAGS.clipnorm, log_every=50)
 
     model.eval()
     predictions = []

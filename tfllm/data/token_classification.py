@@ -170,6 +170,7 @@ def tagging_dataset(
     input_context=None,
     shuffle_buffer_size=None,
     bucket_boundaries=None,
+    bucket_by_length=True,
 ):
     """A `tf.data.Dataset` of `(features, labels)` batches for token classification.
 
@@ -183,6 +184,8 @@ def tagging_dataset(
     Features: `token_ids`, `segment_ids` (int32 `[B, T]`), `padding_mask` (bool
     `[B, T]`); labels: `labels` (int32 `[B, T]`) and `label_weights` (float32
     `[B, T]`, 0 on padding), padded to the longest row of the batch.
+    `bucket_by_length=False`: training batches of consecutive shuffled
+    sentences of any length, as transformers' DataLoader.
     """
     if input_context is not None and input_context.num_input_pipelines > 1:
         encoded = encoded.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -198,7 +201,8 @@ def tagging_dataset(
     ds = tf.data.Dataset.from_tensor_slices((encoded.token_ids, encoded.labels, encoded.label_weights))
     ds = ds.map(to_example)
     return batch_by_length(ds, batch_size, training, len(encoded), encoded.sequence_length, seed=seed,
-                           shuffle_buffer_size=shuffle_buffer_size, bucket_boundaries=bucket_boundaries)
+                           shuffle_buffer_size=shuffle_buffer_size, bucket_boundaries=bucket_boundaries,
+                           bucket_by_length=bucket_by_length)
 
 
 def predict_word_tags(model, encoded, labels, batch_size=64):

@@ -24,6 +24,7 @@ machine: run it when nothing else does.
 """
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -102,27 +103,9 @@ def run_torch(checkpoint, train, dev, steps, seed, dropout):
                                            generator=torch.Generator().manual_seed(seed))
 
     train_loader, dev_loader = loader(*train, shuffle=True), loader(*dev, shuffle=False)
-    no_decay = ("bias", "LayerNorm.weight")
-    named = list(model.named_parameters())
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": s["weight_decay"]},
-         {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0}],
-        lr=s["learning_rate"], eps=s["epsilon"])
-    schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(s["warmup_ratio"] * steps), steps)
-    model.train()
-    start, step = time.perf_counter(), 0
-    while step < steps:
-        for batch in train_loader:
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s["clipnorm"])
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step == steps:
-                break
-    seconds = time.perf_counter() - start
+    epochs = itertools.chain.from_iterable(itertools.repeat(train_loader))  # a new shuffle each epoch
+    seconds, _ = torch_reference.fine_tune(model, epochs, steps, s["learning_rate"], s["warmup_ratio"],
+                                        s["weight_decay"], s["clipnorm"], s["epsilon"])
     model.eval()
     correct = 0
     with torch.inference_mode():

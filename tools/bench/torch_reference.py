@@ -1,14 +1,17 @@
 """`--torch`: the PyTorch/`transformers` side of the benchmarks (eager, as people run it), when installed.
 
-Each function returns a callable timed like the TensorFlow variants, built
-from the same configuration and the same token arrays; `None` (with the
-reason printed) when torch or transformers is missing. PyTorch uses every
+Each model function returns a callable timed like the TensorFlow variants,
+built from the same configuration and the same token arrays; `None` (with
+the reason printed) when torch or transformers is missing. `fine_tune` is
+the one PyTorch fine-tuning loop of the references (with its data helpers
+`shuffled_batches` and `first_piece_rows`). PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
 import functools
 import importlib.util
 import os
+import time
 
 import numpy as np
 
@@ -99,3 +102,78 @@ def gpt_generate(config, prompts, new_tokens):
                                   use_cache=True)
 
     return generate
+
+
+def fine_tune(model, batches, steps, learning_rate, warmup_ratio=0.1, weight_decay=0.01, clipnorm=1.0,
+              epsilon=1e-6, log_every=0):
+    """Fine-tune a `transformers` model as its users write the loop; returns (training seconds, loss per step).
+
+    The one PyTorch loop of the fine-tuning references (`benchmark.py finetune`,
+    tools/glue_transformers.py, tools/ner_transformers.py; tests/test_training_parity.py
+    checks it against tfllm's Trainer step by step), with tfllm's
+    `create_optimizer` settings: `torch.optim.AdamW` (weight decay off for
+    biases and LayerNorm), `get_linear_schedule_with_warmup`, global-norm
+    clipping, `steps` updates. `batches`: an iterator of keyword dicts for
+    `model(**batch)` with `labels` (at least `steps` of them). Timed from the
+    first batch to the last update; `log_every` > 0 prints the loss every so many steps.
+    """
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
+    import transformers  # noqa: PLC0415  (optional: --torch only, when installed)
+
+    def no_decay(name):
+        return name.endswith("bias") or "LayerNorm" in name
+
+    named = list(model.named_parameters())
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for n, p in named if not no_decay(n)], "weight_decay": weight_decay},
+         {"params": [p for n, p in named if no_decay(n)], "weight_decay": 0.0}], lr=learning_rate, eps=epsilon)
+    schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * steps), steps)
+    model.train()
+    losses = []
+    start = time.perf_counter()
+    for step, batch in zip(range(steps), batches):
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clipnorm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
+            print(f"step {step + 1}/{steps}  loss {losses[-1]:.4f}  {time.perf_counter() - start:.0f} s", flush=True)
+    return time.perf_counter() - start, losses
+
+
+def shuffled_batches(num_examples, batch_size, make_batch, seed):
+    """Endless batches of `batch_size` indices, reshuffled each epoch (`numpy` seeded), through `make_batch`.
+
+    Every batch is whole, like tfllm's: the tail of an epoch shorter than a
+    batch is dropped.
+    """
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(num_examples)
+        for first in range(0, num_examples - batch_size + 1, batch_size):
+            yield make_batch(order[first : first + batch_size])
+
+
+def first_piece_rows(tokenizer, sentences, label_ids, max_length):
+    """Hugging Face's token-classification inputs of tagged sentences (`run_ner.py`'s first-piece labelling).
+
+    `tokenizer`: a `transformers` fast tokenizer; `sentences`: objects with
+    `.words` and `.tags`; `label_ids`: tag -> id (-100 for a tag not in it).
+    Returns, per sentence, (token ids cut to `max_length`, labels: the tag id
+    on each word's first piece and -100 elsewhere, the indices of the words
+    kept, their first-piece positions).
+    """
+    encoded = tokenizer([s.words for s in sentences], is_split_into_words=True, truncation=True,
+                        max_length=max_length)
+    rows = []
+    for i, sentence in enumerate(sentences):
+        word_ids = encoded.word_ids(i)
+        starts = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
+        labels = np.full(len(word_ids), -100, np.int64)
+        for t in starts:
+            labels[t] = label_ids.get(sentence.tags[word_ids[t]], -100)
+        rows.append((encoded["input_ids"][i], labels, [word_ids[t] for t in starts], starts))
+    return rows

@@ -1,0 +1,116 @@
+"""The PyTorch/`transformers` reference for recipes/tag.py (CoNLL-2003 NER): same data, checkpoint and settings.
+
+    python tools/ner_transformers.py --train_file=../shared/data/conll2003/train.txt \
+        --eval_file=../shared/data/conll2003/valid.txt --init_checkpoint=<Hugging Face BERT folder> \
+        --learning_rate=1e-4 --epochs=1
+
+reads the files with tag.py's reader (IOB1 converted to BIO, the same sorted
+label ids) and fine-tunes `transformers.BertForTokenClassification` (dropout
+0.1 in the encoder and before the tag layer) as people run it: Hugging Face's
+fast tokenizer on the words (`is_split_into_words=True`), each word's tag on
+its first piece and -100 on the other pieces and the special tokens (the
+`run_ner.py` default), sentences cut to `--max_seq_length` tokens, batches
+shuffled each epoch and padded to their longest sentence, then the shared
+PyTorch loop (`tools/bench/torch_reference.py`: AdamW without decay on biases
+and LayerNorm, linear warmup then decay to 0, global-norm clipping). A word's
+predicted tag is the argmax at its first piece; words cut off count as "O",
+as in tag.py. Prints tag.py's `eval:` line (`tfllm.metrics.entities`: conlleval's
+exact span match) and the wall time of training.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools.bench, run as a script
+
+from tfllm.cli import run  # noqa: E402
+from tfllm.data.conll import TAG_SCHEMES  # noqa: E402
+from tfllm.data.conll import label_vocabulary  # noqa: E402
+from tfllm.data.conll import read_conll  # noqa: E402
+from tfllm.data.conll import to_bio  # noqa: E402
+from tfllm.metrics.entities import entity_scores  # noqa: E402
+from tools.bench import torch_reference  # noqa: E402  (the shared PyTorch fine-tuning loop)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_file", None, "Training file in CoNLL format (as recipes/tag.py).", required=True)
+flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.", required=True)
+flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "As recipes/tag.py.")
+flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences.")
+flags.DEFINE_string("init_checkpoint", None, "A Hugging Face BERT folder.", required=True)
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per sentence, [CLS] and [SEP] included.")
+flags.DEFINE_integer("batch_size", 32, "Sentences per update.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("epochs", 3, "Passes over the training set.")
+flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of updates with linear warmup.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and LayerNorm).")
+flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the tag layer.")
+flags.DEFINE_integer("seed", 0, "Seed for the tag layer, shuffling and dropout.")
+flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core).", lower_bound=1)
+
+
+def read(path):
+    sentences, _ = to_bio(read_conll(path), FLAGS.tag_scheme, name=f"{path} (--tag_scheme={FLAGS.tag_scheme})")
+    return sentences
+
+
+def main(_):
+    import torch  # noqa: PLC0415  (test extra, not a tfllm dependency)
+    import transformers  # noqa: PLC0415
+
+    torch.set_num_threads(FLAGS.num_threads or os.cpu_count())
+    torch.manual_seed(FLAGS.seed)
+    transformers.logging.set_verbosity_error()  # not the new tag layer's "MISSING" weights report
+    train_sentences = read(FLAGS.train_file)[: FLAGS.max_train_sentences]
+    eval_sentences = read(FLAGS.eval_file)
+    labels = label_vocabulary(train_sentences)
+    label_ids = {tag: i for i, tag in enumerate(labels)}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.init_checkpoint)
+    model = transformers.BertForTokenClassification.from_pretrained(
+        FLAGS.init_checkpoint, num_labels=len(labels), hidden_dropout_prob=FLAGS.dropout,
+        attention_probs_dropout_prob=FLAGS.dropout, classifier_dropout=FLAGS.dropout)
+    train, evaluation = (torch_reference.first_piece_rows(tokenizer, sentences, label_ids, FLAGS.max_seq_length)
+                         for sentences in (train_sentences, eval_sentences))
+
+    def batch(rows, indices, with_labels=True):  # padded to the batch's longest sentence
+        length = max(len(rows[i][0]) for i in indices)
+        ids = torch.full([len(indices), length], tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        targets = torch.full_like(ids, -100)
+        for r, i in enumerate(indices):
+            n = len(rows[i][0])
+            ids[r, :n], mask[r, :n], targets[r, :n] = torch.tensor(rows[i][0]), 1, torch.from_numpy(rows[i][1])
+        features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+        return dict(features, labels=targets) if with_labels else features
+
+    steps = int(FLAGS.epochs * max(len(train) // FLAGS.batch_size, 1))
+    print(f"{len(train)} training sentences, {steps} updates of {FLAGS.batch_size}; {len(labels)} labels", flush=True)
+    train_seconds, _ = torch_reference.fine_tune(
+        model, torch_reference.shuffled_batches(len(train), FLAGS.batch_size, lambda i: batch(train, i), FLAGS.seed),
+        steps, FLAGS.learning_rate, FLAGS.warmup_ratio, FLAGS.weight_decay, FLAGS.clipnorm, log_every=100)
+
+    model.eval()
+    predicted = []
+    with torch.no_grad():
+        for first in range(0, len(evaluation), FLAGS.batch_size):
+            indices = list(range(first, min(first + FLAGS.batch_size, len(evaluation))))
+            classes = model(**batch(evaluation, indices, with_labels=False)).logits.argmax(-1).numpy()
+            for r, i in zip(classes, indices):
+                _, _, words, starts = evaluation[i]
+                tags = ["O"] * len(eval_sentences[i].words)  # words cut off (or without pieces) stay "O"
+                for word, t in zip(words, starts):
+                    tags[word] = labels[r[t]]
+                predicted.append(tags)
+    scores = entity_scores([s.tags for s in eval_sentences], predicted)
+    print(f"eval: entity F1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  recall {scores['recall']:.4f}  "
+          f"accuracy {scores['accuracy']:.4f}  ({scores['gold']} entities, {scores['words']} words of "
+          f"{FLAGS.eval_file}); training {train_seconds:.0f} s", flush=True)
+    for entity_type, s in scores["per_type"].items():
+        print(f"  {entity_type:>8}  F1 {s['f1']:.4f}  precision {s['precision']:.4f}  recall {s['recall']:.4f}  "
+              f"({s['gold']} gold, {s['predicted']} predicted)", flush=True)
+
+
+if __name__ == "__main__":
+    run(main)
