@@ -31,13 +31,18 @@ T = pytest.importorskip("transformers")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tests.conftest import SHARED_DATA  # noqa: E402
+from tfllm.data.conll import read_conll  # noqa: E402
+from tfllm.data.conll import to_bio  # noqa: E402
 from tfllm.data.text_classification import read_labeled_text  # noqa: E402
 from tfllm.models import Bert  # noqa: E402
 from tfllm.models import BertClassifier  # noqa: E402
 from tfllm.models import BertPretrainer  # noqa: E402
+from tfllm.models import BertTokenClassifier  # noqa: E402
 from tfllm.training import Trainer  # noqa: E402
 from tfllm.training import create_optimizer  # noqa: E402
 from tfllm.training import losses  # noqa: E402
+from tfllm.training import tagging_losses  # noqa: E402
 from tools.bench import torch_reference  # noqa: E402  (the PyTorch loop of the fine-tuning references)
 
 STEPS, BATCH, WARMUP, CLIPNORM, EPSILON = 20, 8, 2, 1.0, 1e-6
@@ -89,7 +94,7 @@ def assert_losses_agree(ours, theirs):
     assert np.abs(ours[-1] - ours[0]) > 100 * RTOL * ours[0], "the losses did not move: nothing was compared"
 
 
-def assert_weights_agree(model, initial, hf_folder, cls, rtol=1e-3):
+def assert_weights_agree(model, initial, hf_folder, cls, rtol=1e-3, unused=()):
     """The trained tfllm `model` against the trained HF weights in `hf_folder`, loaded as `cls` (the same layout).
 
     Per variable, the distance between the two results relative to how far
@@ -99,12 +104,13 @@ def assert_weights_agree(model, initial, hf_folder, cls, rtol=1e-3):
     rescales a near-zero gradient, so a float32 rounding there moves an
     element by up to a learning rate (a few of MiniLM's embedding rows).
     Attention key biases are left out: their exact gradient is 0, so they
-    move by such noise alone, differently on each side.
+    move by such noise alone, differently on each side; so are the `unused`
+    paths (a part the task's loss does not reach).
     """
     theirs = cls.from_pretrained(hf_folder)
     relative = {}
     for ours, reference, start in zip(model.trainable_variables, theirs.trainable_variables, initial, strict=True):
-        if ours.path.endswith("key/bias"):
+        if ours.path.endswith("key/bias") or ours.path.startswith(unused):
             continue  # its gradient is 0 (softmax ignores q.b_k, the same for every key): Adam-rescaled rounding
         moved = np.linalg.norm(ours.numpy() - start)
         relative[ours.path] = np.linalg.norm(ours.numpy() - reference.numpy()) / max(moved, 1e-12)
@@ -217,3 +223,51 @@ def test_bert_pretraining_matches_transformers(minilm_dir, sst2_dir, tmp_path):
     assert_losses_agree(ours, theirs)
     reference.save_pretrained(tmp_path / "hf")
     assert_weights_agree(model, initial, tmp_path / "hf", BertPretrainer)
+
+
+def test_minilm_token_classifier_fine_tuning_matches_transformers(minilm_dir, tmp_path):
+    """MiniLM + a new 9-tag head: BertTokenClassifier with tfllm's token-mean loss vs HF's token classifier
+    (loss over the first piece of each word, -100 elsewhere) on CoNLL-2003 valid sentences."""
+    path = SHARED_DATA / "conll2003" / "valid.txt"
+    if not path.exists():
+        pytest.skip("shared CoNLL-2003 data not found")
+    sentences = to_bio(read_conll(path))[0][:STEPS * BATCH]
+    tags = sorted({t for s in sentences for t in s.tags})
+    tokenizer = T.AutoTokenizer.from_pretrained(str(minilm_dir))
+    enc = tokenizer([s.words for s in sentences], is_split_into_words=True, padding="max_length", truncation=True,
+                    max_length=48, return_tensors="np")
+    labels = np.full(enc["input_ids"].shape, -100, np.int64)
+    for i, sentence in enumerate(sentences):
+        word_ids = enc.word_ids(i)
+        for k, w in enumerate(word_ids):
+            if w is not None and (k == 0 or word_ids[k - 1] != w):
+                labels[i, k] = tags.index(sentence.tags[w])
+    features = {"token_ids": enc["input_ids"].astype(np.int32), "segment_ids": enc["token_type_ids"].astype(np.int32),
+                "padding_mask": enc["attention_mask"].astype(bool)}
+    targets = {"labels": np.maximum(labels, 0).astype(np.int32), "label_weights": (labels >= 0).astype(np.float32)}
+
+    learning_rate, weight_decay = 1e-4, 0.01
+    keras.utils.set_random_seed(0)
+    model = BertTokenClassifier(Bert.from_pretrained(minilm_dir, dropout=0.0), num_classes=len(tags), dropout=0.0)
+    kernel, bias = (w.numpy() for w in model.get_layer("logits").weights)
+    reference = T.BertForTokenClassification.from_pretrained(
+        str(minilm_dir), num_labels=len(tags), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        classifier_dropout=0.0)
+    with torch.no_grad():  # tfllm's random head, copied
+        reference.classifier.weight.copy_(torch.from_numpy(kernel.T))
+        reference.classifier.bias.copy_(torch.from_numpy(bias))
+    batches = torch_batches({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
+                             "attention_mask": enc["attention_mask"], "labels": labels})
+
+    initial = [v.numpy() for v in model.backbone.trainable_variables]
+    head_initial = kernel
+    theirs = torch_losses(reference, batches, learning_rate, weight_decay)
+    ours = tfllm_losses(model, tagging_losses.masked_token_loss, features, targets, tmp_path / "tfllm",
+                        learning_rate, weight_decay)
+    assert_losses_agree(ours, theirs)
+    reference.save_pretrained(tmp_path / "hf")
+    # The encoder of HF's token classifier, which has no pooler (tfllm's gets no gradient from tagging).
+    assert_weights_agree(model.backbone, initial, tmp_path / "hf", Bert, unused=("pooler/",))
+    head = model.get_layer("logits").weights[0].numpy()
+    moved = np.linalg.norm(head - head_initial)
+    assert np.linalg.norm(head - reference.classifier.weight.detach().numpy().T) <= 1e-3 * moved
