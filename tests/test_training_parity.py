@@ -119,6 +119,16 @@ def assert_weights_agree(model, initial, hf_folder, cls, rtol=1e-3, unused=()):
     assert relative[worst] <= rtol, f"{worst}: the two results differ by {relative[worst]:.1e} of its movement"
 
 
+def reference_with_head(cls, minilm_dir, kernel, bias):
+    """transformers' `cls` on MiniLM without dropout, its new `classifier` given tfllm's head weights."""
+    reference = cls.from_pretrained(str(minilm_dir), num_labels=kernel.shape[-1], hidden_dropout_prob=0.0,
+                                    attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    with torch.no_grad():
+        reference.classifier.weight.copy_(torch.from_numpy(kernel.T))
+        reference.classifier.bias.copy_(torch.from_numpy(bias))
+    return reference
+
+
 def sst2_rows(sst2_dir, count):
     texts, labels = read_labeled_text(sst2_dir / "train.tsv", num_classes=2)
     return texts[:count], np.asarray(labels[:count], np.int32)
@@ -145,12 +155,7 @@ def test_minilm_classifier_fine_tuning_matches_transformers(minilm_dir, sst2_dir
     model = BertClassifier(backbone, num_classes=2, pooling="cls", dropout=0.0)
     kernel, bias = (w.numpy() for w in model.get_layer("logits").weights)
 
-    reference = T.BertForSequenceClassification.from_pretrained(
-        str(minilm_dir), num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        classifier_dropout=0.0)
-    with torch.no_grad():  # tfllm's random head, copied
-        reference.classifier.weight.copy_(torch.from_numpy(kernel.T))
-        reference.classifier.bias.copy_(torch.from_numpy(bias))
+    reference = reference_with_head(T.BertForSequenceClassification, minilm_dir, kernel, bias)
     batches = torch_batches({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
                              "attention_mask": enc["attention_mask"], "labels": labels})
 
@@ -250,12 +255,7 @@ def test_minilm_token_classifier_fine_tuning_matches_transformers(minilm_dir, tm
     keras.utils.set_random_seed(0)
     model = BertTokenClassifier(Bert.from_pretrained(minilm_dir, dropout=0.0), num_classes=len(tags), dropout=0.0)
     kernel, bias = (w.numpy() for w in model.get_layer("logits").weights)
-    reference = T.BertForTokenClassification.from_pretrained(
-        str(minilm_dir), num_labels=len(tags), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        classifier_dropout=0.0)
-    with torch.no_grad():  # tfllm's random head, copied
-        reference.classifier.weight.copy_(torch.from_numpy(kernel.T))
-        reference.classifier.bias.copy_(torch.from_numpy(bias))
+    reference = reference_with_head(T.BertForTokenClassification, minilm_dir, kernel, bias)
     batches = torch_batches({"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
                              "attention_mask": enc["attention_mask"], "labels": labels})
 

@@ -40,19 +40,8 @@ flags.DEFINE_string("label_column", "label", "Column of the label.")
 flags.DEFINE_enum("task", "classification", ["classification", "regression"], "As recipes/classify.py.")
 flags.DEFINE_list("label_names", None, "Class names in id order.")
 flags.DEFINE_integer("num_classes", 2, "Classes when no --label_names.")
-flags.DEFINE_string("init_checkpoint", None, "A Hugging Face BERT folder.", required=True)
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per pair (longest-first truncation).")
-flags.DEFINE_integer("batch_size", 32, "Examples per update.")
-flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
-flags.DEFINE_float("epochs", 3, "Passes over the training set.")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of updates with linear warmup.")
-flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and LayerNorm).")
-flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
-flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the classifier.")
-flags.DEFINE_integer("seed", 0, "Seed for the head, shuffling and dropout.")
-flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core). On a machine "
-                     "shared with other jobs 1 may be faster: OpenMP waits at the end of every "
-                     "op for its slowest thread, and a descheduled thread stalls them all.", lower_bound=1)
+torch_reference.define_fine_tuning_flags("Examples", "classifier")
 
 
 def read(path):

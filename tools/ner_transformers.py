@@ -38,17 +38,8 @@ flags.DEFINE_string("train_file", None, "Training file in CoNLL format (as recip
 flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.", required=True)
 flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "As recipes/tag.py.")
 flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences.")
-flags.DEFINE_string("init_checkpoint", None, "A Hugging Face BERT folder.", required=True)
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per sentence, [CLS] and [SEP] included.")
-flags.DEFINE_integer("batch_size", 32, "Sentences per update.")
-flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
-flags.DEFINE_float("epochs", 3, "Passes over the training set.")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of updates with linear warmup.")
-flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and LayerNorm).")
-flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
-flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder and before the tag layer.")
-flags.DEFINE_integer("seed", 0, "Seed for the tag layer, shuffling and dropout.")
-flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core).", lower_bound=1)
+torch_reference.define_fine_tuning_flags("Sentences", "tag layer")
 
 
 def read(path):

@@ -14,6 +14,7 @@ import os
 import time
 
 import numpy as np
+from absl import flags
 
 
 @functools.cache  # once per process: the message, the thread count and the seed
@@ -177,3 +178,20 @@ def first_piece_rows(tokenizer, sentences, label_ids, max_length):
             labels[t] = label_ids.get(sentence.tags[word_ids[t]], -100)
         rows.append((encoded["input_ids"][i], labels, [word_ids[t] for t in starts], starts))
     return rows
+
+
+def define_fine_tuning_flags(unit, head):
+    """The flags the transformers reference tools share (recipes' names and defaults): checkpoint, optimizer,
+    schedule, dropout, seed and threads. `unit` names a training row ("Examples"), `head` the new output layer."""
+    flags.DEFINE_string("init_checkpoint", None, "A Hugging Face BERT folder.", required=True)
+    flags.DEFINE_integer("batch_size", 32, f"{unit} per update.")
+    flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+    flags.DEFINE_float("epochs", 3, "Passes over the training set.")
+    flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of updates with linear warmup.")
+    flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases and LayerNorm).")
+    flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+    flags.DEFINE_float("dropout", 0.1, f"Dropout in the encoder and before the {head}.")
+    flags.DEFINE_integer("seed", 0, f"Seed for the {head}, shuffling and dropout.")
+    flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core). On a machine "
+                         "shared with other jobs 1 may be faster: OpenMP waits at the end of every "
+                         "op for its slowest thread, and a descheduled thread stalls them all.", lower_bound=1)
