@@ -81,13 +81,8 @@ def main(_):
         model, torch_reference.shuffled_batches(len(train_labels), FLAGS.batch_size, train_batch, FLAGS.seed),
         steps, FLAGS.learning_rate, FLAGS.warmup_ratio, FLAGS.weight_decay, FLAGS.clipnorm, log_every=50)
 
-    model.eval()
-    predictions = []
-    with torch.no_grad():
-        for first in range(0, len(eval_labels), FLAGS.batch_size):
-            indices = list(range(first, min(first + FLAGS.batch_size, len(eval_labels))))
-            predictions.append(model(**batch(eval_texts, indices)).logits.numpy())
-    outputs = np.concatenate(predictions)
+    outputs = np.concatenate(torch_reference.predicted_logits(model, torch_reference.ordered_batches(
+        len(eval_labels), FLAGS.batch_size, lambda indices: batch(eval_texts, indices))))
     if regression:
         mse = float(np.mean((outputs[:, 0] - eval_labels) ** 2))
         results = dict(regression_scores(eval_labels, outputs[:, 0]), loss=mse)

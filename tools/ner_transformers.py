@@ -82,18 +82,15 @@ def main(_):
         model, torch_reference.shuffled_batches(len(train), FLAGS.batch_size, lambda i: batch(train, i), FLAGS.seed),
         steps, FLAGS.learning_rate, FLAGS.warmup_ratio, FLAGS.weight_decay, FLAGS.clipnorm, log_every=100)
 
-    model.eval()
+    logits = torch_reference.predicted_logits(model, torch_reference.ordered_batches(
+        len(evaluation), FLAGS.batch_size, lambda indices: batch(evaluation, indices, with_labels=False)))
     predicted = []
-    with torch.no_grad():
-        for first in range(0, len(evaluation), FLAGS.batch_size):
-            indices = list(range(first, min(first + FLAGS.batch_size, len(evaluation))))
-            classes = model(**batch(evaluation, indices, with_labels=False)).logits.argmax(-1).numpy()
-            for r, i in zip(classes, indices):
-                _, _, words, starts = evaluation[i]
-                tags = ["O"] * len(eval_sentences[i].words)  # words cut off (or without pieces) stay "O"
-                for word, t in zip(words, starts):
-                    tags[word] = labels[r[t]]
-                predicted.append(tags)
+    for i, r in enumerate(row for block in logits for row in block.argmax(-1)):
+        _, _, words, starts = evaluation[i]
+        tags = ["O"] * len(eval_sentences[i].words)  # words cut off (or without pieces) stay "O"
+        for word, t in zip(words, starts):
+            tags[word] = labels[r[t]]
+        predicted.append(tags)
     scores = entity_scores([s.tags for s in eval_sentences], predicted)
     print(f"eval: entity F1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  recall {scores['recall']:.4f}  "
           f"accuracy {scores['accuracy']:.4f}  ({scores['gold']} entities, {scores['words']} words of "

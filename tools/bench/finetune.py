@@ -106,12 +106,8 @@ def run_torch(checkpoint, train, dev, steps, seed, dropout):
     epochs = itertools.chain.from_iterable(itertools.repeat(train_loader))  # a new shuffle each epoch
     seconds, _ = torch_reference.fine_tune(model, epochs, steps, s["learning_rate"], s["warmup_ratio"],
                                         s["weight_decay"], s["clipnorm"], s["epsilon"])
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for batch in dev_loader:
-            correct += int((model(**batch).logits.argmax(-1) == batch["labels"]).sum())
-    return seconds, correct / len(dev[0])
+    predicted = np.concatenate(torch_reference.predicted_logits(model, dev_loader)).argmax(-1)
+    return seconds, float(np.mean(predicted == np.asarray(dev[1])))
 
 
 def _row(name, seed, seconds, examples, accuracy):

@@ -158,6 +158,21 @@ def shuffled_batches(num_examples, batch_size, make_batch, seed):
             yield make_batch(order[first : first + batch_size])
 
 
+def ordered_batches(num_examples, batch_size, make_batch):
+    """Batches of `batch_size` indices in order (the last one may be shorter), through `make_batch`: evaluation."""
+    for first in range(0, num_examples, batch_size):
+        yield make_batch(np.arange(first, min(first + batch_size, num_examples)))
+
+
+def predicted_logits(model, batches):
+    """`model`'s logits on each of `batches` (keyword dicts), in eval mode without gradients: numpy, in order."""
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
+
+    model.eval()
+    with torch.inference_mode():
+        return [model(**batch).logits.numpy() for batch in batches]
+
+
 def first_piece_rows(tokenizer, sentences, label_ids, max_length):
     """Hugging Face's token-classification inputs of tagged sentences (`run_ner.py`'s first-piece labelling).
 
