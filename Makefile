@@ -43,7 +43,7 @@ demo: $(VENV)/.installed-runtime
 # (a trained toy run, a set of exports) is built once instead of once per worker.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=15 tests
 
 clean:
 	rm -rf runs

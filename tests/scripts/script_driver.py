@@ -13,7 +13,6 @@ seconds starting TensorFlow). Between jobs, as between processes:
 """
 
 import contextlib
-import gc
 import io
 import json
 import os
@@ -82,8 +81,7 @@ def forget(folder):
         if os.path.dirname(os.path.abspath(path)) == folder:
             del sys.modules[name]
     keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
-    gc.collect()
+    keras.backend.clear_session()  # also collects garbage (its free_memory=True)
 
 
 def main():
