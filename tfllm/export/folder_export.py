@@ -10,9 +10,7 @@ from tfllm.export.classifier_export import export_classifier
 from tfllm.export.embeddings_export import export_embeddings
 from tfllm.export.gpt_export import export_gpt
 from tfllm.export.serving_precision import DESCRIPTIONS
-from tfllm.export.serving_precision import global_policy
 from tfllm.export.serving_precision import quantize_int8
-from tfllm.export.serving_precision import rebuilt
 from tfllm.export.serving_precision import resolve_serving_precision
 from tfllm.export.serving_precision import saved_policy
 from tfllm.export.serving_precision import spec_of
@@ -22,9 +20,11 @@ from tfllm.export.translation_export import export_translator
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import LoadedModel
+from tfllm.models import cast_weights
 from tfllm.models import load
 from tfllm.models.pretrained import detect_format
 from tfllm.models.pretrained import read_config
+from tfllm.models.weight_casting import dtype_policy
 from tfllm.peft import merge_lora
 from tfllm.tokenizers import load_tokenizer
 
@@ -99,12 +99,12 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
                           f"{'float32 or bfloat16' if head == 'gpt' else 'float32 only'} for now "
                           "(bfloat16/int8 serve the classifier, tagger, span_qa and embeddings exports)")
     # Weights stored under a mixed policy are float32 variables: loaded as float32, then converted if asked.
-    with global_policy("float32"):
+    with dtype_policy("float32"):
         loaded = load_folder(folder, fmt, saved, checkpoint, dtype="float32")
     log(f"restored: {loaded.weights}")
     model, trained = loaded.model, saved_policy(loaded.config)  # config.json as saved (a published one: float32)
-    if precision == "bfloat16" and head != "gpt":  # export_gpt makes its own bfloat16 copy (cast_weights)
-        model = rebuilt(model, loaded.config, "bfloat16")
+    if precision == "bfloat16":
+        model = cast_weights(model, "bfloat16", spec=loaded.config)
     if loaded.config.get("peft"):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
     if precision == "int8":

@@ -4,13 +4,15 @@ Nothing here depends on the family: the loop runs the model's own `_build_cache`
 and `_next` (`tfllm.models.causal_lm.CausalLM`), whatever its cache holds.
 """
 
+import keras
 import tensorflow as tf
 
 from tfllm import generation
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import string_batch_spec
-from tfllm.models.causal_lm import cast_weights
+from tfllm.models.weight_casting import DTYPE_ALIASES
+from tfllm.models.weight_casting import cast_weights
 from tfllm.tokenizers.strings import as_text
 
 
@@ -127,9 +129,12 @@ def export_gpt(lm, export_dir, model_name="gpt", version=1, warmup=True, precisi
     multiplied by oneDNN's bfloat16 kernels on CPUs with AVX512_BF16 or AMX;
     logits and sampling stay float32. The export runs without XLA, so its
     tokens are those of the in-process `cast_weights(lm).generate(...)`.
+    A model whose weights already are `precision` (`export_folder` casts every
+    head the same way) is exported as it is.
     `options`: `max_new_tokens`, `temperature`, `top_k`, `seed`, `stop_token_ids`, `max_length` (see the module).
     """
-    if precision != "float32":
+    precision = DTYPE_ALIASES.get(precision, precision)
+    if keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype) != precision:
         lm = cast_weights(lm, precision)
     module = GptGenerationServingModule(lm, **options)
     return export_module(module, module.signatures(), export_dir, model_name, version,

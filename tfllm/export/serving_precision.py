@@ -17,13 +17,11 @@
 `bf16` and `fp32` are accepted spellings.
 """
 
-import contextlib
 import warnings
 
 import keras
 
 from tfllm.errors import ConfigError
-from tfllm.models.pretrained import build
 
 SERVING_PRECISIONS = ("float32", "bfloat16", "int8")
 _SPELLINGS = {"fp32": "float32", "bf16": "bfloat16"}
@@ -68,31 +66,6 @@ def quantize_int8(model):
         model.quantize("int8", type_check=False)
 
 
-@contextlib.contextmanager
-def global_policy(name):
-    """Keras' global dtype policy set to `name` for the block. Task heads take the backbone's policy, which
-    is the global one when the model is built (as in training under --mixed_precision)."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def rebuilt(model, spec, policy="bfloat16"):
-    """A copy of the float32 `model` built from `spec` (its config.json, or the serialization of a published
-    model) under the Keras dtype `policy` ("bfloat16": the same weights rounded to bfloat16).
-
-    Rebuilt rather than cast in place: a Keras layer's variables take their dtype at creation. `spec`
-    re-applies any PEFT layers, so the weight lists line up one to one.
-    """
-    with global_policy(policy):
-        rebuilt = build(spec, {"dtype": policy}, getattr(model, "tokenizer", None))
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
-
-
 def spec_of(model, class_name):
-    """A config.json-like spec for a model loaded from a published folder (no PEFT), for `rebuilt`."""
+    """A config.json-like spec for a model loaded from a published folder (no PEFT), for `cast_weights`."""
     return {"tfllm_class": class_name, "model": keras.saving.serialize_keras_object(model)}

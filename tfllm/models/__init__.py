@@ -14,7 +14,6 @@ from tfllm.models.bert.bert_span_qa import BertSpanQA
 from tfllm.models.bert.bert_token_classifier import BertTokenClassifier
 from tfllm.models.bert.electra_discriminator import ElectraDiscriminator
 from tfllm.models.bert.roberta_preprocessor import RobertaPreprocessor
-from tfllm.models.causal_lm import cast_weights
 from tfllm.models.gpt.gpt_backbone import Gpt
 from tfllm.models.gpt.gpt_causal_lm import GptCausalLM
 from tfllm.models.llama.llama_backbone import Llama
@@ -25,3 +24,4 @@ from tfllm.models.pretrained import save_config
 from tfllm.models.pretrained import save_pretrained
 from tfllm.models.pretrained import save_weights
 from tfllm.models.seq2seq.seq2seq_transformer import Seq2SeqTransformer
+from tfllm.models.weight_casting import cast_weights

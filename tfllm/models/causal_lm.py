@@ -16,46 +16,13 @@ import numpy as np
 from keras import ops
 
 from tfllm import generation
-from tfllm.errors import ConfigError
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
 
-# Weight dtypes `cast_weights` accepts: float32 (a plain copy) or half-width floats; and their short names.
-WEIGHT_DTYPES = ("float32", "bfloat16", "float16")
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def cast_weights(lm, dtype="bfloat16"):
-    """A copy of the causal LM `lm` whose weights, activations and key/value cache are `dtype`; logits stay float32.
-
-    Decoding reads every weight once per step, so at small batch sizes it is
-    bound by memory bandwidth: bfloat16 weights halve the bytes. The copy is
-    built under Keras' plain `dtype` policy (not `mixed_bfloat16`, which keeps
-    float32 variables); norms and the attention softmax still compute in
-    float32 (the layers cast), and `call_with_cache` returns float32 logits, so
-    sampling is unchanged. Its `generate` runs without XLA by default: XLA's
-    CPU backend has no bfloat16 matmul and converts the weights to float32
-    once per call, reading as many bytes as the float32 model
-    (`benchmark.py decode-profile`), while TensorFlow's oneDNN kernels
-    multiply in bfloat16 on CPUs with AVX512_BF16 or AMX.
-    """
-    dtype = DTYPE_ALIASES.get(dtype, dtype)
-    if dtype not in WEIGHT_DTYPES:
-        raise ConfigError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-    config = lm.backbone.get_config()
-    config["dtype"] = dtype
-    backbone = type(lm.backbone).from_config(config)
-    copy = type(lm)(backbone, tokenizer=lm.tokenizer, **lm.head_config())
-    if len(copy.weights) != len(lm.weights):
-        raise ValueError(f"cast_weights: {len(copy.weights)} weights in the copy, {len(lm.weights)} in the model")
-    for target, source in zip(copy.weights, lm.weights):
-        target.assign(ops.cast(source, target.dtype))
-    return copy
-
 
 def weights_are_half_precision(lm):
-    """Whether `lm`'s backbone keeps its variables in bfloat16 or float16 (see `cast_weights`)."""
+    """Whether `lm`'s backbone keeps its variables in bfloat16 or float16 (see `tfllm.models.cast_weights`)."""
     # (a layer's policy: a functional Keras model keeps float32 as its own whatever its layers hold)
     return keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype) in ("bfloat16", "float16")
 

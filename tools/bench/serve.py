@@ -45,12 +45,11 @@ from tfllm.data.text_classification import read_table_column
 from tfllm.export import export_classifier
 from tfllm.export import export_folder
 from tfllm.export.serving_precision import quantize_int8
-from tfllm.export.serving_precision import rebuilt
 from tfllm.export.serving_precision import resolve_serving_precision
-from tfllm.export.serving_precision import spec_of
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
+from tfllm.models import cast_weights
 from tools.bench.clients import closed_loop_clients
 from tools.bench.clients import latency_summary
 from tools.bench.text import read_texts
@@ -78,7 +77,7 @@ def at_precision(model, precision):
     copy quantized to int8 (`model` itself stays float32)."""
     if precision == "float32":
         return model
-    copy = rebuilt(model, spec_of(model, "BertClassifier"), "bfloat16" if precision == "bfloat16" else "float32")
+    copy = cast_weights(model, "bfloat16" if precision == "bfloat16" else "float32")
     if precision == "int8":
         quantize_int8(copy)
     return copy

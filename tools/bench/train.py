@@ -15,7 +15,6 @@ matmuls per layer. `--precisions=fp32,bf16` adds both sides under the
 tfllm fp32 and to keras-hub at the same policy.
 """
 
-import contextlib
 import os
 import re
 import tempfile
@@ -36,6 +35,7 @@ from tfllm.models import BertClassifier
 from tfllm.models import BertPreprocessor
 from tfllm.models import Gpt
 from tfllm.models import GptCausalLM
+from tfllm.models.weight_casting import dtype_policy
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import losses
@@ -126,16 +126,6 @@ def input_wait_share(flags, config):
 # --precisions: name -> (Keras dtype policy, suffix of the variant names). bf16 is `--mixed_precision=bf16`:
 # bfloat16 compute, float32 weights; both sides are built under the same policy.
 PRECISIONS = {"fp32": ("float32", ""), "bf16": ("mixed_bfloat16", " bf16")}
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Build models under the Keras global dtype policy `name`; float32 again afterwards."""
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def precision_summary(times):
