@@ -46,6 +46,8 @@ def cases(tmp):
                                         f"--init_checkpoint={empty}"], f"{missing_tsv}: file not found"),
         "tools/ner_transformers.py": ([f"--train_file={missing}", f"--eval_file={missing}",
                                        f"--init_checkpoint={empty}"], f"{missing}: file not found"),
+        "tools/qa_transformers.py": ([f"--train_file={missing}", f"--init_checkpoint={empty}"],
+                                     f"{missing}: file not found"),
     }
 
 

@@ -22,6 +22,8 @@ from tests.fresh_process import serve_in_fresh_process
 from tfllm.data.conll import label_vocabulary
 from tfllm.data.conll import read_conll
 from tfllm.data.conll import to_bio
+from tfllm.data.squad import read_squad
+from tfllm.data.squad import squad_features
 from tfllm.data.text_classification import read_labeled_text
 from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.export import export_classifier
@@ -31,6 +33,7 @@ from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.training import create_optimizer
 from tools.bench.torch_reference import first_piece_rows
+from tools.bench.torch_reference import question_answering_windows
 
 ATOL = 1e-4
 SEQUENCE_LENGTH = 128
@@ -157,6 +160,54 @@ def test_ner_inputs_match_the_transformers_reference(minilm_dir, hf_tokenizer, s
     assert ours.num_truncated_words == sum(len(s.words) - len(row[2]) for s, row in zip(sentences, theirs))
     if sequence_length == 16:
         assert ours.num_truncated_words > 1000  # the cut was exercised
+
+
+def _windows(features):
+    return [(list(features.token_ids[w]), list(features.segment_ids[w]), int(features.start_positions[w]),
+             int(features.end_positions[w])) for w in range(len(features))]
+
+
+@pytest.mark.parametrize(("articles", "max_query_length"), [(slice(0, 2), 64), (slice(1, 2), 8)])
+def test_squad_windows_match_the_transformers_reference(minilm_dir, hf_tokenizer, articles, max_query_length):
+    """recipes/qa.py and tools/qa_transformers.py train on the same windows (ids, segments, answer tokens) of
+    SQuAD dev, except where a context needs several windows: HF's `stride` (run_qa.py passes --doc_stride=128 to
+    it) is the overlap of two windows, qa.py's the distance of their starts. Those windows are qa.py's with
+    doc_stride = window length - 128. A window without the whole answer is [CLS], (0, 0), in both.
+    max_query_length=8 cuts most questions: both keep their first 8 pieces.
+    """
+    path = SHARED_DATA / "squad" / "dev-v1.1.json"
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    examples = read_squad(path, articles)
+    preprocessor = BertPreprocessor.from_pretrained(minilm_dir, sequence_length=384)
+    ours = squad_features(examples, preprocessor, 384, 128, max_query_length)
+    rows, truncated = question_answering_windows(hf_tokenizer, examples, 384, 128, max_query_length)
+    assert truncated == ours.stats["truncated_questions"]
+    theirs = {}
+    for ids, types, start, end, e, _ in rows:
+        theirs.setdefault(e, []).append((ids, types, start, end))
+    windows = _windows(ours)
+    same, several = 0, []
+    for e, want in theirs.items():
+        got = [windows[w] for w in np.flatnonzero(ours.example_index == e)]
+        if len(want) == 1:
+            assert got == want, f"question {examples[e].id}"
+            same += 1
+        else:
+            assert got[0] == want[0], f"question {examples[e].id}: first window"
+            several.append(e)
+    for e in several:  # HF's windows start every (window length - stride) tokens
+        window_length = 384 - 3 - len(theirs[e][0][0][1 : theirs[e][0][0].index(hf_tokenizer.sep_token_id)])
+        assert _windows(squad_features([examples[e]], preprocessor, 384, window_length - 128, max_query_length)) \
+            == theirs[e], f"question {examples[e].id}"
+    without_answer = sum(start == end == 0 for *_, start, end, _, _ in rows)
+    print(f"{len(examples)} questions ({truncated} cut): {same} one window, equal; {len(several)} several "
+          f"({len(rows) - same} HF windows, {len(ours) - same} tfllm windows, first ones equal); "
+          f"{without_answer} HF windows target [CLS]")
+    if articles == slice(0, 2):  # as measured
+        assert (len(examples), same, len(several), len(rows), len(ours)) == (1057, 1037, 20, 1077, 1077)
+    else:
+        assert truncated > len(examples) // 2
 
 
 def test_save_pretrained_round_trip(minilm, preprocessor, tmp_path):

@@ -4,7 +4,7 @@ Each model function returns a callable timed like the TensorFlow variants,
 built from the same configuration and the same token arrays; `None` (with
 the reason printed) when torch or transformers is missing. `fine_tune` is
 the one PyTorch fine-tuning loop of the references (with its data helpers
-`shuffled_batches` and `first_piece_rows`). PyTorch uses every
+`shuffled_batches`, `first_piece_rows` and `question_answering_windows`). PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
@@ -164,13 +164,18 @@ def ordered_batches(num_examples, batch_size, make_batch):
         yield make_batch(np.arange(first, min(first + batch_size, num_examples)))
 
 
-def predicted_logits(model, batches):
-    """`model`'s logits on each of `batches` (keyword dicts), in eval mode without gradients: numpy, in order."""
+def predicted_logits(model, batches, names=("logits",)):
+    """`model`'s logits on each of `batches` (keyword dicts), in eval mode without gradients: numpy, in order.
+
+    `names`: the outputs to return; with several (a question-answering
+    model's `("start_logits", "end_logits")`) each batch gives a tuple.
+    """
     import torch  # noqa: PLC0415  (optional: --torch only, when installed)
 
     model.eval()
     with torch.inference_mode():
-        return [model(**batch).logits.numpy() for batch in batches]
+        outputs = [tuple(out[name].numpy() for name in names) for out in (model(**batch) for batch in batches)]
+    return [out[0] for out in outputs] if len(names) == 1 else outputs
 
 
 def first_piece_rows(tokenizer, sentences, label_ids, max_length):
@@ -210,3 +215,52 @@ def define_fine_tuning_flags(unit, head):
     flags.DEFINE_integer("num_threads", None, "PyTorch intra-op threads (default: every core). On a machine "
                          "shared with other jobs 1 may be faster: OpenMP waits at the end of every "
                          "op for its slowest thread, and a descheduled thread stalls them all.", lower_bound=1)
+
+
+def question_answering_windows(tokenizer, examples, max_length, stride, max_query_length):
+    """Hugging Face's `run_qa.py` windows of SQuAD questions (`prepare_train_features`), labelled, with offsets.
+
+    `tokenizer`: a `transformers` fast tokenizer; `examples`: tfllm
+    `SquadExample`s. Question first (`lstrip`ped), the context cut with
+    `truncation="only_second"`, `max_length` and `stride` (HF's stride is
+    the overlap of consecutive windows, not the distance of their starts as
+    BERT's and tfllm's `doc_stride`: run_qa.py passes `--doc_stride` to it
+    all the same, and so does this). Questions of more than
+    `max_query_length` pieces are cut first (as tfllm does; HF does not),
+    at the end of their last piece kept. A window's labels are the tokens of
+    the first answer's first and last characters (run_qa.py's offset
+    walk), or 0, 0 ([CLS]) when the answer is not wholly inside the window.
+    Returns `(rows, truncated questions)`; a row per window is `(input_ids,
+    token_type_ids, start, end, example index, offsets)`, offsets `(char
+    start, char end)` for context tokens and None elsewhere.
+    """
+    questions = [e.question.lstrip() for e in examples]
+    truncated = 0
+    pieces = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    for i, offsets in enumerate(pieces):
+        if len(offsets) > max_query_length:
+            questions[i] = questions[i][: offsets[max_query_length - 1][1]]
+            truncated += 1
+    encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second", max_length=max_length,
+                        stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    rows = []
+    for w, (ids, offsets) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"])):
+        sequence_ids = encoded.sequence_ids(w)
+        example = examples[encoded["overflow_to_sample_mapping"][w]]
+        context = [t for t, s in enumerate(sequence_ids) if s == 1]
+        first, last = context[0], context[-1]
+        answer_start = example.answer_starts[0]
+        answer_end = answer_start + len(example.answers[0])
+        start = end = 0
+        if offsets[first][0] <= answer_start and offsets[last][1] >= answer_end:
+            start = first
+            while start < len(offsets) and offsets[start][0] <= answer_start:
+                start += 1
+            start -= 1
+            end = last
+            while offsets[end][1] >= answer_end:
+                end -= 1
+            end += 1
+        rows.append((ids, encoded["token_type_ids"][w], start, end, encoded["overflow_to_sample_mapping"][w],
+                     [tuple(o) if s == 1 else None for o, s in zip(offsets, sequence_ids)]))
+    return rows, truncated
