@@ -213,8 +213,10 @@ def predict_word_tags(model, encoded, labels, batch_size=64):
         encoded: an `EncodedSentences`.
         labels: the label vocabulary (tag of each class id).
     """
+    # autograph=False, as Keras' own predict step (`do_not_convert`): AutoGraph would re-parse this whole module
+    # with gast to find the lambda, for a call with no Python control flow.
     predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32),
-                          reduce_retracing=True)
+                          reduce_retracing=True, autograph=False)
     predictions = []
     for features, _ in tagging_dataset(encoded, batch_size, training=False):
         predictions.extend(predict(features).numpy())
