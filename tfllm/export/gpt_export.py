@@ -4,13 +4,13 @@ Nothing here depends on the family: the loop runs the model's own `_build_cache`
 and `_next` (`tfllm.models.causal_lm.CausalLM`), whatever its cache holds.
 """
 
-import keras
 import tensorflow as tf
 
 from tfllm import generation
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import string_batch_spec
+from tfllm.models.causal_lm import weights_dtype
 from tfllm.models.weight_casting import DTYPE_ALIASES
 from tfllm.models.weight_casting import cast_weights
 from tfllm.tokenizers.strings import as_text
@@ -134,7 +134,7 @@ def export_gpt(lm, export_dir, model_name="gpt", version=1, warmup=True, precisi
     `options`: `max_new_tokens`, `temperature`, `top_k`, `seed`, `stop_token_ids`, `max_length` (see the module).
     """
     precision = DTYPE_ALIASES.get(precision, precision)
-    if keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype) != precision:
+    if weights_dtype(lm) != precision:
         lm = cast_weights(lm, precision)
     module = GptGenerationServingModule(lm, **options)
     return export_module(module, module.signatures(), export_dir, model_name, version,

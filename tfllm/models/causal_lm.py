@@ -21,10 +21,11 @@ from tfllm.models.task import as_float32
 from tfllm.tokenizers.strings import as_text
 
 
-def weights_are_half_precision(lm):
-    """Whether `lm`'s backbone keeps its variables in bfloat16 or float16 (see `tfllm.models.cast_weights`)."""
+def weights_dtype(lm):
+    """The dtype `lm`'s backbone keeps its variables in: "float32", or "bfloat16"/"float16" after
+    `tfllm.models.cast_weights`."""
     # (a layer's policy: a functional Keras model keeps float32 as its own whatever its layers hold)
-    return keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype) in ("bfloat16", "float16")
+    return keras.backend.standardize_dtype(lm.backbone.token_embedding.variable_dtype)
 
 
 class CausalLM(Task):
@@ -114,7 +115,7 @@ class CausalLM(Task):
                        for p in self.tokenizer([prompts] if single else list(prompts))]
         prompts = [list(np.asarray(p).tolist()) for p in prompts]
         if jit_compile is None:
-            jit_compile = not weights_are_half_precision(self)
+            jit_compile = weights_dtype(self) not in ("bfloat16", "float16")
         if top_k is not None:
             top_k = min(top_k, self.backbone.vocabulary_size)  # k past the vocabulary means "all"
         options = dict(temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, seed=seed)
