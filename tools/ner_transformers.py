@@ -48,14 +48,14 @@ def read(path):
 
 
 def main(_):
+    train_sentences = read(FLAGS.train_file)[: FLAGS.max_train_sentences]  # bad data fails before the slow imports
+    eval_sentences = read(FLAGS.eval_file)
     import torch  # noqa: PLC0415  (test extra, not a tfllm dependency)
     import transformers  # noqa: PLC0415
 
     torch.set_num_threads(FLAGS.num_threads or os.cpu_count())
     torch.manual_seed(FLAGS.seed)
     transformers.logging.set_verbosity_error()  # not the new tag layer's "MISSING" weights report
-    train_sentences = read(FLAGS.train_file)[: FLAGS.max_train_sentences]
-    eval_sentences = read(FLAGS.eval_file)
     labels = label_vocabulary(train_sentences)
     label_ids = {tag: i for i, tag in enumerate(labels)}
     tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.init_checkpoint)
@@ -66,15 +66,11 @@ def main(_):
                          for sentences in (train_sentences, eval_sentences))
 
     def batch(rows, indices, with_labels=True):  # padded to the batch's longest sentence
-        length = max(len(rows[i][0]) for i in indices)
-        ids = torch.full([len(indices), length], tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        targets = torch.full_like(ids, -100)
-        for r, i in enumerate(indices):
-            n = len(rows[i][0])
-            ids[r, :n], mask[r, :n], targets[r, :n] = torch.tensor(rows[i][0]), 1, torch.from_numpy(rows[i][1])
+        ids, mask = torch_reference.padded([rows[i][0] for i in indices], tokenizer.pad_token_id)
         features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
-        return dict(features, labels=targets) if with_labels else features
+        if not with_labels:
+            return features
+        return dict(features, labels=torch_reference.padded([rows[i][1] for i in indices], -100)[0])
 
     steps = int(FLAGS.epochs * max(len(train) // FLAGS.batch_size, 1))
     print(f"{len(train)} training sentences, {steps} updates of {FLAGS.batch_size}; {len(labels)} labels", flush=True)

@@ -108,12 +108,8 @@ def main(_):
     train, truncated = torch_reference.question_answering_windows(tokenizer, train_examples, **window)
 
     def batch(rows, indices, with_labels=True):  # padded to the batch's longest window
-        length = max(len(rows[i][0]) for i in indices)
-        ids = torch.full([len(indices), length], tokenizer.pad_token_id, dtype=torch.long)
-        types, mask = torch.zeros_like(ids), torch.zeros_like(ids)
-        for r, i in enumerate(indices):
-            n = len(rows[i][0])
-            ids[r, :n], types[r, :n], mask[r, :n] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1]), 1
+        ids, mask = torch_reference.padded([rows[i][0] for i in indices], tokenizer.pad_token_id)
+        types, _ = torch_reference.padded([rows[i][1] for i in indices], 0)
         features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         if not with_labels:
             return features

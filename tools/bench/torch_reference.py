@@ -4,7 +4,7 @@ Each model function returns a callable timed like the TensorFlow variants,
 built from the same configuration and the same token arrays; `None` (with
 the reason printed) when torch or transformers is missing. `fine_tune` is
 the one PyTorch fine-tuning loop of the references (with its data helpers
-`shuffled_batches`, `first_piece_rows` and `question_answering_windows`). PyTorch uses every
+`shuffled_batches`, `padded`, `first_piece_rows` and `question_answering_windows`). PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
@@ -176,6 +176,18 @@ def predicted_logits(model, batches, names=("logits",)):
     with torch.inference_mode():
         outputs = [tuple(out[name].numpy() for name in names) for out in (model(**batch) for batch in batches)]
     return [out[0] for out in outputs] if len(names) == 1 else outputs
+
+
+def padded(sequences, pad_value):
+    """`sequences` (lists or arrays of ints) as one int64 tensor padded with `pad_value` to the longest, and its
+    attention mask (1 on real tokens): a batch padded to its longest row, as the references' DataLoaders do."""
+    import torch  # noqa: PLC0415  (optional: --torch only, when installed)
+
+    values = torch.full([len(sequences), max(len(s) for s in sequences)], pad_value, dtype=torch.long)
+    mask = torch.zeros_like(values)
+    for r, sequence in enumerate(sequences):
+        values[r, : len(sequence)], mask[r, : len(sequence)] = torch.as_tensor(sequence), 1
+    return values, mask
 
 
 def first_piece_rows(tokenizer, sentences, label_ids, max_length):
