@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 import tfllm  # noqa: F401  (sets KERAS_BACKEND before any test imports keras)
+from tests.tf_data_autotune import disable_autotune_in_iterators
+
+disable_autotune_in_iterators()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

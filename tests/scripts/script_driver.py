@@ -10,6 +10,9 @@ seconds starting TensorFlow). Between jobs, as between processes:
 - the absl flags a script defined, the modules imported from its folder
   (a recipe's `common`) and Keras' session state are removed;
 - `sys.argv`, `sys.stdin` and `sys.path[0]` are the script's.
+
+As in the test workers, tf.data iterators run without the autotuning thread
+(tests/tf_data_autotune.py): clearing Keras' session frees each job's.
 """
 
 import contextlib
@@ -27,6 +30,11 @@ from absl import flags
 from absl import logging  # noqa: F401  (likewise)
 
 import tfllm  # noqa: F401  (sets the Keras backend before the scripts import TensorFlow)  # isort: split
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.tf_data_autotune import disable_autotune_in_iterators  # noqa: E402  (needs the checkout's root)
+
+disable_autotune_in_iterators()
 
 ABSL_FLAGS = set(flags.FLAGS)
 MODULES = set(sys.modules)
