@@ -65,6 +65,15 @@ def test_stop_token_ends_a_row(lm):
     assert cut == full[: full.index(stop)]
 
 
+def test_stop_token_0_is_not_mistaken_for_the_padding(lm):
+    """Token 0 pads the not-yet-generated positions unless it is a stop token (GPT-NeoX's end of text is 0)."""
+    prompts = [[20, 21, 22], [5]]
+    full = lm.generate(prompts, max_new_tokens=10)
+    assert (generation.pad_id_for([0]), generation.pad_id_for([0, 1, 3]), generation.pad_id_for(None)) == (1, 2, 0)
+    expected = [row[: row.index(0)] if 0 in row else row for row in full]
+    assert lm.generate(prompts, max_new_tokens=10, stop_token_ids=[0]) == expected
+
+
 def test_generation_past_the_context_window_slides_it(lm):
     prompt = [1, 2, 3] * 20  # 60 of the 96 positions
     long = lm.generate([prompt], max_new_tokens=80)[0]

@@ -133,6 +133,13 @@ def test_greedy_and_beam_1_equal_greedy_by_recomputation(model):
     assert [row[: row.index(EOS)] if EOS in row else row for row in tokens] == greedy
 
 
+def test_greedy_with_eos_0_is_not_ended_by_the_padding(model):
+    """eos_id 0 (the source padding id): greedy decodes as with any other end token (it returned [] before)."""
+    sources = [[5, 6, 7, 8, 9], [10, 11, 4]]
+    assert model.generate(sources, BOS, 0, max_new_tokens=8) == [
+        greedy_by_recomputation(model, s, 8, eos=0) for s in sources]
+
+
 def test_beam_search_equals_brute_force_on_the_model(model):
     """Exhaustive check: with num_beams >= the candidates of any step, beam search is exact."""
     vocab, max_new = 12, 3

@@ -51,6 +51,18 @@ def reseed(sampler, seed):
         generator.state.assign(np.array([seed, 0], dtype=generator.state.dtype))
 
 
+def pad_id_for(stop_token_ids):
+    """The smallest token id that is not a stop token: what the not-yet-generated positions hold.
+
+    keras-hub's samplers end a row as soon as a position outside its prompt
+    holds a stop token, so padding with one (id 0 with `stop_token_ids=[0]`,
+    e.g. GPT-NeoX's end of text) would end every row before its first token.
+    The padding is never read: those positions are masked until written.
+    """
+    stops = set(stop_token_ids or ())
+    return next(i for i in range(len(stops) + 1) if i not in stops)
+
+
 def pad_prompts(prompts, max_new_tokens, pad_id=0):
     """Right-pad token-id prompts to [B, max_prompt + max_new_tokens]; returns (ids, mask, lengths)."""
     if not prompts:

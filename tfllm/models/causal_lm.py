@@ -161,7 +161,7 @@ class CausalLM(Task):
         return outputs
 
     def _generate_chunk(self, prompts, max_new_tokens, options, stop_token_ids, jit_compile):
-        ids, mask, lengths = generation.pad_prompts(prompts, max_new_tokens)
+        ids, mask, lengths = generation.pad_prompts(prompts, max_new_tokens, generation.pad_id_for(stop_token_ids))
         if self._decoder is None:
             self._decoder = {}  # one per jit_compile value, so switching keeps both compiled
         decoders = self._decoder  # (read back: Keras stores a tracked copy of the dict)

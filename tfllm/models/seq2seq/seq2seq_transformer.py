@@ -204,7 +204,8 @@ class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
         source_mask = generation.tile_beams(source_mask, beams)
         cross_cache = self.cross_attention_cache(generation.tile_beams(encoded, beams))
         batch_size = tf.shape(source)[0]
-        prompt = tf.pad(tf.fill([batch_size, 1], tf.constant(bos_id, tf.int32)), [[0, 0], [0, max_length - 1]])
+        prompt = tf.pad(tf.fill([batch_size, 1], tf.constant(bos_id, tf.int32)), [[0, 0], [0, max_length - 1]],
+                        constant_values=generation.pad_id_for([eos_id]))
         prompt_mask = tf.pad(tf.ones([batch_size, 1], tf.bool), [[0, 0], [0, max_length - 1]])
 
         def next_fn(tokens, cache, index):
