@@ -13,14 +13,17 @@ import random
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from tools.bench.hardware import hardware_line
 from tools.bench.hardware import parse_cpuinfo
 from tools.bench.hardware import read_cpu
+from tools.bench.torch_reference import question_answering_answers
 from tools.bench.torch_reference import shuffled_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,3 +345,41 @@ def test_reference_batches_are_whole_reshuffled_epochs():
     assert epochs[0] != epochs[1]
     again = shuffled_batches(10, 3, list, seed=0)
     assert [next(again) for _ in range(3)] == epochs[0]  # seeded: the same order again
+
+
+def test_reference_answers_are_the_best_valid_span_over_all_windows():
+    """tools/qa_transformers.py's decoding against brute force over every (start, end) pair of every window."""
+    rng = np.random.default_rng(0)
+    examples = [types.SimpleNamespace(id=f"q{i}", context="".join(rng.choice(list("abcdefgh "), 60)))
+                for i in range(3)]
+    rows, logits = [], []
+    for window in range(7):  # question 2 gets no window: its answer is ""
+        e, n = window % 2, int(rng.integers(6, 12))
+        first = int(rng.integers(1, 4))  # [CLS] and question tokens first, then context up to the last token
+        chars = np.sort(rng.choice(60, size=2 * (n - 1 - first), replace=False))
+        offsets = [None] * first + [(int(a), int(b)) for a, b in chars.reshape(-1, 2)] + [None]
+        rows.append((list(range(n)), None, 0, 0, e, offsets))
+        logits.append((rng.normal(size=n + 3), rng.normal(size=n + 3)))  # + batch padding past the window
+
+    def brute_force(max_answer_length):
+        best = {}
+        for (ids, _, _, _, e, offsets), (starts, ends) in zip(rows, logits):
+            for s in range(len(ids)):
+                for t in range(s, min(len(ids), s + max_answer_length)):
+                    if offsets[s] is not None and offsets[t] is not None:
+                        score = starts[s] + ends[t]
+                        if score > best.get(e, (-np.inf,))[0]:
+                            best[e] = (score, examples[e].context[offsets[s][0] : offsets[t][1]])
+        return {x.id: best[i][1] if i in best else "" for i, x in enumerate(examples)}
+
+    for max_answer_length in (1, 3, 30):
+        assert question_answering_answers(examples, rows, logits, 20, max_answer_length) == brute_force(
+            max_answer_length)
+    # n_best_size 1: a window counts only if its single best start and best end form a valid span.
+    one = question_answering_answers(examples, rows, logits, 1, 30)
+    valid = [(starts[: len(r[0])].argmax(), ends[: len(r[0])].argmax(), r) for r, (starts, ends) in zip(rows, logits)]
+    for i, example in enumerate(examples):
+        spans = [(r[5][s][0], r[5][t][1], logits[k][0][s] + logits[k][1][t]) for k, (s, t, r) in enumerate(valid)
+                 if r[4] == i and r[5][s] is not None and r[5][t] is not None and s <= t]
+        expected = max(spans, key=lambda x: x[2]) if spans else None
+        assert one[example.id] == (example.context[expected[0] : expected[1]] if expected else "")

@@ -64,23 +64,6 @@ def read(path, articles, flag):
     return read_squad(path, articles)
 
 
-def decode(examples, rows, logits):
-    """run_qa.py's answer per question: the best valid pair of its windows' n best starts and ends."""
-    candidates = [[] for _ in examples]
-    for (ids, _, _, _, e, offsets), (starts, ends) in zip(rows, logits):
-        starts, ends = starts[: len(ids)], ends[: len(ids)]
-        best_ends = np.argsort(ends)[-1 : -FLAGS.n_best_size - 1 : -1]
-        for s in np.argsort(starts)[-1 : -FLAGS.n_best_size - 1 : -1]:
-            for t in best_ends:
-                if offsets[s] is not None and offsets[t] is not None and s <= t < s + FLAGS.max_answer_length:
-                    candidates[e].append((starts[s] + ends[t], offsets[s][0], offsets[t][1]))
-    answers = {}
-    for example, found in zip(examples, candidates):
-        best = max(found, key=lambda c: c[0], default=None)
-        answers[example.id] = example.context[best[1] : best[2]] if best else ""
-    return answers
-
-
 def window_loss(rows, logits):
     """Mean over windows of the start and end cross-entropies, softmax over each window's own tokens (as qa.py)."""
     def cross_entropy(x, target):
@@ -130,7 +113,8 @@ def main(_):
     logits = [pair for starts, ends in torch_reference.predicted_logits(model, torch_reference.ordered_batches(
         len(rows), FLAGS.batch_size, lambda indices: batch(rows, indices, with_labels=False)),
         names=("start_logits", "end_logits")) for pair in zip(starts, ends)]
-    scores = squad_scores({e.id: e.answers for e in eval_examples}, decode(eval_examples, rows, logits))
+    scores = squad_scores({e.id: e.answers for e in eval_examples}, torch_reference.question_answering_answers(
+        eval_examples, rows, logits, FLAGS.n_best_size, FLAGS.max_answer_length))
     print(f"eval: exact_match {scores['exact_match']:.2f}  f1 {scores['f1']:.2f}  "
           f"({scores['questions']} questions of {eval_file} --eval_articles={FLAGS.eval_articles or ':'}; "
           f"window loss {window_loss(rows, logits):.4f}); training {train_seconds:.0f} s", flush=True)

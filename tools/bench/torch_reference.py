@@ -276,3 +276,28 @@ def question_answering_windows(tokenizer, examples, max_length, stride, max_quer
         rows.append((ids, encoded["token_type_ids"][w], start, end, encoded["overflow_to_sample_mapping"][w],
                      [tuple(o) if s == 1 else None for o, s in zip(offsets, sequence_ids)]))
     return rows, truncated
+
+
+def question_answering_answers(examples, rows, logits, n_best_size, max_answer_length):
+    """run_qa.py's answer per question (`postprocess_qa_predictions`): {example id: text}.
+
+    Over all windows of a question (`rows` as `question_answering_windows`
+    gives them, `logits` a (start, end) pair of arrays per row), the best
+    start + end logit sum among each window's `n_best_size` best starts and
+    ends, both in the context, end >= start, at most `max_answer_length`
+    tokens; the text is the context's characters between their offsets
+    ("" when no pair is valid).
+    """
+    candidates = [[] for _ in examples]
+    for (ids, _, _, _, e, offsets), (starts, ends) in zip(rows, logits):
+        starts, ends = starts[: len(ids)], ends[: len(ids)]
+        best_ends = np.argsort(ends)[-1 : -n_best_size - 1 : -1]
+        for s in np.argsort(starts)[-1 : -n_best_size - 1 : -1]:
+            for t in best_ends:
+                if offsets[s] is not None and offsets[t] is not None and s <= t < s + max_answer_length:
+                    candidates[e].append((starts[s] + ends[t], offsets[s][0], offsets[t][1]))
+    answers = {}
+    for example, found in zip(examples, candidates):
+        best = max(found, key=lambda c: c[0], default=None)
+        answers[example.id] = example.context[best[1] : best[2]] if best else ""
+    return answers
