@@ -112,9 +112,7 @@ def take(texts, n):
 
 def predict(model, dataset):
     """The model's outputs for every example of `dataset`, in order (class logits `[N, C]` or scores `[N, 1]`)."""
-    # autograph=False, as Keras' own predict step (`do_not_convert`): AutoGraph would re-parse this whole file
-    # with gast to find the lambda, on every run, for a call with no Python control flow.
-    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
+    call = common.inference_fn(model)
     return np.concatenate([call(features).numpy() for features, _ in dataset])
 
 

@@ -125,6 +125,16 @@ def epoch_steps(num_examples, what):
     return steps
 
 
+def inference_fn(model):
+    """`model(x, training=False)` as one `tf.function` for evaluation loops (retraced per shape, loosely).
+
+    autograph=False, as Keras' own predict step (`do_not_convert`): there is no
+    Python control flow to convert, and AutoGraph would re-parse this
+    whole file with gast to find the lambda, on every run.
+    """
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
+
+
 def save_run_config(model, strategy, tokenizer=None, **settings):
     """<model_dir>/config.json and the tokenizer's files (chief only): `tfllm.models.load` rebuilds the run."""
     if is_chief(strategy):

@@ -69,8 +69,7 @@ def read_examples(path, articles, flag):
 
 def predict_logits(model, features):
     """Start and end logits of every window, in order (rows padded to their batch's longest window)."""
-    # autograph=False, as Keras' own predict step (`do_not_convert`): no Python control flow to convert.
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
+    predict = common.inference_fn(model)
     starts, ends = [], []
     for inputs in squad_dataset(features, FLAGS.batch_size, training=False, with_labels=False):
         outputs = predict(inputs)

@@ -8,7 +8,7 @@ collector, which freed them at random points of later tests: one stall of
 10-40 s every few tests (seen under gdb: the main thread in
 `~LogicalThreadWrapper` inside `RootDataset::Iterator::~Iterator`, the
 `tf_data_model` thread in `OptimizeLoop`'s wait). The full suite spent
-769-1022 worker-seconds with the thread and 733 without it, with every
+769-864 worker-seconds with the thread and 733 without it, with every
 test passing either way: autotuning picks parallelism and buffer sizes,
 never values, and these pipelines are tiny.
 

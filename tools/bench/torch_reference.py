@@ -4,7 +4,8 @@ Each model function returns a callable timed like the TensorFlow variants,
 built from the same configuration and the same token arrays; `None` (with
 the reason printed) when torch or transformers is missing. `fine_tune` is
 the one PyTorch fine-tuning loop of the references (with its data helpers
-`shuffled_batches`, `padded`, `first_piece_rows` and `question_answering_windows`). PyTorch uses every
+`shuffled_batches`, `padded`, `first_piece_rows` and `question_answering_windows`, and
+`question_answering_answers`, run_qa.py's decoding). PyTorch uses every
 core (`torch.set_num_threads(os.cpu_count())`), as TensorFlow does.
 """
 
