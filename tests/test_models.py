@@ -152,3 +152,27 @@ def test_mixed_bfloat16_builds_and_logits_are_float32():
 def test_bad_classifier_pooling():
     with pytest.raises(ValueError, match="pooling"):
         BertClassifier(Bert.from_preset("bert_nano"), 2, pooling="max")
+
+
+@pytest.mark.parametrize("separator_length", [1, 2])
+def test_pack_segments_equals_keras_hub_packer(separator_length):
+    """`pack_segments` (BERT's and RoBERTa's layout in a few ops) against keras-hub's MultiSegmentPacker, which it
+    replaces for speed: random ragged segments, single and pairs, every sequence length from no room to plenty."""
+    import keras_hub  # noqa: PLC0415  (the reference only)
+    import tensorflow as tf  # noqa: PLC0415
+
+    from tfllm.models.bert.segment_packing import pack_segments  # noqa: PLC0415
+
+    def ragged(rows):
+        return tf.ragged.constant([list(rng.integers(5, 100, rng.integers(0, 20))) for _ in range(rows)],
+                                  dtype=tf.int32, ragged_rank=1)
+
+    for length in (2 + 2 * separator_length, 5, 8, 13, 40):
+        reference = keras_hub.layers.MultiSegmentPacker(
+            sequence_length=length, start_value=2, end_value=3, pad_value=0, truncate="waterfall",
+            sep_value=None if separator_length == 1 else [3] * separator_length)
+        for segments in ((ragged(9),), (ragged(9), ragged(9)), (tf.constant([7, 8, 9, 10, 11, 12]),)):
+            expected_ids, expected_segments = reference(segments)
+            ids, segment_ids = pack_segments(segments, length, 2, 3, 0, separator_length)
+            np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy(), err_msg=f"length {length}")
+            np.testing.assert_array_equal(segment_ids.numpy(), expected_segments.numpy(), err_msg=f"length {length}")

@@ -8,6 +8,7 @@ import tensorflow as tf
 # (no eager conversion of ragged outputs to Python lists between layers).
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
+from tfllm.models.bert.segment_packing import pack_segments
 from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import PAD
@@ -90,7 +91,7 @@ class BertPreprocessor(keras.layers.Layer):
             end_value=self.sep_token_id,
             sep_value=None if self.separator_length == 1 else [self.sep_token_id] * self.separator_length,
             pad_value=self.pad_token_id,
-            # longest_first cuts the pair before packing (`_fit`), so nothing is left to cut.
+            # Only for pairs cut round_robin or waterfall; `pack_segments` packs the rest.
             truncate="waterfall" if truncate == "longest_first" else truncate,
             _allow_python_workflow=False,
         )
@@ -104,7 +105,13 @@ class BertPreprocessor(keras.layers.Layer):
         return 1 + (num_segments - 1) * self.separator_length + 1
 
     def _pack(self, segments):
-        token_ids, segment_ids = self.packer(self._fit(segments))
+        if self.truncate == "longest_first" or len(segments) == 1:
+            keep = self._pair_lengths(segments) if len(segments) == 2 else None
+            token_ids, segment_ids = pack_segments(segments, self.sequence_length, self.cls_token_id,
+                                                   self.sep_token_id, self.pad_token_id, self.separator_length,
+                                                   keep)
+        else:  # round_robin, waterfall: keras-hub's trimmers
+            token_ids, segment_ids = self.packer(segments)
         return token_ids, segment_ids if self.distinct_segment_ids else tf.zeros_like(segment_ids)
 
     def _segments(self, x):
@@ -153,8 +160,8 @@ class BertPreprocessor(keras.layers.Layer):
         }
         return features, num_truncated
 
-    def _fit(self, segments):
-        """With `truncate="longest_first"`, a pair of ragged token ids cut as Hugging Face cuts them.
+    def _pair_lengths(self, segments):
+        """With `truncate="longest_first"`, how many tokens of each segment of a pair to keep, as Hugging Face cuts.
 
         The pair's budget is `sequence_length` less the special tokens (3;
         RoBERTa 4). If both fit, nothing is cut; if the shorter fits in half
@@ -162,8 +169,6 @@ class BertPreprocessor(keras.layers.Layer):
         gets the rest; otherwise both get half, the odd token going to the
         longer one (to `b` when they are as long).
         """
-        if self.truncate != "longest_first" or len(segments) != 2:
-            return segments
         a, b = segments
         budget = tf.cast(self.sequence_length - self.num_special_tokens(2), a.row_splits.dtype)
         len_a, len_b = a.row_lengths(), b.row_lengths()
@@ -175,13 +180,12 @@ class BertPreprocessor(keras.layers.Layer):
         fits = len_a + len_b <= budget
         keep_a = tf.where(fits, len_a, tf.where(a_shorter, keep_shorter, keep_longer))
         keep_b = tf.where(fits, len_b, tf.where(a_shorter, keep_longer, keep_shorter))
-        cut = lambda t, keep: tf.ragged.boolean_mask(t, tf.ragged.range(t.row_lengths()) < keep[:, None])  # noqa: E731
-        return cut(a, keep_a), cut(b, keep_b)
+        return keep_a, keep_b
 
     def _make_pack_function(self, num_segments):
         num_special = self.num_special_tokens(num_segments)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * num_segments)
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * num_segments, autograph=False)
         def pack(*texts):
             tokens = tuple(self.tokenizer(t) for t in texts)
             raw_length = tf.add_n([t.row_lengths() for t in tokens]) + num_special
