@@ -145,7 +145,7 @@ def test_minilm_classifier_fine_tuning_matches_transformers(minilm_dir, sst2_dir
     learning_rate, weight_decay = 1e-4, 0.01
     texts, labels = sst2_rows(sst2_dir, STEPS * BATCH)
     tokenizer = T.AutoTokenizer.from_pretrained(str(minilm_dir))
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=32, return_tensors="np")
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="np")
     features = {"token_ids": enc["input_ids"].astype(np.int32), "segment_ids": enc["token_type_ids"].astype(np.int32),
                 "padding_mask": enc["attention_mask"].astype(bool)}
 
@@ -240,7 +240,7 @@ def test_minilm_token_classifier_fine_tuning_matches_transformers(minilm_dir, tm
     tags = sorted({t for s in sentences for t in s.tags})
     tokenizer = T.AutoTokenizer.from_pretrained(str(minilm_dir))
     enc = tokenizer([s.words for s in sentences], is_split_into_words=True, padding="max_length", truncation=True,
-                    max_length=48, return_tensors="np")
+                    max_length=24, return_tensors="np")
     labels = np.full(enc["input_ids"].shape, -100, np.int64)
     for i, sentence in enumerate(sentences):
         word_ids = enc.word_ids(i)
