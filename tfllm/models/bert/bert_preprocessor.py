@@ -185,6 +185,7 @@ class BertPreprocessor(keras.layers.Layer):
     def _make_pack_function(self, num_segments):
         num_special = self.num_special_tokens(num_segments)
 
+        # autograph=False: no Python control flow on tensors here; AutoGraph would only re-parse the tokenizer.
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * num_segments, autograph=False)
         def pack(*texts):
             tokens = tuple(self.tokenizer(t) for t in texts)
