@@ -92,9 +92,10 @@ def main(seed, dropout, order_from):
     trainer = Trainer(model, optimizer, losses.classification_loss, s["batch_size"], model_dir, strategy,
                       log_every=100, checkpoint_every=10**9)
 
-    def train_data(ctx):  # the given order: a shuffle buffer of 1 keeps it; no length buckets
+    def train_data(ctx):
         if order_from == "tfllm":
             return classification_dataset(texts, labels, preprocessor, s["batch_size"], training=True, seed=seed)
+        # The given order: a shuffle buffer of 1 keeps it; no length buckets.
         return classification_dataset(texts, labels, preprocessor, s["batch_size"], training=True,
                                       shuffle_buffer_size=1, bucket_by_length=False)
 
@@ -109,5 +110,7 @@ def main(seed, dropout, order_from):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3 and sys.argv[3] not in ("transformers", "tfllm"):
+        sys.exit(f"ORDER must be 'transformers' or 'tfllm', got {sys.argv[3]!r}")
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 0, float(sys.argv[2]) if len(sys.argv) > 2 else SETTING["dropout"],
          sys.argv[3] if len(sys.argv) > 3 else "transformers")
