@@ -73,7 +73,7 @@ class BertPreprocessor(keras.layers.Layer):
         self._set_up(tokenizer, sequence_length, truncate, start=CLS, end=SEP, pad=PAD)
 
     def _set_up(self, tokenizer, sequence_length, truncate, start, end, pad):
-        """What BERT and its siblings share: the tokenizer, the special ids and the packer."""
+        """What BERT and its siblings share: the tokenizer, the special ids and the packing."""
         # Inputs are strings (or Python lists of them): do not convert them.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
@@ -85,14 +85,15 @@ class BertPreprocessor(keras.layers.Layer):
         self.pad_token_id = tokenizer.token_to_id(pad)
         self.cls_token_id = tokenizer.token_to_id(start)
         self.sep_token_id = tokenizer.token_to_id(end)
-        self.packer = keras_hub.layers.MultiSegmentPacker(
+        # keras-hub's packer only for its round-robin trimmer; `pack_segments` packs everything else
+        # (single texts; pairs cut longest_first, or waterfall, which is its own default cut).
+        self.round_robin_packer = None if truncate != "round_robin" else keras_hub.layers.MultiSegmentPacker(
             sequence_length=sequence_length,
             start_value=self.cls_token_id,
             end_value=self.sep_token_id,
             sep_value=None if self.separator_length == 1 else [self.sep_token_id] * self.separator_length,
             pad_value=self.pad_token_id,
-            # Only for pairs cut round_robin or waterfall; `pack_segments` packs the rest.
-            truncate="waterfall" if truncate == "longest_first" else truncate,
+            truncate="round_robin",
             _allow_python_workflow=False,
         )
         # Traced `pack_ragged` functions by number of segments. Set past Keras'
@@ -105,13 +106,13 @@ class BertPreprocessor(keras.layers.Layer):
         return 1 + (num_segments - 1) * self.separator_length + 1
 
     def _pack(self, segments):
-        if self.truncate == "longest_first" or len(segments) == 1:
-            keep = self._pair_lengths(segments) if len(segments) == 2 else None
+        if len(segments) == 2 and self.round_robin_packer is not None:
+            token_ids, segment_ids = self.round_robin_packer(segments)
+        else:
+            keep = self._pair_lengths(segments) if len(segments) == 2 and self.truncate == "longest_first" else None
             token_ids, segment_ids = pack_segments(segments, self.sequence_length, self.cls_token_id,
                                                    self.sep_token_id, self.pad_token_id, self.separator_length,
                                                    keep)
-        else:  # round_robin, waterfall: keras-hub's trimmers
-            token_ids, segment_ids = self.packer(segments)
         return token_ids, segment_ids if self.distinct_segment_ids else tf.zeros_like(segment_ids)
 
     def _segments(self, x):

@@ -32,7 +32,7 @@ def pack_segments(segments, sequence_length, start_id, end_id, pad_id, separator
     segments = [s if isinstance(s, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(s) for s in segments]
     length = sequence_length
     batch = segments[0].nrows(out_type=tf.int32)
-    # Each segment dense and cut to `length` columns; room for specials is kept below.
+    # Each segment dense and cut to `length` columns (`keep` fits them in the room left by the specials).
     dense = [tf.cast(s.to_tensor(default_value=pad_id, shape=[None, length]), tf.int32) for s in segments]
     room = length - 2 - (separator_length if len(segments) == 2 else 0)
     if keep is None:
@@ -40,8 +40,7 @@ def pack_segments(segments, sequence_length, start_id, end_id, pad_id, separator
         keep[0] = tf.minimum(keep[0], room)
         if len(segments) == 2:
             keep[1] = tf.minimum(keep[1], room - keep[0])
-    first = tf.cast(keep[0], tf.int32)
-    second = tf.cast(keep[1], tf.int32) if len(segments) == 2 else None
+    first = tf.cast(keep[0], tf.int32)[:, None]
 
     def column(value, width=1):
         return tf.fill([batch, width], tf.constant(value, tf.int32))
@@ -55,22 +54,19 @@ def pack_segments(segments, sequence_length, start_id, end_id, pad_id, separator
     source = tf.concat(parts, axis=1)
 
     position = tf.range(length, dtype=tf.int32)[None, :]
-    first = first[:, None]
     end_at = 1 + first  # single segment: the end id's position
     index = position  # start and segment 0 read their own columns
-    segment_ids = tf.zeros_like(position) + tf.zeros_like(first)
+    segment_ids = tf.zeros([batch, length], tf.int32)
     if len(segments) == 2:
-        second = second[:, None]
         b_at = end_at + separator_length
-        end_at = b_at + second
+        end_at = b_at + tf.cast(keep[1], tf.int32)[:, None]
         separators = (position >= 1 + first) & (position < b_at)
         index = tf.where(separators, 1 + length + (position - 1 - first), index)
         in_b = (position >= b_at) & (position < end_at)
         index = tf.where(in_b, 1 + length + separator_length + (position - b_at), index)
         segment_ids = tf.cast((position >= b_at) & (position <= end_at), tf.int32)
-    end_column = tf.shape(source)[1] - 1
-    index = tf.where(position == end_at, end_column, index)
-    token_ids = tf.gather(source, tf.minimum(index, end_column), batch_dims=1)
+    index = tf.where(position == end_at, tf.shape(source)[1] - 1, index)  # the end id: the last column
+    token_ids = tf.gather(source, index, batch_dims=1)
     token_ids = tf.where(position > end_at, pad_id, token_ids)
     if unbatched:
         return token_ids[0], segment_ids[0]
