@@ -177,8 +177,11 @@ def main(_):
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
     if eval_data:
-        loss = trainer.evaluate(eval_data)["loss"]  # mean over the examples, computed on every replica
-        results = dict(scores(eval_labels, predict(model, eval_data(tf.distribute.InputContext()))), loss=loss)
+        # One pass over the eval data (every worker sees all of it): the task's metrics and the training loss,
+        # each example once, both from the same outputs.
+        outputs = predict(model, eval_data(tf.distribute.InputContext()))
+        results = dict(scores(eval_labels, outputs), loss=float(np.mean(trainer.loss_fn(eval_labels, outputs))))
+        trainer.log_eval(results)
         print("eval: " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()) +
               f"  ({len(eval_labels)} examples of {FLAGS.eval_file})", flush=True)
         if is_chief(strategy):

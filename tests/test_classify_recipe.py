@@ -60,6 +60,10 @@ def test_recipe_learns_the_toy_task(trained):
     assert "eval: accuracy" in proc.stdout
     assert "step 120/120" in proc.stderr  # progress lines, 640/32*6 = 120 steps
     assert list((tmp_path / "model" / "train").glob("events.out.tfevents*"))  # TensorBoard
+    logged = {value.tag: (event.step, float(tf.make_ndarray(value.tensor)))
+              for path in (tmp_path / "model" / "eval").glob("events.out.tfevents*")
+              for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+    assert logged == {k: (120, pytest.approx(results[k])) for k in ("accuracy", "f1", "matthews_correlation", "loss")}
 
 
 def test_rerun_resumes_instead_of_restarting(trained, tmp_path):

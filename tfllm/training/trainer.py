@@ -239,13 +239,18 @@ class Trainer:
         if totals is None:
             raise ValueError("The eval dataset is empty.")
         results = {name: float(s / max(c, 1.0)) for name, (s, c) in totals.items()}
+        self.log_eval(results)
+        return results
+
+    def log_eval(self, results):
+        """Logs `{name: value}` and writes them as TensorBoard scalars under `<model_dir>/eval` at the
+        current step (chief only): for evaluations a recipe computes itself, e.g. from its predictions."""
         step = int(self.step.numpy())
         logging.info("eval step %d  %s", step, _format_metrics(results))
         with self._writer("eval").as_default():
             for name, value in results.items():
                 tf.summary.scalar(name, value, step=step)
             tf.summary.flush()
-        return results
 
     # ---- Steps (traced) -----------------------------------------------------
 
