@@ -19,6 +19,7 @@ import os
 import time
 
 import common
+import numpy as np
 import tensorflow as tf
 from absl import flags
 from absl import logging
@@ -28,8 +29,8 @@ from tfllm.data.conll import load_or_save_labels
 from tfllm.data.conll import read_conll
 from tfllm.data.conll import to_bio
 from tfllm.data.token_classification import encode_tagged_sentences
-from tfllm.data.token_classification import predict_word_tags
 from tfllm.data.token_classification import tagging_dataset
+from tfllm.data.token_classification import word_tags
 from tfllm.export import export_tagger
 from tfllm.metrics.entities import entity_scores
 from tfllm.models import BertTokenClassifier
@@ -55,6 +56,9 @@ common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sent
                                 "counted, logged, and scored as 'O').")
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
+
+# Reported over the labelled tokens: during training (the Trainer) and on --eval_file (`predict`).
+METRICS = {"token_accuracy": tagging_losses.token_accuracy, "token_cross_entropy": tagging_losses.token_cross_entropy}
 
 
 def read_tagged(path):
@@ -102,8 +106,7 @@ def main(_):
     common.save_run_config(model, strategy, preprocessor, labels=labels)
     trainer = Trainer(
         model, optimizer, tagging_losses.masked_token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
-        metric_fns={"token_accuracy": tagging_losses.token_accuracy,
-                    "token_cross_entropy": tagging_losses.token_cross_entropy},
+        metric_fns=METRICS,
         **common.trainer_options(),
     )
 
@@ -118,26 +121,36 @@ def main(_):
     logging.info("Training took %.0f s", time.time() - start)
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
-    if FLAGS.eval_file:
+    if FLAGS.eval_file and is_chief(strategy):
         eval_sentences = read_tagged(FLAGS.eval_file)
         eval_encoded = encode_tagged_sentences(eval_sentences, preprocessor, labels, name=FLAGS.eval_file)
-        # Loss and accuracy over the labelled tokens (words within --max_seq_length).
-        results = trainer.evaluate(lambda ctx: tagging_dataset(
-            eval_encoded, ctx.get_per_replica_batch_size(FLAGS.batch_size), training=False, input_context=ctx,
-        ))
-        if is_chief(strategy):
-            predicted = predict_word_tags(model, eval_encoded, labels, FLAGS.batch_size)
-            scores = entity_scores([s.tags for s in eval_sentences], predicted)
-            report(scores, FLAGS.eval_file)
-            with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
-                json.dump(dict(scores, loss=results["token_cross_entropy"],
-                               labelled_token_accuracy=results["token_accuracy"], sentences=len(eval_sentences),
-                               truncated_words=eval_encoded.num_truncated_words, step=steps), f, indent=1)
+        predicted, results = predict(model, eval_encoded, labels)
+        trainer.log_eval(dict(loss=results["token_cross_entropy"], **results))  # train/'s loss is this mean too
+        scores = entity_scores([s.tags for s in eval_sentences], predicted)
+        report(scores, FLAGS.eval_file)
+        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
+            json.dump(dict(scores, loss=results["token_cross_entropy"],
+                           labelled_token_accuracy=results["token_accuracy"], sentences=len(eval_sentences),
+                           truncated_words=eval_encoded.num_truncated_words, step=steps), f, indent=1)
     if FLAGS.export_dir and is_chief(strategy):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_tagger(preprocessor, model, labels, FLAGS.export_dir, FLAGS.model_name, FLAGS.version)
         print(f"exported: {path}", flush=True)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
+
+
+def predict(model, encoded, labels):
+    """One pass over `encoded`: each sentence's predicted tag per word, and each of METRICS' `sum / weight`
+    over the labelled tokens (words within --max_seq_length), as the Trainer reports them."""
+    call = common.inference_fn(model)
+    predictions, totals = [], {}
+    for features, targets in tagging_dataset(encoded, FLAGS.batch_size, training=False):
+        logits = call(features)
+        predictions.extend(tf.argmax(logits, axis=-1, output_type=tf.int32).numpy())
+        for name, fn in METRICS.items():
+            values, weights = fn(targets, logits)
+            totals[name] = totals.get(name, 0.0) + np.array([tf.reduce_sum(values), tf.reduce_sum(weights)])
+    return word_tags(predictions, encoded, labels), {name: float(s / max(w, 1.0)) for name, (s, w) in totals.items()}
 
 
 if __name__ == "__main__":

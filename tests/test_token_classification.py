@@ -27,6 +27,7 @@ from tfllm.metrics.entities import entity_scores
 from tfllm.metrics.entities import entity_spans
 from tfllm.models import Bert
 from tfllm.models import BertTokenClassifier
+from tfllm.models import load
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.training import tagging_losses
 
@@ -400,6 +401,24 @@ def test_tag_recipe_learns_a_toy_ner_task(tmp_path):
     gold = read_conll(tmp_path / "valid.txt")
     assert results["gold"] == sum(len(entity_spans(s.tags)) for s in gold)
     assert results["words"] == sum(len(s.words) for s in gold)
+    # The loss, labelled-token accuracy and F1 are the final model's on valid.txt, recomputed here: numpy's
+    # cross-entropy over the labelled tokens, and the library's word-tag prediction.
+    loaded = load(tmp_path / "model")
+    labels = (tmp_path / "model" / "labels.txt").read_text().split()
+    sentences = to_bio(gold)[0]
+    encoded = encode_tagged_sentences(sentences, loaded.preprocessor(), labels)
+    losses, correct = [], []
+    for features, targets in tagging_dataset(encoded, 32, training=False):
+        logits = loaded.model(features, training=False).numpy().astype("float64")
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        tags, weights = targets["labels"].numpy(), targets["label_weights"].numpy() > 0
+        losses.extend(-np.take_along_axis(log_probs, tags[..., None], -1)[..., 0][weights])
+        correct.extend((logits.argmax(-1) == tags)[weights])
+    assert results["loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    assert results["labelled_token_accuracy"] == pytest.approx(np.mean(correct), abs=1e-6)
+    f1 = entity_scores([s.tags for s in sentences], predict_word_tags(loaded.model, encoded, labels))["f1"]
+    assert results["f1"] == pytest.approx(f1, abs=1e-9)
 
 
 def test_tag_recipe_wrong_tag_scheme_names_file_line_and_flag(tmp_path):

@@ -220,6 +220,11 @@ def predict_word_tags(model, encoded, labels, batch_size=64):
     predictions = []
     for features, _ in tagging_dataset(encoded, batch_size, training=False):
         predictions.extend(predict(features).numpy())
+    return word_tags(predictions, encoded, labels)
+
+
+def word_tags(predictions, encoded, labels):
+    """Each sentence's tag per word from its predicted class ids per token (`[T]` per sentence, in order)."""
     tags = []
     for row, starts, num_words in zip(predictions, encoded.word_starts, encoded.num_words):
         kept = [labels[i] for i in row[starts]]
