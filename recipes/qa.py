@@ -59,6 +59,9 @@ common.define_fine_tuning_flags("the training contexts and questions", "span_qa"
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
+# Reported per window: during training (the Trainer) and on the eval questions (`predict_logits`).
+METRICS = {"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy}
+
 
 def read_examples(path, articles, flag):
     articles = articles or ":"
@@ -68,14 +71,17 @@ def read_examples(path, articles, flag):
 
 
 def predict_logits(model, features):
-    """Start and end logits of every window, in order (rows padded to their batch's longest window)."""
+    """Start and end logits of every window, in order (rows padded to their batch's longest window), and the
+    mean over the windows of the loss and of each of METRICS (one pass)."""
     predict = common.inference_fn(model)
-    starts, ends = [], []
-    for inputs in squad_dataset(features, FLAGS.batch_size, training=False, with_labels=False):
+    starts, ends, sums = [], [], {}
+    for inputs, labels in squad_dataset(features, FLAGS.batch_size, training=False):
         outputs = predict(inputs)
         starts.extend(outputs["start_logits"].numpy())
         ends.extend(outputs["end_logits"].numpy())
-    return starts, ends
+        for name, fn in dict(loss=span_losses.span_loss, **METRICS).items():
+            sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(fn(labels, outputs)))
+    return starts, ends, {name: total / len(starts) for name, total in sums.items()}
 
 
 def main(_):
@@ -114,7 +120,7 @@ def main(_):
     common.save_run_config(model, strategy, preprocessor, serving=serving)
     trainer = Trainer(
         model, optimizer, span_losses.span_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
-        metric_fns={"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy},
+        metric_fns=METRICS,
         **common.trainer_options(),
     )
 
@@ -127,8 +133,8 @@ def main(_):
     logging.info("Training took %.0f s", time.time() - start)
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
-    if eval_examples is not None:
-        evaluate(trainer, eval_examples, preprocessor, window, steps, eval_file, strategy)
+    if eval_examples is not None and is_chief(strategy):
+        evaluate(trainer, eval_examples, preprocessor, window, steps, eval_file)
     if FLAGS.export_dir and is_chief(strategy):
         merge_lora(model)  # Export plain kernels, no LoRA ops.
         path = export_span_qa(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, **serving)
@@ -136,29 +142,26 @@ def main(_):
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 
-def evaluate(trainer, examples, preprocessor, window, steps, eval_file, strategy):
+def evaluate(trainer, examples, preprocessor, window, steps, eval_file):
     """Window loss/accuracy, then answers decoded over all windows of each question and the official EM/F1."""
     features = squad_features(examples, preprocessor, name=eval_file, **window)
-    window_results = trainer.evaluate(
-        lambda ctx: squad_dataset(features, ctx.get_per_replica_batch_size(FLAGS.batch_size), training=False,
-                                  input_context=ctx))
     start = time.time()
-    start_logits, end_logits = predict_logits(trainer.model, features)
+    start_logits, end_logits, window_results = predict_logits(trainer.model, features)
     predictions, _ = decode_answers(examples, features, start_logits, end_logits,
                                     max_answer_length=FLAGS.max_answer_length, n_best_size=FLAGS.n_best_size)
     scores = squad_scores({e.id: e.answers for e in examples}, predictions)
+    trainer.log_eval(dict(window_results, exact_match=scores["exact_match"], f1=scores["f1"]))
     logging.info("Predicted %d answers from %d windows in %.0f s", len(predictions), len(features), time.time() - start)
     print(f"eval: exact_match {scores['exact_match']:.2f}  f1 {scores['f1']:.2f}  "
           f"({scores['questions']} questions of {eval_file} --eval_articles={FLAGS.eval_articles or ':'}; "
           f"window loss {window_results['loss']:.4f})", flush=True)
-    if is_chief(strategy):
-        results = dict(scores, step=steps, windows=len(features), eval_file=eval_file,
-                       eval_articles=FLAGS.eval_articles or ":",
-                       **{f"window_{name}": value for name, value in window_results.items()})
-        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=1)
-        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "predictions.json"), "w") as f:
-            json.dump(predictions, f, indent=1, ensure_ascii=False)
+    results = dict(scores, step=steps, windows=len(features), eval_file=eval_file,
+                   eval_articles=FLAGS.eval_articles or ":",
+                   **{f"window_{name}": value for name, value in window_results.items()})
+    with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "predictions.json"), "w") as f:
+        json.dump(predictions, f, indent=1, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from tfllm.data.squad import squad_features
 from tfllm.metrics import squad as squad_metric
 from tfllm.models import Bert
 from tfllm.models import BertSpanQA
+from tfllm.models import load
 from tfllm.models.bert.bert_span_qa import PADDING_LOGIT
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
@@ -473,6 +474,25 @@ def test_recipe_learns_the_toy_task(trained):
     assert results["exact_match"] >= 90.0, results
     assert "eval: exact_match" in proc.stdout and "145 questions" in proc.stdout
     assert "questions span several windows" in proc.stderr  # contexts really were split
+    # The window loss and accuracies are the final model's on the eval windows, recomputed with numpy.
+    loaded = load(tmp_path / "model")
+    features = squad_features(read_squad(tmp_path / "toy.json", slice(3, 4)), loaded.preprocessor(),
+                              max_seq_length=32, doc_stride=12, max_query_length=8)
+    losses, correct = [], {"start": [], "end": []}
+    for inputs, labels in squad_dataset(features, 32, training=False):
+        outputs = loaded.model(inputs, training=False)
+        window_loss = 0.0
+        for side in ("start", "end"):
+            logits, target = outputs[f"{side}_logits"].numpy().astype("float64"), labels[f"{side}_positions"].numpy()
+            log_probs = logits - logits.max(-1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+            window_loss = window_loss - np.take_along_axis(log_probs, target[:, None], -1)[:, 0] / 2
+            correct[side].extend(logits.argmax(-1) == target)
+        losses.extend(window_loss)
+    assert results["windows"] == len(features) == len(losses)
+    assert results["window_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    for side in ("start", "end"):
+        assert results[f"window_{side}_accuracy"] == pytest.approx(np.mean(correct[side]), abs=1e-9)
 
 
 def test_recipe_starts_from_a_tfllm_model_dir(trained):
