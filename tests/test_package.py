@@ -5,12 +5,17 @@ import subprocess
 import sys
 
 _CHECK = r"""
-import os, sys
+import importlib, os, pkgutil, sys
 import tfllm
 print(os.environ["KERAS_BACKEND"], os.environ["TF_ENABLE_ONEDNN_OPTS"])
 if sys.argv[1] == "import-tf":
     from tensorflow.python.util import _pywrap_util_port
     print(_pywrap_util_port.IsMklEnabled())  # TensorFlow's own "are oneDNN kernels on" check
+    from absl import flags
+    for info in pkgutil.walk_packages(tfllm.__path__, "tfllm."):
+        importlib.import_module(info.name)
+    print(len(flags.FLAGS.flags_by_module_dict()), "modules define flags, of them tfllm's:",
+          sorted(m for m in flags.FLAGS.flags_by_module_dict() if "tfllm" in m))  # TensorFlow defines a few
 """
 
 
@@ -23,8 +28,11 @@ def _run(env_overrides, import_tf):
     return proc.stdout.split()
 
 
-def test_import_selects_tensorflow_backend_and_onednn_kernels():
-    assert _run({}, import_tf=True) == ["tensorflow", "1", "True"]
+def test_import_selects_tensorflow_backend_and_onednn_kernels_and_defines_no_flags():
+    """Flags belong to recipes/ and tools/ (docs/architecture.md): importing every tfllm module defines none."""
+    out = _run({}, import_tf=True)
+    assert out[:3] == ["tensorflow", "1", "True"]
+    assert out[4:] == ["modules", "define", "flags,", "of", "them", "tfllm's:", "[]"], out
 
 
 def test_user_settings_win():
