@@ -4,16 +4,14 @@ The vocabulary is trained here with HF `tokenizers` (no downloads); parity of
 the pre-tokenizer and merges holds for any vocabulary and merge list.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.fresh_process import serve_in_fresh_process
+from tests.run_script import run_script
 from tfllm.data import language_modeling as lm_data
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers.byte_pair import END_OF_TEXT
@@ -123,30 +121,15 @@ def test_saved_model_runs_with_only_tensorflow_and_tensorflow_text(bpe_dir, tmp_
 
     module = Export()
     tf.saved_model.save(module, str(tmp_path / "model"), signatures={"serving_default": module.serve})
-    np.save(tmp_path / "texts.npy", np.array(HANDMADE, dtype=object), allow_pickle=True)
-    script = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-        texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True).tolist()
-        serve = tf.saved_model.load({str(tmp_path / "model")!r}).signatures["serving_default"]
-        np.save({str(tmp_path / "ids.npy")!r}, serve(tf.constant(texts))["ids"].numpy())
-        assert not any(m.startswith(("keras_hub", "tfllm")) for m in sys.modules)
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=180,
-                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    served = serve_in_fresh_process(tmp_path / "model", {"text": HANDMADE})  # TF + tensorflow_text only
     want = [(ids + [0] * 64)[:64] for ids in reference_ids(bpe_dir, HANDMADE)]
-    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), want)
+    np.testing.assert_array_equal(served["ids"], want)
 
 
 def test_build_vocab_tool_bpe(tmp_path):
     (tmp_path / "a.txt").write_text("the cat sat on the mat\nthe dog sat on the log\n" * 20, encoding="utf-8")
-    subprocess.run([sys.executable, str(REPO / "tools/build_vocab.py"), "--type=bpe", f"--input={tmp_path}/a.txt",
-                    f"--output={tmp_path}/bpe", "--vocab_size=300"], check=True, timeout=180,
-                   capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    run_script("tools/build_vocab.py", "--type=bpe", f"--input={tmp_path}/a.txt", f"--output={tmp_path}/bpe",
+               "--vocab_size=300")
     tokenizer = BytePairTokenizer(tmp_path / "bpe/vocab.json", tmp_path / "bpe/merges.txt")
     assert tokenizer.vocabulary_size() <= 300
     texts = ["the cat sat on the log", "A new dog!"]

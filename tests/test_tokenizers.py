@@ -4,7 +4,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import tensorflow as tf
 import tokenizers as hf
 
+from tests.fresh_process import serve_in_fresh_process
 from tfllm.data import read_labeled_text
 from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
@@ -215,27 +215,11 @@ def test_saved_model_runs_with_only_tensorflow_and_tensorflow_text(uncased_vocab
 
     module = Export()
     tf.saved_model.save(module, str(tmp_path / "model"), signatures={"serving_default": module.serve})
-    np.save(tmp_path / "texts.npy", np.array(HANDMADE, dtype=object), allow_pickle=True)
-    script = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-        texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True).tolist()
-        serve = tf.saved_model.load({str(tmp_path / "model")!r}).signatures["serving_default"]
-        out = serve(tf.constant(texts))
-        np.save({str(tmp_path / "ids.npy")!r}, out["token_ids"].numpy())
-        # (`import tensorflow` itself loads `keras`; keras-hub and tfllm must not load.)
-        assert not any(m.startswith(("keras_hub", "tfllm")) for m in sys.modules)
-        """
-    )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    served = serve_in_fresh_process(tmp_path / "model", {"text": HANDMADE})  # TF + tensorflow_text only
     ref = hf_tokenizer(path, True)
     ref.enable_truncation(max_length=32)
     ref.enable_padding(length=32, pad_id=0)
-    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), [e.ids for e in ref.encode_batch(HANDMADE)])
+    np.testing.assert_array_equal(served["token_ids"], [e.ids for e in ref.encode_batch(HANDMADE)])
 
 
 def test_build_vocabulary_file_from_text_and_tsv(tmp_path):
