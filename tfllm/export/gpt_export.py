@@ -91,7 +91,8 @@ class GptGenerationServingModule(tf.Module):
 
     @tf.function(input_signature=[string_batch_spec("prompt")])
     def serve(self, prompt):
-        return self._generate(prompt, tf.constant(self.max_new_tokens), **{
+        # A call of `generate`'s function (one traced decoding loop in the SavedModel, not two).
+        return self.serve_with_options(prompt, tf.constant(self.max_new_tokens), **{
             k: tf.constant(v) for k, v in self.defaults.items()})
 
     @tf.function(input_signature=[
