@@ -26,6 +26,7 @@ import tempfile
 import traceback
 
 import keras
+import tensorflow as tf
 from absl import app  # noqa: F401  (defines its own flags before the snapshot below)
 from absl import flags
 from absl import logging  # noqa: F401  (likewise)
@@ -92,6 +93,7 @@ def forget(folder):
             del sys.modules[name]
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session()  # also collects garbage (its free_memory=True)
+    tf.random.set_seed(None)  # a job's keras.utils.set_random_seed would otherwise seed the next job's shuffles
 
 
 def main():
