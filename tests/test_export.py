@@ -8,8 +8,6 @@ run in this process through the training-time data path (preprocessor,
 import dataclasses
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -19,6 +17,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from tests.fresh_process import rest_predict_in_fresh_process
+from tests.run_script import run_script
 from tfllm import export
 from tfllm.data.conll import TaggedSentence
 from tfllm.data.span_decoding import decode_answers
@@ -298,8 +297,7 @@ def test_export_tool_reports_bad_input_in_one_line(tmp_path):
     """tools/export.py: tfllm's own errors print one `error:` line and exit 2, no traceback."""
     run = tmp_path / "run"
     save_config(BertTokenClassifier(bert(), 2), run, preprocessor(8), labels=["O", "B-X"])
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), str(run), str(tmp_path / "out"),
-                           "--head=span_qa"], capture_output=True, text=True, timeout=300)
+    proc = run_script("tools/export.py", run, tmp_path / "out", "--head=span_qa", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "it holds a BertTokenClassifier" in errors[0], proc.stderr[-2000:]

@@ -10,8 +10,6 @@ with the same labels; the SavedModels' variables have the dtypes asked for.
 """
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -20,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests.fresh_process import serve_calls_in_fresh_process
+from tests.run_script import run_script
 from tfllm import export
 from tfllm.errors import ConfigError
 from tfllm.export.serving_precision import resolve_serving_precision
@@ -162,8 +161,7 @@ def test_gpt_and_translator_exports_refuse_what_they_lack_before_loading(tmp_pat
 
 def test_export_tool_reports_a_bad_precision_in_one_line(exported, tmp_path):
     run = Path(exported["paths"]["float32"]).parents[2] / "clf_run"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), str(run), str(tmp_path / "out"),
-                           "--serving_precision=fp16"], capture_output=True, text=True, timeout=300)
+    proc = run_script("tools/export.py", run, tmp_path / "out", "--serving_precision=fp16", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: --serving_precision=fp16: expected one of float32, bfloat16, int8 (or fp32, bf16)"], \
