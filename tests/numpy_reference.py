@@ -21,6 +21,14 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def cross_entropy(logits, labels):
+    """Softmax cross-entropy of integer `labels` [...] under `logits` [..., C], in float64: shape [...]."""
+    logits = np.asarray(logits, np.float64)
+    logits = logits - logits.max(-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_probs, np.asarray(labels)[..., None], -1)[..., 0]
+
+
 def layer_norm(x, gamma, beta, eps):
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)

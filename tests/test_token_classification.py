@@ -2,8 +2,6 @@
 masked loss (vs numpy, also over 2 replicas), BertTokenClassifier, and recipes/tag.py end to end."""
 
 import json
-import subprocess
-import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import numpy_reference as ref
 from tests.run_script import run_script
 from tfllm.data import DataError
 from tfllm.data.conll import TaggedSentence
@@ -273,10 +272,7 @@ def test_entity_scores_reject_unknown_tags():
 
 
 def numpy_token_loss(labels, weights, logits):
-    logits = logits - logits.max(-1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    ce = -np.take_along_axis(log_probs, labels[..., None], -1)[..., 0]
-    return (ce * weights).sum() / weights.sum()
+    return (ref.cross_entropy(logits, labels) * weights).sum() / weights.sum()
 
 
 def test_masked_loss_is_the_mean_over_labelled_tokens():
@@ -294,39 +290,8 @@ def test_masked_loss_is_the_mean_over_labelled_tokens():
     np.testing.assert_allclose(correct.numpy().sum() / count.numpy().sum(), expected, rtol=1e-6)
 
 
-_TWO_REPLICAS = """
-import json, numpy as np, tensorflow as tf
-from tfllm.training.strategy import split_cpu_into_logical_devices
-from tfllm.training import tagging_losses
-split_cpu_into_logical_devices(2)
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-rng = np.random.default_rng(2)
-labels = rng.integers(0, 5, (4, 6)).astype(np.int32)
-weights = np.zeros((4, 6), np.float32)
-weights[0, :5] = weights[1, :4] = weights[2, :1] = weights[3, :2] = 1  # replica 0: 9 tokens, replica 1: 3
-logits = rng.normal(size=(4, 6, 5)).astype(np.float32)
-def replica_values(ctx):
-    i = ctx.replica_id_in_sync_group * 2
-    return {"labels": labels[i:i + 2], "label_weights": weights[i:i + 2]}, logits[i:i + 2]
-@tf.function
-def step(y, x):
-    def replica(y, x):  # what the Trainer does with the per-example loss
-        return tf.nn.compute_average_loss(tagging_losses.masked_token_loss(y, x), global_batch_size=4)
-    return strategy.reduce("SUM", strategy.run(replica, args=(y, x)), axis=None)
-y, x = strategy.experimental_distribute_values_from_function(replica_values)
-print(json.dumps({"loss": float(step(y, x)), "labels": labels.tolist(), "weights": weights.tolist(),
-                  "logits": logits.tolist()}))
-"""
-
-
-def test_masked_loss_over_two_replicas_is_the_global_token_mean():
-    proc = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    expected = numpy_token_loss(np.array(out["labels"]), np.array(out["weights"]), np.array(out["logits"]))
-    # A mean of the two replicas' token means would be far off: replica 1 has 3 tokens, replica 0 has 9.
-    np.testing.assert_allclose(out["loss"], expected, rtol=1e-6)
+# The masked loss over two replicas (9 and 3 labelled tokens) is the global token mean: tests/test_training.py
+# (tests/scripts/mirrored_check.py, a process with two logical CPUs).
 
 
 def test_token_classifier_shape_dtype_and_config_round_trip():
@@ -409,11 +374,9 @@ def test_tag_recipe_learns_a_toy_ner_task(tmp_path):
     encoded = encode_tagged_sentences(sentences, loaded.preprocessor(), labels)
     losses, correct = [], []
     for features, targets in tagging_dataset(encoded, 32, training=False):
-        logits = loaded.model(features, training=False).numpy().astype("float64")
-        log_probs = logits - logits.max(-1, keepdims=True)
-        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        logits = loaded.model(features, training=False).numpy()
         tags, weights = targets["labels"].numpy(), targets["label_weights"].numpy() > 0
-        losses.extend(-np.take_along_axis(log_probs, tags[..., None], -1)[..., 0][weights])
+        losses.extend(ref.cross_entropy(logits, tags)[weights])
         correct.extend((logits.argmax(-1) == tags)[weights])
     assert results["loss"] == pytest.approx(np.mean(losses), rel=1e-4)
     assert results["labelled_token_accuracy"] == pytest.approx(np.mean(correct), abs=1e-6)

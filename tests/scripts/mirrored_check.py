@@ -23,7 +23,11 @@ from tfllm.training import create_optimizer
 from tfllm.training import split_cpu_into_logical_devices
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the checkout
 import tiny_training as tt
+
+from tests import numpy_reference as ref
+from tfllm.training import tagging_losses
 
 split_cpu_into_logical_devices(2)
 STEPS = 4
@@ -91,6 +95,29 @@ def overflow_on_one_replica(strategy, model_dir, half):
     }
 
 
+def masked_token_loss_over_two_replicas(strategy):
+    """The Trainer's loss of a batch of 4 sentences split 2 + 2 over the replicas, with 9 and 3 labelled
+    tokens, and numpy's mean over all 12 (a mean of the two replicas' token means would be far off)."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 5, (4, 6)).astype(np.int32)
+    weights = np.zeros((4, 6), np.float32)
+    weights[0, :5] = weights[1, :4] = weights[2, :1] = weights[3, :2] = 1
+    logits = rng.normal(size=(4, 6, 5)).astype(np.float32)
+
+    def replica_values(ctx):
+        i = ctx.replica_id_in_sync_group * 2
+        return {"labels": labels[i:i + 2], "label_weights": weights[i:i + 2]}, logits[i:i + 2]
+
+    @tf.function
+    def step(y, x):
+        def replica(y, x):  # what the Trainer does with the per-example loss
+            return tf.nn.compute_average_loss(tagging_losses.masked_token_loss(y, x), global_batch_size=4)
+        return strategy.reduce("SUM", strategy.run(replica, args=(y, x)), axis=None)
+
+    loss = float(step(*strategy.experimental_distribute_values_from_function(replica_values)))
+    return loss, float((ref.cross_entropy(logits, labels) * weights).sum() / weights.sum())
+
+
 def weight_diff(a, b):
     return max(float(np.max(np.abs(x - y)))
                for x, y in zip(a.model.get_weights(), b.model.get_weights()))
@@ -117,6 +144,7 @@ def main():
     one_fp16 = run_fp16(one_device, f"{tmp}/one_fp16")
     mirror_fp16 = run_fp16(mirrored, f"{tmp}/mirror_fp16")
     overflows = [overflow_on_one_replica(mirrored, f"{tmp}/overflow{half}", half) for half in (0, 1)]
+    token_loss, numpy_token_loss = masked_token_loss_over_two_replicas(mirrored)
 
     print(json.dumps({
         "mirrored_vs_one_device_weights": weight_diff(one, mirror),
@@ -131,6 +159,7 @@ def main():
         "mirrored_fp16_vs_one_device_fp16_weights": weight_diff(one_fp16, mirror_fp16),
         "mirrored_fp16_overflow_on_replica_0": overflows[0],
         "mirrored_fp16_overflow_on_replica_1": overflows[1],
+        "masked_token_loss_vs_numpy_relative": abs(token_loss - numpy_token_loss) / numpy_token_loss,
         "skip_log_seen": any(
             "skipped the 2 global batches" in m and "MirroredStrategy" in m
             for m in capture.messages),
