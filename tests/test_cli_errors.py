@@ -1,7 +1,4 @@
-"""Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback.
-
-tools/export.py's own test (tests/test_export.py) checks the same from a fresh interpreter.
-"""
+"""Every recipe and tool reports bad input in one line (`error: ...`, exit status 2), without a traceback."""
 
 from pathlib import Path
 
