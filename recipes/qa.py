@@ -37,6 +37,7 @@ from tfllm.training import create_optimizer
 from tfllm.training import is_chief
 from tfllm.training import span_losses
 from tfllm.training import wait_for_all_workers
+from tfllm.training.trainer import means
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "SQuAD v1.1 JSON to train on.")
@@ -59,9 +60,6 @@ common.define_fine_tuning_flags("the training contexts and questions", "span_qa"
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
 
-# Reported per window: during training (the Trainer) and on the eval questions (`predict_logits`).
-METRICS = {"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy}
-
 
 def read_examples(path, articles, flag):
     articles = articles or ":"
@@ -70,18 +68,17 @@ def read_examples(path, articles, flag):
     return examples
 
 
-def predict_logits(model, features):
+def predict_logits(trainer, features):
     """Start and end logits of every window, in order (rows padded to their batch's longest window), and the
-    mean over the windows of the loss and of each of METRICS (one pass)."""
-    predict = common.inference_fn(model)
-    starts, ends, sums = [], [], {}
+    Trainer's loss and metrics over the windows (one pass)."""
+    predict = common.inference_fn(trainer.model)
+    starts, ends, totals = [], [], None
     for inputs, labels in squad_dataset(features, FLAGS.batch_size, training=False):
         outputs = predict(inputs)
         starts.extend(outputs["start_logits"].numpy())
         ends.extend(outputs["end_logits"].numpy())
-        for name, fn in dict(loss=span_losses.span_loss, **METRICS).items():
-            sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(fn(labels, outputs)))
-    return starts, ends, {name: total / len(starts) for name, total in sums.items()}
+        totals = trainer.add_batch_stats(totals, labels, outputs)
+    return starts, ends, means(totals)
 
 
 def main(_):
@@ -120,7 +117,7 @@ def main(_):
     common.save_run_config(model, strategy, preprocessor, serving=serving)
     trainer = Trainer(
         model, optimizer, span_losses.span_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
-        metric_fns=METRICS,
+        metric_fns={"start_accuracy": span_losses.start_accuracy, "end_accuracy": span_losses.end_accuracy},
         **common.trainer_options(),
     )
 
@@ -146,7 +143,7 @@ def evaluate(trainer, examples, preprocessor, window, steps, eval_file):
     """Window loss/accuracy, then answers decoded over all windows of each question and the official EM/F1."""
     features = squad_features(examples, preprocessor, name=eval_file, **window)
     start = time.time()
-    start_logits, end_logits, window_results = predict_logits(trainer.model, features)
+    start_logits, end_logits, window_results = predict_logits(trainer, features)
     predictions, _ = decode_answers(examples, features, start_logits, end_logits,
                                     max_answer_length=FLAGS.max_answer_length, n_best_size=FLAGS.n_best_size)
     scores = squad_scores({e.id: e.answers for e in examples}, predictions)

@@ -19,7 +19,6 @@ import os
 import time
 
 import common
-import numpy as np
 import tensorflow as tf
 from absl import flags
 from absl import logging
@@ -40,6 +39,7 @@ from tfllm.training import create_optimizer
 from tfllm.training import is_chief
 from tfllm.training import tagging_losses
 from tfllm.training import wait_for_all_workers
+from tfllm.training.trainer import means
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training file in CoNLL format (one word a line, tag in the last column).")
@@ -56,9 +56,6 @@ common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sent
                                 "counted, logged, and scored as 'O').")
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
 flags.mark_flags_as_required(["train_file"])
-
-# Reported over the labelled tokens: during training (the Trainer) and on --eval_file (`predict`).
-METRICS = {"token_accuracy": tagging_losses.token_accuracy, "token_cross_entropy": tagging_losses.token_cross_entropy}
 
 
 def read_tagged(path):
@@ -106,7 +103,8 @@ def main(_):
     common.save_run_config(model, strategy, preprocessor, labels=labels)
     trainer = Trainer(
         model, optimizer, tagging_losses.masked_token_loss, FLAGS.batch_size, FLAGS.model_dir, strategy,
-        metric_fns=METRICS,
+        metric_fns={"token_accuracy": tagging_losses.token_accuracy,
+                    "token_cross_entropy": tagging_losses.token_cross_entropy},
         **common.trainer_options(),
     )
 
@@ -124,8 +122,8 @@ def main(_):
     if FLAGS.eval_file and is_chief(strategy):
         eval_sentences = read_tagged(FLAGS.eval_file)
         eval_encoded = encode_tagged_sentences(eval_sentences, preprocessor, labels, name=FLAGS.eval_file)
-        predicted, results = predict(model, eval_encoded, labels)
-        trainer.log_eval(dict(loss=results["token_cross_entropy"], **results))  # train/'s loss is this mean too
+        predicted, results = predict(trainer, eval_encoded, labels)
+        trainer.log_eval(dict(results, loss=results["token_cross_entropy"]))  # train/'s loss is this mean too
         scores = entity_scores([s.tags for s in eval_sentences], predicted)
         report(scores, FLAGS.eval_file)
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
@@ -139,18 +137,16 @@ def main(_):
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 
-def predict(model, encoded, labels):
-    """One pass over `encoded`: each sentence's predicted tag per word, and each of METRICS' `sum / weight`
-    over the labelled tokens (words within --max_seq_length), as the Trainer reports them."""
-    call = common.inference_fn(model)
-    predictions, totals = [], {}
+def predict(trainer, encoded, labels):
+    """One pass over `encoded`: each sentence's predicted tag per word, and the Trainer's metrics over the
+    labelled tokens (words within --max_seq_length)."""
+    call = common.inference_fn(trainer.model)
+    predictions, totals = [], None
     for features, targets in tagging_dataset(encoded, FLAGS.batch_size, training=False):
         logits = call(features)
         predictions.extend(tf.argmax(logits, axis=-1, output_type=tf.int32).numpy())
-        for name, fn in METRICS.items():
-            values, weights = fn(targets, logits)
-            totals[name] = totals.get(name, 0.0) + np.array([tf.reduce_sum(values), tf.reduce_sum(weights)])
-    return word_tags(predictions, encoded, labels), {name: float(s / max(w, 1.0)) for name, (s, w) in totals.items()}
+        totals = trainer.add_batch_stats(totals, targets, logits)
+    return word_tags(predictions, encoded, labels), means(totals)
 
 
 if __name__ == "__main__":

@@ -238,9 +238,16 @@ class Trainer:
             totals = _add(totals, self._eval_fn(batch))
         if totals is None:
             raise ValueError("The eval dataset is empty.")
-        results = {name: float(s / max(c, 1.0)) for name, (s, c) in totals.items()}
+        results = means(totals)
         self.log_eval(results)
         return results
+
+    def add_batch_stats(self, totals, labels, outputs):
+        """`totals` (None at first) plus one batch's `{name: (sum, weight)}` of the loss and each metric, as
+        `evaluate` adds them up (`means(totals)` gives its figures): for a recipe's own prediction loop, which
+        needs the outputs too and so evaluates in the same pass, on one device."""
+        per_example_loss = tf.cast(self.loss_fn(labels, outputs), tf.float32)
+        return _add(totals, self._stats(labels, outputs, per_example_loss))
 
     def log_eval(self, results):
         """Logs `{name: value}` and writes them as TensorBoard scalars under `<model_dir>/eval` at the
@@ -705,6 +712,11 @@ def _move(paths, folder):
     tf.io.gfile.makedirs(folder)
     for path in paths:
         tf.io.gfile.rename(path, os.path.join(folder, os.path.basename(path)), overwrite=True)
+
+
+def means(totals):
+    """`{name: sum / weight}` of `{name: (sum, weight)}` totals (a weight of 0 gives 0), divided in float64."""
+    return {name: float(s) / max(float(c), 1.0) for name, (s, c) in totals.items()}
 
 
 def _add(totals, stats):
