@@ -120,7 +120,8 @@ class CompiledDecoder:
                 return sampler(self.next_fn, prompt, cache=cache, index=index, mask=mask,
                                stop_token_ids=stop)
 
-            self._compiled[key] = (sampler, tf.function(run, jit_compile=self.jit_compile))
+            # autograph=False: the loop is an explicit while_loop; AutoGraph would only re-parse the model's code.
+            self._compiled[key] = (sampler, tf.function(run, jit_compile=self.jit_compile, autograph=False))
         sampler, fn = self._compiled[key]
         reseed(sampler, sampler_options.get("seed"))
         return fn(tf.constant(prompt), tf.constant(mask))

@@ -88,7 +88,7 @@ def tokenize_documents(documents, tokenizer, batch_size=8192):
     sentence); sentences with no tokens and documents left empty are dropped.
     """
     sentences = [s for doc in documents for s in doc]
-    tokenize = tf.function(tokenizer, input_signature=[tf.TensorSpec([None], tf.string)])
+    tokenize = tf.function(tokenizer, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     ids = []
     for start in range(0, len(sentences), batch_size):
         ragged = tokenize(tf.constant(sentences[start : start + batch_size]))

@@ -84,7 +84,7 @@ class EncodedSentences:
 
 def _word_pieces(tokenizer, words, batch_size=65536):
     """WordPiece ids of each word: (flat ids, pieces per word), in-graph, in big batches."""
-    tokenize = tf.function(tokenizer, input_signature=[tf.TensorSpec([None], tf.string)])
+    tokenize = tf.function(tokenizer, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     values, lengths = [], []
     for start in range(0, len(words), batch_size):
         pieces = tokenize(tf.constant(words[start : start + batch_size], tf.string))

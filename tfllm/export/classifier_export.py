@@ -65,14 +65,14 @@ class ClassifierServingModule(tf.Module):
         # Built here, not with a decorator: the inputs depend on `text_pair`, and
         # tf.saved_model.save traces every tf.function it finds on the module.
         inputs = [string_batch_spec("text")] + ([string_batch_spec("text_pair")] if text_pair else [])
-        self.serve = tf.function(self._serve, input_signature=inputs)
+        self.serve = tf.function(self._serve, input_signature=inputs, autograph=False)
         if token_ids_signatures:
-            self.tokenize = tf.function(self._tokenize, input_signature=inputs)
+            self.tokenize = tf.function(self._tokenize, input_signature=inputs, autograph=False)
             self.classify_token_ids = tf.function(self._classify_token_ids, input_signature=[
                 tf.TensorSpec([None, None], tf.int32, name="token_ids"),
                 tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
                 tf.TensorSpec([None, None], tf.bool, name="padding_mask"),
-            ])
+            ], autograph=False)
 
     def _serve(self, text, text_pair=None):
         return self._outputs(self._tokenize(text, text_pair))

@@ -30,7 +30,7 @@ class EmbeddingsServingModule(tf.Module):
         self.backbone = backbone
         self.dynamic_length = dynamic_length
 
-    @tf.function(input_signature=[string_batch_spec("text")])
+    @tf.function(input_signature=[string_batch_spec("text")], autograph=False)
     def serve(self, text):
         features = self.preprocessor(check_string_batch(text, "text"))
         if self.dynamic_length:

@@ -89,7 +89,7 @@ class GptGenerationServingModule(tf.Module):
         new = tf.ragged.boolean_mask(new, before_stop)
         return {"generated": self.tokenizer.detokenize(new)}
 
-    @tf.function(input_signature=[string_batch_spec("prompt")])
+    @tf.function(input_signature=[string_batch_spec("prompt")], autograph=False)
     def serve(self, prompt):
         # A call of `generate`'s function (one traced decoding loop in the SavedModel, not two).
         return self.serve_with_options(prompt, tf.constant(self.max_new_tokens), **{
@@ -101,7 +101,7 @@ class GptGenerationServingModule(tf.Module):
         tf.TensorSpec([], tf.float32, name="temperature"),
         tf.TensorSpec([], tf.int32, name="top_k"),
         tf.TensorSpec([], tf.int32, name="seed"),
-    ])
+    ], autograph=False)
     def serve_with_options(self, prompt, max_new_tokens, temperature, top_k, seed):
         return self._generate(prompt, max_new_tokens, temperature, top_k, seed)
 

@@ -99,7 +99,10 @@ def export_module(module, signatures, export_dir, model_name, version, warmup_re
 
     The one place every head's export ends: TF Serving layout, atomic
     version directory, `assets.extra/tf_serving_warmup_requests`.
-    Signatures are traced without XLA, so the server needs no XLA flag.
+    Signatures are traced without XLA, so the server needs no XLA flag, and
+    without AutoGraph (`autograph=False` on each head's `tf.function`): they
+    hold no Python control flow on tensors (decoding loops are explicit
+    `while_loop`s), and AutoGraph would only re-parse the model's source.
     """
 
     def save(path):

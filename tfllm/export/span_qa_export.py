@@ -58,7 +58,7 @@ class SpanQAServingModule(tf.Module):
         self.max_query_length = max_query_length
         self.max_answer_length = max_answer_length
 
-    @tf.function(input_signature=[string_batch_spec("question"), string_batch_spec("context")])
+    @tf.function(input_signature=[string_batch_spec("question"), string_batch_spec("context")], autograph=False)
     def serve(self, question, context):
         question = check_string_batch(question, "question")
         context = check_string_batch(context, "context")

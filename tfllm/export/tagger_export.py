@@ -72,7 +72,7 @@ class TaggerServingModule(tf.Module):
             return tf_text.regex_split(text, *self._split)
         return tf.strings.split(text)
 
-    @tf.function(input_signature=[string_batch_spec("text")])
+    @tf.function(input_signature=[string_batch_spec("text")], autograph=False)
     def serve(self, text):
         words = self.split_words(check_string_batch(text, "text"))
         words_per_sentence = words.row_lengths()

@@ -34,7 +34,7 @@ class TranslationServingModule(tf.Module):
         self._sampler = (generation.BeamSearch(self.num_beams, length_penalty, return_scores=True)
                          if self.num_beams > 1 else generation.make_sampler(temperature=0))
 
-    @tf.function(input_signature=[string_batch_spec("source")])
+    @tf.function(input_signature=[string_batch_spec("source")], autograph=False)
     def serving_default(self, source):
         source = check_string_batch(source, "source")
         ids = tf.cast(self.tokenizer(source), tf.int32)[:, : self.max_source_length]

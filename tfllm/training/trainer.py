@@ -51,6 +51,9 @@ class Trainer:
             (`mixed_float16` policy) it is wrapped in a `LossScaleOptimizer`,
             as `Model.compile` does: overflowing updates are skipped.
         loss_fn: `loss_fn(labels, outputs)` -> per-example loss, shape `[B]`.
+            It and `metric_fns` run as plain graph code, as in Keras' own
+            train step (no AutoGraph): `tf.where`/`tf.cond`, not a Python
+            `if` on a tensor.
         global_batch_size: examples per micro-batch summed over all replicas.
             With `grad_accum_steps=k`, one update sees `k * global_batch_size`.
         model_dir: checkpoints go to `model_dir/checkpoints`, TensorBoard
@@ -150,8 +153,15 @@ class Trainer:
             tf.function(self._loss_and_gradients, jit_compile=True)
             if jit_compile else self._loss_and_gradients
         )
+        # AutoGraph converts only the loop in `_train_steps`/`_one_update` (tf.range, the early break). What one
+        # replica computes (model, loss, metrics, optimizer) is plain TensorFlow, as in Keras' own train step
+        # (`do_not_convert`): converting it would re-parse and transform every layer's and the optimizer's
+        # Python source, about a fifth of the first call.
+        self._replica_step = tf.autograph.experimental.do_not_convert(self._replica_step)
+        self._replica_accumulate = tf.autograph.experimental.do_not_convert(self._replica_accumulate)
+        self._replica_apply_accumulated = tf.autograph.experimental.do_not_convert(self._replica_apply_accumulated)
         self._train_fn = tf.function(self._train_steps)
-        self._eval_fn = tf.function(self._eval_step, reduce_retracing=True)
+        self._eval_fn = tf.function(self._eval_step, reduce_retracing=True, autograph=False)
 
     # ---- The training loop -------------------------------------------------
 

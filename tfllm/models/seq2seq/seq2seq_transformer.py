@@ -262,8 +262,9 @@ class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
             beam = num_beams > 1
             sampler = generation.BeamSearch(num_beams, length_penalty, return_scores=True) if beam \
                 else generation.make_sampler(temperature=0)
-            self._decoders[key] = tf.function(
-                lambda s, m: self._decode(s, m, max_length, bos_id, eos_id, sampler), jit_compile=jit_compile)
+            self._decoders[key] = tf.function(  # autograph=False: the loop is an explicit while_loop
+                lambda s, m: self._decode(s, m, max_length, bos_id, eos_id, sampler), jit_compile=jit_compile,
+                autograph=False)
         result = self._decoders[key](tf.constant(source), tf.constant(source != 0))
         tokens, scores = result if isinstance(result, tuple) else (result, None)
         outputs = []
