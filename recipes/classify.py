@@ -44,11 +44,9 @@ from absl import logging
 
 from tfllm.data import classification_dataset
 from tfllm.data import read_text_examples
-from tfllm.export import export_classifier
 from tfllm.metrics import classification_scores
 from tfllm.metrics import regression_scores
 from tfllm.models import BertClassifier
-from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
@@ -187,12 +185,7 @@ def main(_):
         if is_chief(strategy):
             with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
                 json.dump(dict(results, examples=len(eval_labels), step=steps), f, indent=1)
-    if FLAGS.export_dir and is_chief(strategy):
-        merge_lora(model)  # Export plain kernels, no LoRA ops.
-        path = export_classifier(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
-                                 label_names=FLAGS.label_names, task=FLAGS.task,
-                                 text_pair=bool(FLAGS.text_b_column))
-        print(f"exported: {path}", flush=True)
+    common.export_run(strategy)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief exports.
 
 

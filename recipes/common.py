@@ -10,6 +10,7 @@ them), defines its own flags, then in `main()`:
     trainer = Trainer(..., **common.trainer_options())
     trainer.train(...)
     common.save_run_weights(model, strategy)               # <model_dir>/model.weights.h5
+    common.export_run(strategy)                            # --export_dir, as tools/export.py exports the run
 
 and ends with `common.run(main)`, which prints tfllm's own errors in one line.
 """
@@ -29,6 +30,8 @@ from tfllm import peft
 from tfllm.cli import run  # noqa: F401  (re-exported: recipes end with common.run(main))
 from tfllm.data import steps_per_epoch
 from tfllm.errors import ConfigError
+from tfllm.export import export_folder
+from tfllm.export.serving_precision import SERVING_PRECISIONS
 from tfllm.models import Bert
 from tfllm.models import BertPreprocessor
 from tfllm.models import save_config
@@ -148,6 +151,24 @@ def save_run_weights(model, strategy):
         logging.info("Final weights saved to %s", path)
 
 
+def export_run(strategy):
+    """--export_dir: the finished run exported exactly as `tools/export.py <model_dir> <export_dir>` does (chief only).
+
+    One export path for recipes and tools: the export is rebuilt from the
+    run folder (config.json, final weights, tokenizer files), so it computes
+    in --serving_precision (float32 unless asked) whatever policy the run
+    trained under, LoRA updates are merged into plain kernels, and the
+    head's serving options are the ones the run saved.
+    """
+    if not FLAGS.export_dir or not is_chief(strategy):
+        return None
+    options = {"serving_precision": FLAGS.serving_precision} if "serving_precision" in FLAGS else {}
+    path = export_folder(FLAGS.model_dir, FLAGS.export_dir, model_name=FLAGS.model_name, version=FLAGS.version,
+                         log=logging.info, **options)
+    print(f"exported: {path}", flush=True)
+    return path
+
+
 # ---- BERT fine-tuning (classify.py, tag.py, qa.py) ------------------------------
 
 
@@ -174,6 +195,9 @@ def define_fine_tuning_flags(vocab_source, model_name, export_outputs, lowercase
     flags.DEFINE_string("export_dir", None, f"Where to write the SavedModel ({export_outputs}; skipped if unset).")
     flags.DEFINE_string("model_name", model_name, "Model name in the export path.")
     flags.DEFINE_integer("version", 1, "Model version in the export path.", lower_bound=1)
+    flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, "fp32", "bf16"],
+                      "What the export computes in, whatever --mixed_precision trained in: float32, bfloat16 or "
+                      "int8 (as tools/export.py's flag; docs/serving.md).")
     define_peft_flags()
 
 

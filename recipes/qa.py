@@ -28,10 +28,8 @@ from tfllm.data.squad import parse_article_range
 from tfllm.data.squad import read_squad
 from tfllm.data.squad import squad_dataset
 from tfllm.data.squad import squad_features
-from tfllm.export import export_span_qa
 from tfllm.metrics import squad_scores
 from tfllm.models import BertSpanQA
-from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
@@ -132,10 +130,7 @@ def main(_):
     common.save_run_weights(model, strategy)
     if eval_examples is not None and is_chief(strategy):
         evaluate(trainer, eval_examples, preprocessor, window, steps, eval_file)
-    if FLAGS.export_dir and is_chief(strategy):
-        merge_lora(model)  # Export plain kernels, no LoRA ops.
-        path = export_span_qa(preprocessor, model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, **serving)
-        print(f"exported: {path}", flush=True)
+    common.export_run(strategy)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 

@@ -30,10 +30,8 @@ from tfllm.data.conll import to_bio
 from tfllm.data.token_classification import encode_tagged_sentences
 from tfllm.data.token_classification import tagging_dataset
 from tfllm.data.token_classification import word_tags
-from tfllm.export import export_tagger
 from tfllm.metrics.entities import entity_scores
 from tfllm.models import BertTokenClassifier
-from tfllm.peft import merge_lora
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
@@ -130,10 +128,7 @@ def main(_):
             json.dump(dict(scores, loss=results["token_cross_entropy"],
                            labelled_token_accuracy=results["token_accuracy"], sentences=len(eval_sentences),
                            truncated_words=eval_encoded.num_truncated_words, step=steps), f, indent=1)
-    if FLAGS.export_dir and is_chief(strategy):
-        merge_lora(model)  # Export plain kernels, no LoRA ops.
-        path = export_tagger(preprocessor, model, labels, FLAGS.export_dir, FLAGS.model_name, FLAGS.version)
-        print(f"exported: {path}", flush=True)
+    common.export_run(strategy)
     wait_for_all_workers(strategy)  # Multi-worker: no worker exits while the chief writes.
 
 

@@ -26,7 +26,6 @@ from absl import flags
 from absl import logging
 
 from tfllm.data import parallel_text
-from tfllm.export import export_translator
 from tfllm.models import Seq2SeqTransformer
 from tfllm.models import load
 from tfllm.models.seq2seq.translation import translate_texts
@@ -171,7 +170,9 @@ def main(_):
             FLAGS.learning_rate, total_steps=steps, warmup_steps=FLAGS.warmup_steps,
             decay=FLAGS.decay, beta_2=FLAGS.beta_2, **common.optimizer_options())
     logging.info("Seq2SeqTransformer %s with %s parameters", FLAGS.preset, f"{model.count_params():,}")
-    common.save_run_config(model, strategy, tokenizer, tokenizer_file=spm_path)
+    common.save_run_config(model, strategy, tokenizer, tokenizer_file=spm_path,
+                           serving=dict(num_beams=FLAGS.num_beams, length_penalty=FLAGS.length_penalty,
+                                        max_source_length=FLAGS.max_source_length))
     trainer = Trainer(
         model, optimizer, seq2seq_losses.translation_loss(FLAGS.label_smoothing), FLAGS.batch_size,
         FLAGS.model_dir, strategy,
@@ -205,11 +206,7 @@ def main(_):
     common.save_run_weights(model, strategy)
     if eval_data and is_chief(strategy):
         evaluate_bleu(model, tokenizer, results["steps"], train_seconds)
-    if FLAGS.export_dir and is_chief(strategy):
-        path = export_translator(model, tokenizer, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
-                                 num_beams=FLAGS.num_beams, length_penalty=FLAGS.length_penalty,
-                                 max_source_length=FLAGS.max_source_length)
-        print(f"exported: {path}", flush=True)
+    common.export_run(strategy)
     wait_for_all_workers(strategy)
 
 

@@ -60,6 +60,7 @@ def test_recipe_learns_the_toy_task(trained):
     assert "eval: accuracy" in proc.stdout
     assert "step 120/120" in proc.stderr  # progress lines, 640/32*6 = 120 steps
     assert list((tmp_path / "model" / "train").glob("events.out.tfevents*"))  # TensorBoard
+    assert "serving precision: float32 (float32 weights and compute)\n" in proc.stderr
     logged = {value.tag: (event.step, float(tf.make_ndarray(value.tensor)))
               for path in (tmp_path / "model" / "eval").glob("events.out.tfevents*")
               for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
@@ -72,10 +73,15 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
     assert "Resumed from step 120" in again.stderr
     assert "nothing to do" in again.stderr
     # Resumed under --mixed_precision=fp16 (the optimizer state carries over): loss-scaled steps, and an export
-    # that serves probabilities.
-    longer = run_recipe(tmp_path, "--epochs=7", "--mixed_precision=fp16", "--log_every=10")
+    # that serves probabilities. The export is tools/export.py's (export_folder): it computes in what
+    # --serving_precision asks, whatever the run trained in.
+    longer = run_recipe(tmp_path, "--epochs=7", "--mixed_precision=fp16", "--log_every=10", "--serving_precision=bf16")
     assert "Resumed from step 120" in longer.stderr and "step 140/140" in longer.stderr
     assert "loss scale 32768 (0 skipped)" in longer.stderr, longer.stderr[-3000:]
+    assert "serving precision: bfloat16 (bfloat16 weights and matmuls; LayerNorm, softmax and outputs in float32; " \
+           "trained under the mixed_float16 policy)" in longer.stderr, longer.stderr[-3000:]
+    reader = tf.train.load_checkpoint(str(tmp_path / "export" / "toy" / "1" / "variables" / "variables"))
+    assert {dtype for name, dtype in reader.get_variable_to_dtype_map().items() if "kernel" in name} == {tf.bfloat16}
     served = serve_in_fresh_process(tmp_path / "export" / "toy" / "1", {"text": ["a lovely film"]})
     assert np.sum(served["probabilities"]) == pytest.approx(1.0, abs=1e-6)
 

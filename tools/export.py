@@ -58,8 +58,11 @@ flags.DEFINE_integer("max_new_tokens", 128, "gpt: most tokens generated (also th
 flags.DEFINE_float("temperature", 0.0, "gpt: serving_default's temperature (0 = greedy).", lower_bound=0.0)
 flags.DEFINE_integer("top_k", 0, "gpt: serving_default's top-k (0 = off).", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "gpt: serving_default's sampling seed.")
-flags.DEFINE_integer("num_beams", 4, "translator: beam size (1 = greedy).", lower_bound=1)
-flags.DEFINE_float("length_penalty", 0.6, "translator: GNMT length penalty alpha.")
+flags.DEFINE_integer("num_beams", None, "translator: beam size, 1 = greedy (default: the run's, else 4).",
+                     lower_bound=1)
+flags.DEFINE_float("length_penalty", None, "translator: GNMT length penalty alpha (default: the run's, else 0.6).")
+flags.DEFINE_integer("max_source_length", None, "translator: source tokens kept (default: the run's, else the "
+                     "model's position table).", lower_bound=1)
 
 
 def main(argv):
@@ -76,7 +79,8 @@ def main(argv):
         split_punctuation=FLAGS.split_punctuation, max_query_length=FLAGS.max_query_length,
         max_answer_length=FLAGS.max_answer_length, max_new_tokens=FLAGS.max_new_tokens,
         temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed, num_beams=FLAGS.num_beams,
-        length_penalty=FLAGS.length_penalty, log=lambda line: print(line, flush=True))
+        length_penalty=FLAGS.length_penalty, max_source_length=FLAGS.max_source_length,
+        log=lambda line: print(line, flush=True))
     print(f"exported: {path}", flush=True)
 
 

@@ -78,7 +78,8 @@ def load_folder(folder, fmt, saved, checkpoint=None, **overrides):
 def export_folder(folder, export_dir, head=None, model_name=None, version=1, checkpoint=None, warmup=True,
                   max_seq_length=None, label_names=None, serving_precision="float32", token_ids_signatures=False,
                   split_punctuation=True, max_query_length=None, max_answer_length=None, max_new_tokens=128,
-                  temperature=0.0, top_k=0, seed=0, num_beams=4, length_penalty=0.6, log=print):
+                  temperature=0.0, top_k=0, seed=0, num_beams=None, length_penalty=None, max_source_length=None,
+                  log=print):
     """Export the model in `folder` to `export_dir/<model_name>/<version>/`; returns that path.
 
     `head` chooses among the exports the saved class allows (default: its
@@ -116,8 +117,11 @@ def export_folder(folder, export_dir, head=None, model_name=None, version=1, che
         return export_gpt(model, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
                           precision=precision, **common)
     if head == "translator":
-        return export_translator(model, loaded.tokenizer, num_beams=num_beams, length_penalty=length_penalty,
-                                 **common)
+        run = loaded.serving  # the recipe's settings; tools/export.py's flags override them
+        return export_translator(model, loaded.tokenizer, num_beams=num_beams or run.get("num_beams", 4),
+                                 length_penalty=run.get("length_penalty", 0.6) if length_penalty is None
+                                 else length_penalty,
+                                 max_source_length=max_source_length or run.get("max_source_length"), **common)
     preprocessor = loaded.preprocessor(max_seq_length)
     if head == "embeddings":
         return export_embeddings(preprocessor, getattr(model, "backbone", model), **common)
