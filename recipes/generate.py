@@ -2,11 +2,15 @@
 
     python recipes/generate.py --model_dir=runs/shakespeare_char --prompt="ROMEO:" \
         --max_new_tokens=200 --temperature=0.8 --top_k=40 --seed=1
+
+The model decodes in --precision (float32 unless bfloat16 is asked for),
+whatever policy the run trained under, as its export would.
 """
 
 import common
 from absl import flags
 
+from tfllm.models import cast_weights
 from tfllm.models import load
 from tfllm.models.causal_lm import CausalLM
 
@@ -21,16 +25,21 @@ flags.DEFINE_float("top_p", None, "Sample from the smallest set with probability
 flags.DEFINE_integer("num_beams", None, "Beam search with this many beams.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_bool("jit_compile", True, "Compile the decoding loop with XLA.")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "fp32", "bf16"], "What decoding computes in, "
+                  "whatever --mixed_precision trained in: float32, or bfloat16 weights and matmuls (half the bytes "
+                  "each step reads; logits float32; tfllm.models.cast_weights).")
 flags.mark_flags_as_required(["model_dir"])
 
 
 def main(_):
-    run = load(FLAGS.model_dir)
+    run = load(FLAGS.model_dir, dtype="float32")  # a mixed-precision run's variables are float32 too
     if not isinstance(run.model, CausalLM):
         raise flags.IllegalFlagValueError(f"--model_dir={FLAGS.model_dir} holds a {type(run.model).__name__}, "
                                           "not a causal LM (GptCausalLM, LlamaCausalLM)")
-    print(f"# {run.weights}", flush=True)
-    outputs = run.model.generate(
+    bfloat16 = FLAGS.precision in ("bfloat16", "bf16")
+    model = cast_weights(run.model, "bfloat16", spec=run.config) if bfloat16 else run.model
+    print(f"# {run.weights} ({'bfloat16' if bfloat16 else 'float32'})", flush=True)
+    outputs = model.generate(
         FLAGS.prompt, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
         top_k=FLAGS.top_k, top_p=FLAGS.top_p, num_beams=FLAGS.num_beams, seed=FLAGS.seed,
         jit_compile=FLAGS.jit_compile,

@@ -9,6 +9,7 @@ from tests.fresh_process import serve_in_fresh_process
 from tests.run_script import run_script
 from tfllm.data.vocabulary_files import build_byte_pair_files
 from tfllm.export.gpt_export import export_gpt
+from tfllm.models import cast_weights
 from tfllm.models import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,13 @@ def test_generate_recipe_continues_the_pattern(run):
     proc = run_script("recipes/generate.py", f"--model_dir={tmp / 'model'}",
                       "--prompt=abc", "--max_new_tokens=40", "--temperature=0", "--jit_compile=false")
     assert "abcdefgh abcdefgh abcdefgh" in proc.stdout
+    # --precision=bf16 decodes with the bfloat16 copy of the weights (tfllm.models.cast_weights), as in-process.
+    proc = run_script("recipes/generate.py", f"--model_dir={tmp / 'model'}", "--precision=bf16",
+                      "--prompt=abc", "--max_new_tokens=40", "--temperature=0", "--jit_compile=false")
+    loaded = load(tmp / "model")
+    half = cast_weights(loaded.model, "bfloat16", spec=loaded.config)
+    assert proc.stdout.splitlines()[:2] == [f"# {loaded.weights} (bfloat16)", "abc" + half.generate(
+        ["abc"], max_new_tokens=40, temperature=0, jit_compile=False)[0]]
 
 
 def test_exported_generation_matches_in_process_generate(run):
