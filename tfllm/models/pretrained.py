@@ -59,9 +59,9 @@ from tfllm.hub import resolve_model_path
 from tfllm.models.bert.preprocessors import preprocessor_for
 from tfllm.peft.methods import apply_peft
 from tfllm.peft.methods import peft_config
-from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.tokenizers.saving import load_tokenizer_if_any
 from tfllm.tokenizers.saving import save_tokenizer
+from tfllm.tokenizers.saving import tokenizer_from_spec
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
@@ -207,7 +207,7 @@ def load(folder, checkpoint=None, **overrides):
     """
     folder = os.fspath(resolve_model_path(folder))  # hf://org/name[@revision] -> its folder in the Hub cache
     spec = read_config(folder)
-    tokenizer = load_tokenizer(folder) if spec.get("tokenizer") else None
+    tokenizer = tokenizer_from_spec(folder, spec["tokenizer"]) if spec.get("tokenizer") else None
     model = build(spec, overrides, tokenizer, source=os.path.join(folder, CONFIG))
     weights_file = os.path.join(folder, WEIGHTS)
     if checkpoint is None and tf.io.gfile.exists(weights_file):

@@ -107,7 +107,7 @@ def load_tokenizer(path, **overrides):
 
     spec = _read_json(file(CONFIG)).get("tokenizer") if has(CONFIG) else None
     if spec:
-        return _load_tfllm_tokenizer(path, dict(spec), overrides)
+        return tokenizer_from_spec(path, spec, **overrides)
     hf_json = _read_json(file("tokenizer.json")) if has("tokenizer.json") else {}
     model = hf_json.get("model", {})
     if has(SENTENCE_PIECE_MODEL) and (not hf_json or is_sentence_piece_style(hf_json)):
@@ -163,7 +163,9 @@ def load_tokenizer_if_any(path):
         return None
 
 
-def _load_tfllm_tokenizer(path, spec, overrides):
+def tokenizer_from_spec(path, spec, **overrides):
+    """The tokenizer a tfllm config.json's `"tokenizer"` entry (`spec`) describes, its files in folder `path`."""
+    spec = dict(spec)
     kind = spec.pop("type", None)
 
     def file(name):
