@@ -201,7 +201,8 @@ def build_word_piece_vocabulary(
     else:
         texts = tf.constant(list(texts), tf.string)
         ds = tf.data.Dataset.from_tensor_slices(texts).batch(batch_size)
-    ds = ds.map(lambda t: normalize_text(t, lowercase, strip_accents))
+    # do_not_convert: plain TensorFlow ops; tf.data would otherwise run AutoGraph over normalize_text's module.
+    ds = ds.map(tf.autograph.experimental.do_not_convert(lambda t: normalize_text(t, lowercase, strip_accents)))
     return keras_hub.tokenizers.compute_word_piece_vocabulary(
         ds,
         vocab_size,
