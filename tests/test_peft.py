@@ -15,8 +15,10 @@ from tests.run_script import run_script
 from tests.test_classify_recipe import write_toy_tsv
 from tfllm import peft
 from tfllm.layers import FeedForward
+from tfllm.layers import GroupedQueryAttention
 from tfllm.layers import MultiHeadAttention
 from tfllm.layers.attention import project
+from tfllm.layers.rotary_embedding import apply_rotary_embedding
 from tfllm.models import Bert
 from tfllm.models import BertClassifier
 from tfllm.models import load
@@ -174,6 +176,30 @@ def test_prefix_attention_equals_numpy_attention_over_prefix_and_keys():
     mask = np.concatenate([np.ones((2, 3), bool), padding], axis=1)[:, None, None, :]
     attended = ref.attention(q, k, v, mask)
     want = np.einsum("btnh,nhd->btd", attended, w["attention_output"]) + mha.output_dense.bias.numpy()
+    np.testing.assert_allclose(got, want, atol=TOL)
+
+
+def test_grouped_query_prefix_has_one_prefix_per_key_value_head():
+    """Llama-style attention: each key/value head's prefix is shared by its query heads, as its keys and values."""
+    gqa = GroupedQueryAttention(num_heads=4, key_dim=8, num_key_value_heads=2, name="self_attention")
+    x = randn(2, 5, 32)
+    gqa(x)
+    randomize(gqa.weights, scale=0.3)
+    peft.add_prefix(gqa, length=3)
+    assert tuple(gqa.prefix.prefix_key.shape) == (3, 2, 8)  # key/value heads, not query heads
+    randomize(gqa.prefix.weights, scale=1.0, seed=3)
+    padding = np.ones((2, 5), bool)
+    padding[1, 3:] = False
+    got = gqa(x, attention_mask=padding[:, None, None, :])
+
+    q, k, v = (t.numpy() for t in gqa.project_query_key_value(x))  # projections and RoPE: tests/test_llama.py
+    q, k = (apply_rotary_embedding(t, gqa.inv_freq, 0).numpy() for t in (q, k))
+    pk, pv = gqa.prefix.prefix_key.numpy(), gqa.prefix.prefix_value.numpy()
+    k = np.concatenate([np.broadcast_to(pk, (2,) + pk.shape), k], axis=1)
+    v = np.concatenate([np.broadcast_to(pv, (2,) + pv.shape), v], axis=1)
+    mask = np.concatenate([np.ones((2, 3), bool), padding], axis=1)[:, None, None, :]
+    attended = ref.attention(q, np.repeat(k, 2, axis=2), np.repeat(v, 2, axis=2), mask)  # query head n: kv n // 2
+    want = np.einsum("btnh,nhd->btd", attended, gqa.output_dense.kernel.numpy())
     np.testing.assert_allclose(got, want, atol=TOL)
 
 

@@ -6,7 +6,6 @@ from keras import ops
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.attention import grouped_query_attention
 from tfllm.layers.attention import project
-from tfllm.layers.attention import scaled_dot_product_attention
 from tfllm.layers.einsum_dense import EinsumDense
 from tfllm.layers.rotary_embedding import apply_rotary_embedding
 from tfllm.layers.rotary_embedding import inverse_frequencies
@@ -114,15 +113,10 @@ class GroupedQueryAttention(MultiHeadAttention):
             k = ops.slice_update(cache[0], [0, cache_update_index, 0, 0], k)
             v = ops.slice_update(cache[1], [0, cache_update_index, 0, 0], v)
             cache = (k, v)
-        if self.prefix is not None:  # Not stored in the cache: prepended at every step, with num_heads heads.
-            groups = self.num_heads // self.num_key_value_heads
-            k, v = ops.repeat(k, groups, axis=2), ops.repeat(v, groups, axis=2)
+        if self.prefix is not None:  # Not stored in the cache: prepended at every step, one per key/value head.
             k, v, attention_mask = self.prefix(k, v, attention_mask)
-            attended = scaled_dot_product_attention(
-                q, k, v, mask=attention_mask, dropout=self.attention_dropout, training=training)
-        else:
-            attended = grouped_query_attention(
-                q, k, v, mask=attention_mask, dropout=self.attention_dropout, training=training)
+        attended = grouped_query_attention(
+            q, k, v, mask=attention_mask, dropout=self.attention_dropout, training=training)
         output = project(self.output_dense, attended, training)
         if self.adapter is not None:
             output = self.adapter(output, training=training)

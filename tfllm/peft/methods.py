@@ -251,7 +251,11 @@ def add_prefix(model, length=16):
         if isinstance(layer, MultiHeadAttention) and layer.name == "self_attention":
             if layer.prefix is not None:
                 raise ValueError(f"{layer.path} already has a prefix")
-            prefix = KeyValuePrefix(length, layer.num_heads, layer.key_dim, dtype=layer.dtype_policy, name="prefix")
+            # One prefix per key/value head: grouped-query attention shares it within each group of query heads,
+            # as it shares the keys and values (Hugging Face PEFT sizes it so too, since peft#1901), and the
+            # keys and values are never repeated to one per query head.
+            heads = getattr(layer, "num_key_value_heads", layer.num_heads)
+            prefix = KeyValuePrefix(length, heads, layer.key_dim, dtype=layer.dtype_policy, name="prefix")
             with _name_scope(layer.path):
                 prefix.build()
             _attach(layer, "prefix", prefix)
