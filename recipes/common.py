@@ -32,6 +32,7 @@ from tfllm.data import steps_per_epoch
 from tfllm.errors import ConfigError
 from tfllm.export import export_folder
 from tfllm.export.serving_precision import SERVING_PRECISIONS
+from tfllm.export.serving_precision import SPELLINGS
 from tfllm.models import Bert
 from tfllm.models import BertPreprocessor
 from tfllm.models import save_config
@@ -195,7 +196,7 @@ def define_fine_tuning_flags(vocab_source, model_name, export_outputs, lowercase
     flags.DEFINE_string("export_dir", None, f"Where to write the SavedModel ({export_outputs}; skipped if unset).")
     flags.DEFINE_string("model_name", model_name, "Model name in the export path.")
     flags.DEFINE_integer("version", 1, "Model version in the export path.", lower_bound=1)
-    flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, "fp32", "bf16"],
+    flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, *SPELLINGS],
                       "What the export computes in, whatever --mixed_precision trained in: float32, bfloat16 or "
                       "int8 (as tools/export.py's flag; docs/serving.md).")
     define_peft_flags()

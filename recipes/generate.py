@@ -13,6 +13,7 @@ from absl import flags
 from tfllm.models import cast_weights
 from tfllm.models import load
 from tfllm.models.causal_lm import CausalLM
+from tfllm.models.weight_casting import DTYPE_ALIASES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A recipes/train_gpt.py --model_dir (or any causal LM folder).")
@@ -36,9 +37,9 @@ def main(_):
     if not isinstance(run.model, CausalLM):
         raise flags.IllegalFlagValueError(f"--model_dir={FLAGS.model_dir} holds a {type(run.model).__name__}, "
                                           "not a causal LM (GptCausalLM, LlamaCausalLM)")
-    bfloat16 = FLAGS.precision in ("bfloat16", "bf16")
-    model = cast_weights(run.model, "bfloat16", spec=run.config) if bfloat16 else run.model
-    print(f"# {run.weights} ({'bfloat16' if bfloat16 else 'float32'})", flush=True)
+    precision = DTYPE_ALIASES.get(FLAGS.precision, FLAGS.precision)
+    model = run.model if precision == "float32" else cast_weights(run.model, precision, spec=run.config)
+    print(f"# {run.weights} ({precision})", flush=True)
     outputs = model.generate(
         FLAGS.prompt, max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
         top_k=FLAGS.top_k, top_p=FLAGS.top_p, num_beams=FLAGS.num_beams, seed=FLAGS.seed,

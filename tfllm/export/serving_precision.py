@@ -24,7 +24,7 @@ import keras
 from tfllm.errors import ConfigError
 
 SERVING_PRECISIONS = ("float32", "bfloat16", "int8")
-_SPELLINGS = {"fp32": "float32", "bf16": "bfloat16"}
+SPELLINGS = {"fp32": "float32", "bf16": "bfloat16"}
 # What each precision computes in, for the one log line of an export.
 DESCRIPTIONS = {
     "float32": "float32 weights and compute",
@@ -35,7 +35,7 @@ DESCRIPTIONS = {
 
 def resolve_serving_precision(value):
     """`value` as one of `SERVING_PRECISIONS` (also `fp32`, `bf16`), or a one-line ConfigError naming the flag."""
-    name = _SPELLINGS.get(str(value).lower(), str(value).lower())
+    name = SPELLINGS.get(str(value).lower(), str(value).lower())
     if name not in SERVING_PRECISIONS:
         raise ConfigError(f"--serving_precision={value}: expected one of {', '.join(SERVING_PRECISIONS)} "
                           "(or fp32, bf16)")
