@@ -95,6 +95,63 @@ def test_a_run_without_steps_is_refused_and_a_long_warmup_is_cut(caplog):
     assert caplog.messages == []
 
 
+def numpy_adamw(params, grads_per_step, lrs, decayed, wd, clipnorm, beta_1=0.9, beta_2=0.999, eps=1e-6,
+                amsgrad=False):
+    """`torch.optim.AdamW`'s update (decay first, epsilon after bias correction) after global-norm clipping."""
+    params = {k: v.astype(np.float64) for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(x) for k, x in params.items()}
+    v_max = {k: np.zeros_like(x) for k, x in params.items()}
+    for t, (grads, lr) in enumerate(zip(grads_per_step, lrs), start=1):
+        norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads.values()))
+        scale = min(1.0, clipnorm / norm)
+        for k, g in grads.items():
+            g = g * scale
+            if k in decayed:
+                params[k] -= lr * wd * params[k]
+            m[k] = beta_1 * m[k] + (1 - beta_1) * g
+            v[k] = beta_2 * v[k] + (1 - beta_2) * g * g
+            v_max[k] = np.maximum(v_max[k], v[k])
+            second = v_max[k] if amsgrad else v[k]
+            params[k] -= lr / (1 - beta_1**t) * m[k] / (np.sqrt(second / (1 - beta_2**t)) + eps)
+    return params
+
+
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["fused", "amsgrad"])
+def test_adamw_update_matches_numpy(amsgrad):
+    """Five updates of a model with an embedding (IndexedSlices gradients), a kernel and a bias, against
+    numpy's AdamW: warmup schedule, decay on the kernel and embedding only, clipping by the global norm.
+    amsgrad has no fused kernel and takes the written-out path."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, name="embedding")(inputs)
+    outputs = keras.layers.Dense(2, bias_initializer="ones", name="dense")(x)
+    model = keras.Model(inputs, outputs)
+    optimizer = create_optimizer(0.05, total_steps=20, warmup_steps=2, weight_decay=0.1, clipnorm=0.5, epsilon=0.01)
+    if amsgrad:
+        optimizer.amsgrad = True
+    start = {v.path: v.numpy() for v in model.trainable_variables}
+    rng = np.random.default_rng(0)
+    grads_per_step, lrs = [], []
+    for _ in range(5):
+        ids = rng.integers(0, 10, (4, 3)).astype("int32")
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(ids) * rng.normal(size=(4, 3, 2)).astype("float32"))
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert isinstance(grads[0], tf.IndexedSlices)  # the embedding's: rows of the ids seen
+        grads_per_step.append({v.path: tf.convert_to_tensor(g).numpy() for v, g in zip(model.trainable_variables,
+                                                                                          grads)})
+        lrs.append(float(optimizer.learning_rate))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    expected = numpy_adamw(start, grads_per_step, lrs, {"embedding/embeddings", "dense/kernel"}, 0.1, 0.5,
+                           eps=0.01, amsgrad=amsgrad)  # an epsilon that shows where it is added
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(0.025) and lrs[2] == pytest.approx(0.05)
+    for variable in model.trainable_variables:
+        np.testing.assert_allclose(variable.numpy(), expected[variable.path], rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+        assert not np.allclose(variable.numpy(), start[variable.path])  # every variable moved
+
+
 class _OutputBias(keras.layers.Layer):
     """A bias named as keras-hub's MaskedLMHead names its own (`output_bias`)."""
 
