@@ -152,6 +152,24 @@ def test_adamw_update_matches_numpy(amsgrad):
         assert not np.allclose(variable.numpy(), start[variable.path])  # every variable moved
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_variables_update_like_float32_ones(dtype):
+    """Three updates of a 16-bit variable equal the float32 variable's to 16-bit precision. In bfloat16
+    beta_2 = 0.999 rounds to 1: Keras' Adam arithmetic then left the variable where it was."""
+    rng = np.random.default_rng(0)
+    start, grads = rng.normal(size=(4, 3)), np.abs(rng.normal(size=(3, 4, 3))) + 0.5  # each step moves ~lr
+    results = {}
+    for variable_dtype in ("float32", dtype):
+        variable = keras.Variable(start, dtype=variable_dtype, name="kernel")
+        optimizer = create_optimizer(0.1, total_steps=10, warmup_steps=0)
+        for grad in grads:
+            optimizer.apply_gradients([(tf.constant(grad, variable_dtype), variable)])
+        results[variable_dtype] = np.asarray(variable.numpy(), np.float32)
+    moved = np.abs(results["float32"] - start)
+    assert moved.min() > 0.2  # three steps of ~lr each
+    np.testing.assert_allclose(results[dtype], results["float32"], rtol=0.02, atol=0.02)
+
+
 class _OutputBias(keras.layers.Layer):
     """A bias named as keras-hub's MaskedLMHead names its own (`output_bias`)."""
 

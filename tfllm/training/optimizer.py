@@ -19,6 +19,9 @@ from tfllm.errors import ConfigError
 # MirroredStrategy), so match the end of the last segment.
 NO_WEIGHT_DECAY = [r"(^|[/_])(bias|gamma|beta|scale)(/replica_\d+)?(:\d+)?$"]
 
+# Variable dtypes whose Adam arithmetic runs in float32 (see `AdamW._written_out_update_step`).
+HALF_PRECISION = ("float16", "bfloat16")
+
 
 @keras.saving.register_keras_serializable(package="tfllm")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -114,9 +117,9 @@ class AdamW(keras.optimizers.AdamW):
 
     def update_step(self, gradient, variable, learning_rate):
         """One Adam step on one variable, in the order of `torch.optim.AdamW` (decay was applied before)."""
-        if self.amsgrad or not isinstance(learning_rate, AdamCoefficients):
-            return self._written_out_update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
+        if self.amsgrad or not isinstance(learning_rate, AdamCoefficients) or dtype in HALF_PRECISION:
+            return self._written_out_update_step(gradient, variable, learning_rate)
         lr, beta_1_power, beta_2_power, epsilon = (ops.cast(c, dtype) for c in learning_rate)
         index = self._get_variable_index(variable)
         tf.raw_ops.ResourceApplyAdam(
@@ -127,23 +130,27 @@ class AdamW(keras.optimizers.AdamW):
         )
 
     def _written_out_update_step(self, gradient, variable, learning_rate):
-        """The same step in separate ops: for amsgrad (no fused kernel) or a bare learning rate."""
+        """The same step in separate ops, for amsgrad (no fused kernel), a bare learning rate, or a 16-bit
+        variable: its arithmetic is float32, since beta_2 = 0.999 rounds to 1 in bfloat16 (Keras' Adam then
+        stops updating it, the fused kernel's update blows up)."""
         if isinstance(learning_rate, AdamCoefficients):
             learning_rate = learning_rate.learning_rate
-        dtype = variable.dtype
+        dtype = "float32" if variable.dtype in HALF_PRECISION else variable.dtype
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
         bias_correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
         bias_correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        index = self._get_variable_index(variable)
+        m = ops.cast(self._momentums[index], dtype)
+        v = ops.cast(self._velocities[index], dtype)
+        m = ops.add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        v = ops.add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        self.assign(self._momentums[index], m)  # assign casts to the slot's dtype
+        self.assign(self._velocities[index], v)
         if self.amsgrad:
-            v_hat = self._velocity_hats[self._get_variable_index(variable)]
-            self.assign(v_hat, ops.maximum(v_hat, v))
-            v = v_hat
+            v = ops.maximum(ops.cast(self._velocity_hats[index], dtype), v)
+            self.assign(self._velocity_hats[index], v)
         denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_correction_2)), self.epsilon)
         self.assign_sub(variable, ops.multiply(ops.divide(m, denominator), lr / bias_correction_1))
 
