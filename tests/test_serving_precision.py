@@ -52,7 +52,7 @@ def preprocessor():
 def exported(tmp_path_factory):
     """A bf16-trained toy classifier and tagger run, exported at every precision; every request in ONE process."""
     tmp = tmp_path_factory.mktemp("precision")
-    keras.utils.set_random_seed(1)  # a draw whose top two probabilities are >= 0.05 apart on every text
+    keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")  # what --mixed_precision=bf16 sets
     try:
         classifier = BertClassifier(Bert.from_preset("bert_nano", vocabulary_size=len(VOCAB), dropout=0.0), 3,
