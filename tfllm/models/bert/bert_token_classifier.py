@@ -32,9 +32,8 @@ class BertTokenClassifier(Task):
         inputs = backbone.input
         sequence = backbone(inputs)["sequence_output"]
         sequence = keras.layers.Dropout(dropout, name="classifier_dropout")(sequence)
-        # N(0, initializer_range), as transformers initialises its token classifier, not truncated: on
-        # CoNLL-2003 NER from MiniLM (100 updates, dropout 0, seeds 0 / 1) the truncated head gave entity
-        # F1 0.590 / 0.546, this one 0.657 / 0.686, transformers 0.657 / 0.665 (0.625 / 0.616 truncated).
+        # N(0, initializer_range), as transformers initialises its token classifier, not truncated: on short
+        # NER fine-tuning the truncated draw cost several F1 points (README, "NER and PEFT from MiniLM").
         initializer = keras.initializers.RandomNormal(stddev=backbone.initializer_range)
         logits = dense_logits(backbone, num_classes, "logits", initializer)(sequence)
         logits = as_float32(logits)
