@@ -198,7 +198,7 @@ def define_fine_tuning_flags(vocab_source, model_name, export_outputs, lowercase
     flags.DEFINE_integer("version", 1, "Model version in the export path.", lower_bound=1)
     flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, *SPELLINGS],
                       "What the export computes in, whatever --mixed_precision trained in: float32, bfloat16 or "
-                      "int8 (as tools/export.py's flag; docs/serving.md).")
+                      "int8 (as tools/export.py's flag; docs/serving.md).", case_sensitive=False)
     define_peft_flags()
 
 

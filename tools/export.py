@@ -31,6 +31,8 @@ from absl import flags
 import tfllm  # noqa: F401  (sets the Keras backend and CPU kernels before TensorFlow loads)
 from tfllm import export
 from tfllm.cli import run
+from tfllm.export.serving_precision import SERVING_PRECISIONS
+from tfllm.export.serving_precision import SPELLINGS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("head", None, list(export.HEADS), "What the SavedModel serves, where the saved model can be "
@@ -46,11 +48,11 @@ flags.DEFINE_integer("max_seq_length", None, "BERT heads: tokens per text (defau
 flags.DEFINE_list("label_names", None, "classifier: class names in id order (default: the run's, else the ids).")
 flags.DEFINE_bool("token_ids_signatures", False, "classifier: add `tokenize` and `classify_token_ids` "
                   "signatures (client-side tokenization; tools/serve_bench.py uses them).")
-flags.DEFINE_string("serving_precision", "float32", "What the export computes in, whatever policy "
-                    "the run trained under: float32 (alias fp32), bfloat16 (bf16: bfloat16 weights and matmuls, "
-                    "LayerNorm/softmax/outputs float32) or int8 (Keras model.quantize: int8 Dense/EinsumDense "
-                    "kernels and token embeddings). gpt: float32 or bfloat16; translator: float32 only for now. "
-                    "Figures: docs/serving.md.")
+flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, *SPELLINGS], "What the export computes "
+                  "in, whatever policy the run trained under: float32 (alias fp32), bfloat16 (bf16: bfloat16 weights "
+                  "and matmuls, LayerNorm/softmax/outputs float32) or int8 (Keras model.quantize: int8 "
+                  "Dense/EinsumDense kernels and token embeddings). gpt: float32 or bfloat16; translator: float32 "
+                  "only for now. Figures: docs/serving.md.", case_sensitive=False)
 flags.DEFINE_bool("split_punctuation", True, "tagger: split words at punctuation as well as whitespace.")
 flags.DEFINE_integer("max_query_length", None, "span_qa: question tokens kept (default: the run's).")
 flags.DEFINE_integer("max_answer_length", None, "span_qa: most tokens in an answer (default: the run's).")
