@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,25 @@ def test_query_tool_prints_labels(trained):
     tmp_path, _ = trained
     proc = run_script("tools/query_savedmodel.py", tmp_path / "export" / "toy" / "1", "a lovely film")
     assert "positive" in proc.stdout and "a lovely film" in proc.stdout
+
+
+def test_a_run_folder_that_only_tf_io_gfile_reaches(trained, tmp_path):
+    """--model_dir on ram:// (TensorFlow's in-memory filesystem), as on gs:// for a TPU: checkpoints, TensorBoard,
+    config, vocabulary and final weights go there, a rerun resumes from it, and the export is rebuilt from it.
+    Nothing may land in a local folder named after the URL (`open("ram://...")` would write to ./ram:/...)."""
+    data = trained[0]
+    model_dir = f"ram://classify-{uuid.uuid4().hex[:8]}/model"  # the script process keeps ram:// between runs
+    args = [f"--train_file={data / 'train.tsv'}", f"--eval_file={data / 'dev.tsv'}", f"--model_dir={model_dir}",
+            "--model_name=toy", "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16", "--batch_size=32",
+            "--learning_rate=3e-3", "--dropout=0.0", "--strategy=cpu", "--log_every=20", "--checkpoint_every=20"]
+    first = run_script("recipes/classify.py", *args, "--epochs=1")
+    assert f"Saved checkpoint {model_dir}/checkpoints/ckpt-20" in first.stderr, first.stderr[-3000:]
+    again = run_script("recipes/classify.py", *args, "--epochs=2", f"--export_dir={tmp_path / 'export'}")
+    assert "Resumed from step 20" in again.stderr and "step 40/40" in again.stderr, again.stderr[-3000:]
+    assert f"restored: {model_dir}/model.weights.h5" in again.stderr, again.stderr[-3000:]
+    assert not (ROOT / "ram:").exists()
+    served = serve_in_fresh_process(tmp_path / "export" / "toy" / "1", {"text": ["a lovely film", "a dull plot"]})
+    assert np.sum(served["probabilities"], axis=-1) == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 @pytest.mark.parametrize("content,expected", [

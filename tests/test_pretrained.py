@@ -350,6 +350,41 @@ def test_convert_tool_hf_gpt2(hf_gpt2_dir, tmp_path):
     assert (tmp_path / "out/vocab.json").exists() and (tmp_path / "out/merges.txt").exists()
 
 
+def test_folders_on_a_filesystem_only_tf_io_gfile_reaches(hf_bert_dirs, hf_gpt2_dir, tmp_path, monkeypatch):
+    """Published folders read from, and tfllm folders written to, ram:// (TensorFlow's in-memory filesystem), as
+    from and to gs:// on a TPU: safetensors weights, vocab.txt, vocab.json + merges.txt, config.json. A local
+    `open("ram://...")` would read nothing there, and would write to a folder ./ram:/... instead."""
+    monkeypatch.chdir(tmp_path)
+    root = f"ram://pretrained-{os.getpid()}-{tmp_path.name}"
+    for name, local in [("bert", hf_bert_dirs["BertForSequenceClassification"]), ("gpt2", hf_gpt2_dir)]:
+        for f in local.iterdir():
+            tf.io.gfile.makedirs(f"{root}/{name}")
+            tf.io.gfile.copy(str(f), f"{root}/{name}/{f.name}")
+    texts = ["a gorgeous , witty , seductive movie .", "ROMEO: what light through yonder window breaks ."]
+    bert = BertClassifier.from_pretrained(f"{root}/bert")
+    features = BertPreprocessor.from_pretrained(f"{root}/bert", sequence_length=16)(texts)
+    local_features = BertPreprocessor.from_pretrained(hf_bert_dirs["BertForSequenceClassification"],
+                                                      sequence_length=16)(texts)
+    np.testing.assert_array_equal(features["token_ids"], local_features["token_ids"])
+    local_bert = BertClassifier.from_pretrained(hf_bert_dirs["BertForSequenceClassification"])
+    np.testing.assert_array_equal(bert(features), local_bert(features))
+    lm = GptCausalLM.from_pretrained(f"{root}/gpt2")
+    local_lm = GptCausalLM.from_pretrained(hf_gpt2_dir)
+    ids = tf.constant(as_lists(local_lm.tokenizer(texts[1:])))
+    assert as_lists(lm.tokenizer(texts[1:])) == as_lists(ids)
+    x = {"token_ids": ids, "padding_mask": tf.ones_like(ids, bool)}
+    np.testing.assert_array_equal(lm(x), local_lm(x))
+    # tfllm's own folders, BPE files included, written there and read back.
+    save_pretrained(lm, f"{root}/tuned")
+    assert sorted(tf.io.gfile.listdir(f"{root}/tuned")) == ["config.json", "merges.txt", "model.weights.h5",
+                                                            "vocab.json"]
+    again = load_folder(f"{root}/tuned").model
+    np.testing.assert_array_equal(again(x), lm(x))
+    assert as_lists(again.tokenizer(texts)) == as_lists(local_lm.tokenizer(texts))
+    assert not list(tmp_path.iterdir()), "written to a local folder instead"
+    tf.io.gfile.rmtree(root)
+
+
 def copy_dir(src, dst, skip=()):
     dst.mkdir()
     for f in src.iterdir():

@@ -60,7 +60,7 @@ def read_google_checkpoint(model_dir):
     if prefix is None:
         raise ConversionError(
             f"{model_dir}: no TensorFlow checkpoint (looked for bert_model.ckpt.index, *.ckpt*.index)")
-    reader = tf.train.load_checkpoint(prefix)
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)  # this prefix, never taken for a folder (ram://)
     tensors = {}
     for name in reader.get_variable_to_shape_map():
         if _TRAINING_STATE.search(name):

@@ -7,13 +7,16 @@ Floating weights come back as float32, bfloat16 ones included (most
 published Llama-family checkpoints are bfloat16, which NumPy itself lacks).
 """
 
+import io
 import json
 import os
 import struct
 
 import ml_dtypes
 import numpy as np
+import tensorflow as tf
 from safetensors import SafetensorError
+from safetensors.numpy import load
 from safetensors.numpy import load_file
 
 from tfllm.convert.config_fields import read_json
@@ -27,7 +30,17 @@ WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN, TORCH_BIN_INDEX)
 
 
 def has_hf_weights(model_dir):
-    return any(os.path.exists(os.path.join(model_dir, f)) for f in WEIGHT_FILES)
+    return any(tf.io.gfile.exists(os.path.join(model_dir, f)) for f in WEIGHT_FILES)
+
+
+def _is_remote(path):
+    """A path for tf.io.gfile only (gs://, ...): read it whole through GFile, not with the local readers."""
+    return "://" in path
+
+
+def _read_bytes(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
 
 
 def _shards(model_dir, index_file):
@@ -40,7 +53,7 @@ def _shards(model_dir, index_file):
 
 def _read_safetensors(path):
     try:
-        return load_file(path)
+        return load(_read_bytes(path)) if _is_remote(path) else load_file(path)
     except SafetensorError as e:  # a truncated or garbled file
         raise ConversionError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
     except TypeError:  # "data type 'bfloat16' not understood": safetensors.numpy has no bfloat16
@@ -56,7 +69,7 @@ def _read_safetensors_with_ml_dtypes(path):
 
     `ml_dtypes` (a TensorFlow dependency) gives NumPy the bfloat16 type.
     """
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         (header_size,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(header_size))
         data = f.read()
@@ -80,7 +93,8 @@ def _read_torch_bin(path):
             "install torch, or convert the checkpoint to model.safetensors"
         ) from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = io.BytesIO(_read_bytes(path)) if _is_remote(path) else path
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # an unpickling error: the file wants to run code
         raise ConversionError(
             f"{path}: refused to load: it cannot be read with torch.load(weights_only=True) "
@@ -95,7 +109,7 @@ def read_hf_weights(model_dir):
     model_dir = os.fspath(model_dir)
 
     def exists(f):
-        return os.path.exists(os.path.join(model_dir, f))
+        return tf.io.gfile.exists(os.path.join(model_dir, f))
 
     if exists(SAFETENSORS_INDEX):
         files, names = _shards(model_dir, SAFETENSORS_INDEX)
@@ -112,7 +126,7 @@ def read_hf_weights(model_dir):
     tensors = {}
     for name in files:
         path = os.path.join(model_dir, name)
-        if not os.path.exists(path):
+        if not tf.io.gfile.exists(path):
             raise ConversionError(f"{path}: shard listed in the index is missing")
         tensors.update(read(path))
     if names is not None and set(tensors) != names:

@@ -161,14 +161,25 @@ def _split_pieces(pieces, pattern):
 
 def read_merges(path):
     """merges.txt -> list of "a b" rules (the "#version" header and blank lines dropped)."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line.rstrip("\r\n") for line in f]
+    lines = [line.rstrip("\r") for line in _read_text(path).split("\n")]
     return [line for line in lines if line and not line.startswith("#version")]
 
 
 def read_vocabulary(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """vocab.json -> {token: id}."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{os.fspath(path)}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+
+
+def _read_text(path):
+    """A UTF-8 file, local or on any tf.io.gfile filesystem (a run folder may be on gs://)."""
+    path = os.fspath(path)
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{path}: file not found")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read().decode("utf-8")
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -435,9 +446,10 @@ def train_byte_pair_vocabulary(texts, vocab_size, min_frequency=2, special_token
 
 def save_byte_pair_vocabulary(vocabulary, merges, directory):
     """Writes vocab.json and merges.txt (the Hugging Face GPT-2 file formats) into `directory`."""
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocabulary, f, ensure_ascii=False)
-    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "".join(f"{m}\n" for m in merges))
+    directory = os.fspath(directory)
+    tf.io.gfile.makedirs(directory)  # gfile: a run folder may be on gs://
+    with tf.io.gfile.GFile(os.path.join(directory, "vocab.json"), "wb") as f:
+        f.write(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"))
+    with tf.io.gfile.GFile(os.path.join(directory, "merges.txt"), "wb") as f:
+        f.write(("#version: 0.2\n" + "".join(f"{m}\n" for m in merges)).encode("utf-8"))
 

@@ -491,7 +491,8 @@ class Trainer:
         """
         latest = self._restored_path
         saved_iterator = latest is not None and any(
-            name.startswith("data_iterator/") for name, _ in tf.train.list_variables(latest)
+            name.startswith("data_iterator/")
+            for name in tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()
         )
         restore_iterator = self.iterator_checkpointable and saved_iterator
         skip = 0 if restore_iterator else step * self.grad_accum_steps
@@ -639,7 +640,9 @@ def _unreadable(prefix):
     (the saved tf.data iterator is a variant tensor).
     """
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        # The reader of exactly this prefix: tf.train.load_checkpoint would first ask whether `prefix` is a
+        # folder, which a filesystem whose folders are name prefixes (ram://) answers yes.
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
         shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
         batches, size = [[]], 0
         for name in sorted(dtypes):
