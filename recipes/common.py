@@ -46,6 +46,10 @@ from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_tokenizer
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
+from tfllm.tokenizers.word_piece import CLS
+from tfllm.tokenizers.word_piece import PAD
+from tfllm.tokenizers.word_piece import SEP
+from tfllm.tokenizers.word_piece import UNK
 from tfllm.training import is_chief
 from tfllm.training.init_checkpoint import restore_backbone
 from tfllm.training.runtime import PRECISIONS
@@ -102,6 +106,9 @@ def setup():
     """Apply the common flags (seeds, precision, devices); returns the strategy. Call at the top of main()."""
     if not FLAGS.model_dir:
         raise flags.IllegalFlagValueError("--model_dir is required")
+    if tf.io.gfile.exists(FLAGS.model_dir) and not tf.io.gfile.isdir(FLAGS.model_dir):
+        raise ConfigError(f"--model_dir={FLAGS.model_dir} is a file; expected a folder (a new one, or a run's "
+                          "to resume)")
     return start_run(FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu, num_cpu_devices=FLAGS.num_cpu_devices,
                      seed=FLAGS.seed, mixed_precision=FLAGS.mixed_precision)
 
@@ -206,7 +213,7 @@ def vocabulary(train_texts, strategy):
     """Load --vocab_file, or build one from the training texts and save it (chief only)."""
     path = FLAGS.vocab_file or os.path.join(FLAGS.model_dir, "vocab.txt")
     if tf.io.gfile.exists(path):
-        return load_vocabulary(path)
+        return load_vocabulary(path, required=[PAD, UNK, CLS, SEP])  # the tokenizer would see only the tokens
     logging.info("Building a %d-token WordPiece vocabulary from %d texts ...", FLAGS.vocab_size, len(train_texts))
     start = time.time()
     vocab = build_word_piece_vocabulary(train_texts, FLAGS.vocab_size, lowercase=FLAGS.lowercase)

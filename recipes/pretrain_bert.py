@@ -34,6 +34,7 @@ from tfllm.models import Bert
 from tfllm.models import BertPretrainer
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.tokenizers import load_vocabulary
+from tfllm.tokenizers.word_piece import RESERVED_TOKENS
 from tfllm.training import Trainer
 from tfllm.training import create_optimizer
 from tfllm.training import is_chief
@@ -100,7 +101,7 @@ def eval_data(ctx):
 
 def main(_):
     strategy = common.setup()
-    vocabulary = load_vocabulary(FLAGS.vocab_file)
+    vocabulary = load_vocabulary(FLAGS.vocab_file, required=RESERVED_TOKENS)  # MLM needs [MASK] too
     train_data = training_data(vocabulary)
 
     with strategy.scope():

@@ -64,33 +64,53 @@ BAD_FLAGS = ["--batch_size=0", "--learning_rate=nan", "--num_cpu_devices=3"]
 
 
 def more_cases(tmp):
-    """Bad input that needs files: an empty merges.txt; --max_seq_length beyond a checkpoint's position table."""
+    """[(script, args, message)]: bad input that needs files (an empty merges.txt, a header with no rows, a
+    vocabulary without BERT's special tokens, ...) or a second case for a script."""
     (tmp / "text.txt").write_text("hello world\n\nanother text\n")
     (tmp / "vocab.json").write_text('{"h": 0, "e": 1, "<|endoftext|>": 2}')
     (tmp / "merges.txt").write_text("")
     (tmp / "train.tsv").write_text("sentence\tlabel\nthe film\t1\na film\t0\n")
+    (tmp / "header_only.tsv").write_text("sentence\tlabel\n")
+    (tmp / "words.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\nfilm\n")  # no [MASK]
+    (tmp / "a_file").write_text("not a folder\n")
+    (tmp / "a_folder.tsv").mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "film"]
     Bert(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
          max_sequence_length=16).save_pretrained(tmp / "short_bert", tokenizer=WordPieceTokenizer(vocab))
-    return {
-        "recipes/train_gpt.py": ([f"--text_file={tmp / 'text.txt'}", "--tokenizer=bpe",
+    train = f"--train_file={tmp / 'train.tsv'}"
+    return [
+        ("recipes/train_gpt.py", [f"--text_file={tmp / 'text.txt'}", "--tokenizer=bpe",
                                   f"--bpe_vocab={tmp / 'vocab.json'}", f"--bpe_merges={tmp / 'merges.txt'}",
                                   f"--model_dir={tmp / 'm8'}"],
-                                 f"{tmp / 'merges.txt'}: no merge rules"),
-        "recipes/classify.py": ([f"--train_file={tmp / 'train.tsv'}", f"--init_checkpoint={tmp / 'short_bert'}",
-                                 "--max_seq_length=64", f"--model_dir={tmp / 'm9'}"],
-                                "--max_seq_length=64 is longer than"),
-    }
+         f"{tmp / 'merges.txt'}: no merge rules"),
+        ("recipes/classify.py", [train, f"--init_checkpoint={tmp / 'short_bert'}", "--max_seq_length=64",
+                                 f"--model_dir={tmp / 'm9'}"],
+         "--max_seq_length=64 is longer than"),
+        ("recipes/classify.py", [f"--train_file={tmp / 'header_only.tsv'}", f"--model_dir={tmp / 'm10'}"],
+         f"{tmp / 'header_only.tsv'}: no rows after the header"),
+        ("recipes/classify.py", [f"--train_file={tmp / 'a_folder.tsv'}", f"--model_dir={tmp / 'm11'}"],
+         f"{tmp / 'a_folder.tsv'}: a folder, expected a file"),
+        ("recipes/classify.py", [train, f"--model_dir={tmp / 'a_file'}"],
+         f"--model_dir={tmp / 'a_file'} is a file; expected a folder"),
+        ("recipes/classify.py", [train, f"--vocab_file={tmp / 'text.txt'}", f"--model_dir={tmp / 'm12'}"],
+         f"{tmp / 'text.txt'}: no [PAD] [UNK] [CLS] [SEP] among its 3 tokens"),
+        ("recipes/pretrain_bert.py", [f"--text_files={tmp / 'text.txt'}", f"--vocab_file={tmp / 'words.txt'}",
+                                      f"--model_dir={tmp / 'm13'}"],
+         f"{tmp / 'words.txt'}: no [MASK] among its 6 tokens"),
+        ("recipes/translate.py", [f"--train_source={tmp / 'text.txt'}", f"--train_target={tmp / 'text.txt'}",
+                                  "--vocab_size=500", f"--model_dir={tmp / 'm14'}"],
+         "a 500-piece SentencePiece vocabulary is too large for these texts"),
+    ]
 
 
 def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     table = cases(tmp_path)
     jobs = [(script, args) for script, (args, _) in table.items()]
-    more = list(more_cases(tmp_path).items())
+    more = more_cases(tmp_path)
     jobs += [("recipes/classify.py", [f"--train_file={tmp_path / 'x.tsv'}", f"--model_dir={tmp_path}", flag])
              for flag in BAD_FLAGS]
-    jobs += [(script, args) for script, (args, _) in more]
+    jobs += [(script, args) for script, args, _ in more]
     procs = run_all(jobs)
     assert len(procs) == len(jobs)
     problems = []
@@ -98,14 +118,16 @@ def test_bad_input_gives_one_line_and_exit_2_and_bad_flags_are_named(tmp_path):
         errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
         if proc["exit"] != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc["stderr"]:
             problems.append(f"{script}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")
-    for (script, (_, message)), proc in zip(more, procs[len(table) + len(BAD_FLAGS):]):
+    for (script, _, message), proc in zip(more, procs[len(table) + len(BAD_FLAGS):]):
         errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
         if proc["exit"] != 2 or len(errors) != 1 or message not in errors[0] or "Traceback" in proc["stderr"]:
             problems.append(f"{script}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")
     for flag, proc in zip(BAD_FLAGS, procs[len(table):]):
-        # absl refuses these while parsing flags: exit 1, its message names the flag.
-        if proc["exit"] == 0 or "Traceback" in proc["stderr"] or flag.split("=")[0] not in proc["stderr"]:
-            problems.append(f"{flag}: exit {proc['exit']}, {proc['stderr'][-1500:]}")
+        # absl refuses these while parsing flags; tfllm.cli reports them as any other bad input.
+        errors = [line for line in proc["stderr"].splitlines() if line.startswith("error: ")]
+        if proc["exit"] != 2 or len(errors) != 1 or flag.split("=")[0] not in errors[0] or \
+                "Traceback" in proc["stderr"]:
+            problems.append(f"{flag}: exit {proc['exit']}, {errors or proc['stderr'][-1500:]}")
     assert not problems, "\n".join(problems)
 
 

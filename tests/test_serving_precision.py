@@ -163,8 +163,10 @@ def test_export_tool_refuses_a_bad_precision_while_parsing_flags(exported, tmp_p
     """The same enum as the recipes' flag (case-insensitive): absl refuses the value before anything loads."""
     run = Path(exported["paths"]["float32"]).parents[2] / "clf_run"
     proc = run_script("tools/export.py", run, tmp_path / "out", "--serving_precision=fp16", check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "flag --serving_precision=fp16: value should be one of <float32|bfloat16|int8|fp32|bf16>" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: flag --serving_precision=fp16: value should be one of <float32|bfloat16|int8|fp32|bf16> "
+                      "(--helpfull lists the flags)"], proc.stderr[-2000:]
     assert not (tmp_path / "out").exists()
 
 

@@ -2,6 +2,7 @@
 `tokenizers` (an independent BERT implementation), in-graph use and export."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import tokenizers as hf
 from tests.fresh_process import serve_in_fresh_process
 from tfllm.data import read_labeled_text
 from tfllm.data.vocabulary_files import build_vocabulary_file
+from tfllm.errors import ConfigError
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
@@ -106,8 +108,14 @@ def test_load_vocabulary_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         load_vocabulary(tmp_path / "missing.txt")
     (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(ValueError, match="empty.*empty.txt"):
+    with pytest.raises(ConfigError, match="empty.txt: empty vocabulary file"):
         load_vocabulary(tmp_path / "empty.txt")
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nthe\n")
+    assert load_vocabulary(tmp_path / "vocab.txt", required=["[UNK]"]) == ["[PAD]", "[UNK]", "the"]
+    with pytest.raises(ConfigError, match=re.escape("vocab.txt: no [CLS] [SEP] among its 3 tokens")):
+        load_vocabulary(tmp_path / "vocab.txt", required=["[PAD]", "[CLS]", "[SEP]"])
+    with pytest.raises(ConfigError, match=re.escape("the vocabulary: no [UNK] among its 2 tokens")):
+        WordPieceTokenizer(["[PAD]", "the"])
 
 
 def test_build_word_piece_vocabulary_rejects_bad_reserved_tokens():

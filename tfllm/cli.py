@@ -1,7 +1,7 @@
 """The entry point of every recipe and tool: absl's `app.run`, with bad input reported in one line.
 
 tfllm's own errors (`tfllm.errors.TfllmError`: bad data, config, checkpoint),
-absl's flag errors and `app.UsageError` are the user's to fix: they print `error: <message>`
+absl's flag errors (while parsing, too) and `app.UsageError` are the user's to fix: they print `error: <message>`
 on stderr and exit with status 2, without a traceback. Any other exception
 is a bug in tfllm (or TensorFlow) and keeps its full traceback.
 """
@@ -16,7 +16,16 @@ from tfllm.errors import TfllmError
 
 def run(main):
     """`app.run(main)`, printing tfllm's errors and flag errors as one line and exiting 2."""
-    app.run(_reporting_errors(main))
+    app.run(_reporting_errors(main), flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, but a flag it refuses (unknown, not an allowed value, out of bounds, failing a
+    validator) is one `error:` line and exit 2, as all other bad input (absl: "FATAL Flags parsing error", exit 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{e} (--helpfull lists the flags)")
 
 
 def _reporting_errors(main):

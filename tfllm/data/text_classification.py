@@ -20,6 +20,7 @@ from absl import logging
 
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
+from tfllm.data.text_files import require_file
 from tfllm.data.text_files import text_lines
 
 # csv's default field limit is 131,072 characters; a long document is one field.
@@ -44,6 +45,7 @@ def _read_rows(path, delimiter=None):
     Empty lines are skipped; fields may be of any length.
     """
     path = os.fspath(path)
+    require_file(path)  # before the delimiter: a folder or a missing file is the first thing to say
     delimiter = _delimiter_for(path, delimiter)
     lines = text_lines(path)
     if delimiter == "\t":
@@ -228,11 +230,16 @@ def _named_rows(path, wanted, columns, delimiter):
         if column not in names:
             raise DataError(f"{where}: no column {column!r}; columns found: {names}")
     index = {column: names.index(column) for column in wanted}
+    found = 0
     for line_number, fields in rows:
         if len(fields) != len(names):
             raise DataError(f"{path}: line {line_number}: expected {len(names)} fields "
                             f"({', '.join(names)}), found {len(fields)}")
+        found += 1
         yield line_number, {column: fields[i] for column, i in index.items()}
+    if not found:  # nothing to train on or to score: say so here, not as a crash further on
+        raise DataError(f"{path}: no rows{' after the header' if columns is None else ''}, "
+                        f"expected one example per line ({', '.join(names)})")
 
 
 def _class_id(raw, where, label_column, label_names, num_classes):

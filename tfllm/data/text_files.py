@@ -36,8 +36,7 @@ def text_lines(path):
     not UTF-8.
     """
     path = os.fspath(path)
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
+    require_file(path)
     offset = 0
     with tf.io.gfile.GFile(path, "rb") as f:
         for line_number, raw in enumerate(_raw_lines(f), start=1):
@@ -61,10 +60,17 @@ def _raw_lines(f):
         yield tail
 
 
-def _read_bytes(path):
-    path = os.fspath(path)
+def require_file(path):
+    """A one-line `DataError` unless `path` is an existing file (not a folder)."""
     if not tf.io.gfile.exists(path):
         raise DataError(f"{path}: file not found")
+    if tf.io.gfile.isdir(path):
+        raise DataError(f"{path}: a folder, expected a file")
+
+
+def _read_bytes(path):
+    path = os.fspath(path)
+    require_file(path)
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
 

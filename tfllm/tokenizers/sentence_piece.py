@@ -14,10 +14,13 @@ Ids are fixed: 0 = <pad>, 1 = <unk>, 2 = <s> (BOS), 3 = </s> (EOS).
 
 import io
 import os
+import re
 
 import keras
 import keras_hub
 import tensorflow as tf
+
+from tfllm.errors import DataError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -32,12 +35,19 @@ def train_sentence_piece(texts, path, vocab_size=8000, model_type="unigram", max
     import sentencepiece as spm  # noqa: PLC0415  (a keras-hub dependency; only needed to train)
 
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-        character_coverage=1.0, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        input_sentence_size=max_sentences, shuffle_input_sentence=True,
-        minloglevel=2, num_threads=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=1.0, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            input_sentence_size=max_sentences, shuffle_input_sentence=True,
+            minloglevel=2, num_threads=2,
+        )
+    except RuntimeError as e:  # SentencePiece's C++ check failures, e.g. "Vocabulary size too high (50). ..."
+        most = re.search(r"Vocabulary size too high.*?<= (\d+)", str(e))
+        if most:
+            raise DataError(f"a {vocab_size}-piece SentencePiece vocabulary is too large for these texts: they "
+                            f"give at most {most.group(1)} pieces (lower the vocabulary size)") from None
+        raise DataError(f"SentencePiece could not train on these texts: {str(e).splitlines()[0]}") from None
     proto = model.getvalue()
     folder = os.path.dirname(os.fspath(path))
     if folder:

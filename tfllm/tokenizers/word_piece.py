@@ -23,6 +23,8 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfllm.errors import ConfigError
+
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 RESERVED_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 
@@ -37,8 +39,8 @@ _CONTROL_REGEX = (
 _SPACE_REGEX = r"[\p{Zs}\x{2028}\x{2029}]"
 
 
-def load_vocabulary(path):
-    """Reads a vocabulary file, one token a line, and returns the tokens."""
+def load_vocabulary(path, required=()):
+    """Reads a vocabulary file, one token a line, and returns the tokens (each of `required` among them)."""
     path = os.fspath(path)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Vocabulary file not found: {path}")
@@ -47,7 +49,8 @@ def load_vocabulary(path):
     while tokens and not tokens[-1]:  # Tolerate trailing blank lines.
         tokens.pop()
     if not tokens:
-        raise ValueError(f"Vocabulary file is empty: {path}")
+        raise ConfigError(f"{path}: empty vocabulary file, expected one token a line")
+    require_tokens(tokens, required, path)
     return tokens
 
 
@@ -92,6 +95,15 @@ def normalize_text(text, lowercase=True, strip_accents=None):
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
+def require_tokens(tokens, required, source):
+    """A one-line `ConfigError` naming `source` (a file, or what the tokens are) if any `required` token is missing."""
+    present = set(tokens)
+    missing = [token for token in required if token not in present]
+    if missing:
+        raise ConfigError(f"{source}: no {' '.join(missing)} among its {len(present)} tokens (expected a "
+                          "vocabulary with them, as BERT's vocab.txt: one token a line)")
+
+
 class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     """BERT's WordPiece tokenizer: BERT normalization + keras-hub WordPiece.
 
@@ -125,8 +137,11 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         oov_token=UNK,
         **kwargs,
     ):
+        source = os.fspath(vocabulary) if isinstance(vocabulary, (str, os.PathLike)) else "the vocabulary"
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = load_vocabulary(vocabulary)
+        if vocabulary is not None:  # keras-hub's own error names neither the file nor the fix
+            require_tokens(vocabulary, [oov_token], source)
         # Normalization is ours (see module docstring); keras-hub only splits.
         for key in ("lowercase", "strip_accents", "split", "_allow_python_workflow"):
             kwargs.pop(key, None)

@@ -15,6 +15,7 @@ from tfllm.tokenizers.word_piece import PAD
 from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
+from tfllm.tokenizers.word_piece import require_tokens
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -82,6 +83,7 @@ class BertPreprocessor(keras.layers.Layer):
             raise ValueError(f"truncate must be 'longest_first', 'round_robin' or 'waterfall', got {truncate!r}")
         self.truncate = truncate
         self.tokenizer = tokenizer
+        require_tokens(tokenizer.get_vocabulary(), [start, end, pad], "the tokenizer's vocabulary")
         self.pad_token_id = tokenizer.token_to_id(pad)
         self.cls_token_id = tokenizer.token_to_id(start)
         self.sep_token_id = tokenizer.token_to_id(end)
