@@ -122,11 +122,12 @@ def test_a_run_folder_that_only_tf_io_gfile_reaches(trained, tmp_path):
     model_dir = f"ram://classify-{uuid.uuid4().hex[:8]}/model"  # the script process keeps ram:// between runs
     args = [f"--train_file={data / 'train.tsv'}", f"--eval_file={data / 'dev.tsv'}", f"--model_dir={model_dir}",
             "--model_name=toy", "--preset=bert_nano", "--vocab_size=120", "--max_seq_length=16", "--batch_size=32",
-            "--learning_rate=3e-3", "--dropout=0.0", "--strategy=cpu", "--log_every=20", "--checkpoint_every=20"]
+            "--learning_rate=3e-3", "--dropout=0.0", "--strategy=cpu", "--max_train_examples=128", "--log_every=4",
+            "--checkpoint_every=4"]
     first = run_script("recipes/classify.py", *args, "--epochs=1")
-    assert f"Saved checkpoint {model_dir}/checkpoints/ckpt-20" in first.stderr, first.stderr[-3000:]
+    assert f"Saved checkpoint {model_dir}/checkpoints/ckpt-4" in first.stderr, first.stderr[-3000:]
     again = run_script("recipes/classify.py", *args, "--epochs=2", f"--export_dir={tmp_path / 'export'}")
-    assert "Resumed from step 20" in again.stderr and "step 40/40" in again.stderr, again.stderr[-3000:]
+    assert "Resumed from step 4" in again.stderr and "step 8/8" in again.stderr, again.stderr[-3000:]
     assert f"restored: {model_dir}/model.weights.h5" in again.stderr, again.stderr[-3000:]
     assert not (ROOT / "ram:").exists()
     served = serve_in_fresh_process(tmp_path / "export" / "toy" / "1", {"text": ["a lovely film", "a dull plot"]})
