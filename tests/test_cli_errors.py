@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+import pytest
+
 from tests.run_script import run_script
+from tfllm.cli import _reporting_errors
 from tfllm.models import Bert
 from tfllm.tokenizers import WordPieceTokenizer
 
@@ -142,3 +145,15 @@ def test_a_run_too_short_for_one_step_says_why(tmp_path):
     assert proc["exit"] == 2 and "Traceback" not in proc["stderr"], proc["stderr"][-3000:]
     assert errors == ["error: --epochs=0.5 of 10 training examples at --batch_size=32 (1 step an epoch) "
                       "gives no training step; raise --epochs"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    """Ctrl-C outside training (or a second one inside): `interrupted`, exit 128 + SIGINT, no traceback."""
+
+    def main(argv):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        _reporting_errors(main)(["script.py"])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"

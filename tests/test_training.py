@@ -337,33 +337,36 @@ def test_nan_guard_names_step_and_keeps_good_checkpoint(tmp_path):
             assert np.all(np.isfinite(tf.train.load_variable(latest, name)))
 
 
-def test_sigterm_saves_then_exits(tmp_path):
-    """SIGTERM mid-run: a checkpoint at the current step, then SystemExit."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_saves_then_exits(tmp_path, signum):
+    """SIGTERM (a preemption notice) or a first Ctrl-C mid-run: a checkpoint at the current step, then SystemExit
+    with 128 + the signal's number; both handlers are put back."""
     base = tt.train_dataset_fn(BATCH)
 
-    def send_sigterm():
-        os.kill(os.getpid(), signal.SIGTERM)
+    def send_signal():
+        os.kill(os.getpid(), signum)
         return 0
 
-    def with_sigterm(x, y):
+    def with_signal(x, y):
         # Sent while the 3rd batch is produced (prefetch may run ahead).
-        sent = tf.py_function(send_sigterm, [], tf.int32)
+        sent = tf.py_function(send_signal, [], tf.int32)
         with tf.control_dependencies([sent]):
             return tf.identity(x), tf.identity(y)
 
     def dataset_fn(context):
         ds = base(context)
-        return ds.take(2).concatenate(ds.skip(2).take(1).map(with_sigterm)).concatenate(
+        return ds.take(2).concatenate(ds.skip(2).take(1).map(with_signal)).concatenate(
             ds.skip(3))
 
     trainer = make_trainer(tmp_path, steps=50, checkpoint_every=100)
-    previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit):
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(SystemExit) as exit_info:
         trainer.train(dataset_fn, max_steps=50)
+    assert exit_info.value.code == 128 + signum
     step = int(trainer.step.numpy())
     assert 0 < step < 50
     assert tf.train.latest_checkpoint(tmp_path / "checkpoints").endswith(f"ckpt-{step}")
-    assert signal.getsignal(signal.SIGTERM) == previous
+    assert {s: signal.getsignal(s) for s in previous} == previous
 
 
 def test_mirrored_two_cpus_in_subprocess():

@@ -3,9 +3,11 @@
 tfllm's own errors (`tfllm.errors.TfllmError`: bad data, config, checkpoint),
 absl's flag errors (while parsing, too) and `app.UsageError` are the user's to fix: they print `error: <message>`
 on stderr and exit with status 2, without a traceback. Any other exception
-is a bug in tfllm (or TensorFlow) and keeps its full traceback.
+is a bug in tfllm (or TensorFlow) and keeps its full traceback. Ctrl-C prints `interrupted` and exits 130
+(in training, a first Ctrl-C saves a checkpoint first: `tfllm.training.Trainer`).
 """
 
+import signal
 import sys
 
 from absl import app
@@ -36,6 +38,9 @@ def _reporting_errors(main):
             _fail(e)
         except FileNotFoundError as e:  # a path from a flag or file that is not there
             _fail(e.strerror and e.filename and f"{e.filename}: {e.strerror}" or e)
+        except KeyboardInterrupt:  # Ctrl-C outside training, or a second one in it: no traceback either
+            print("interrupted", file=sys.stderr, flush=True)
+            sys.exit(128 + signal.SIGINT)
 
     return wrapped
 

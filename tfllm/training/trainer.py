@@ -7,7 +7,7 @@ It works the same on one CPU, MirroredStrategy,
 MultiWorkerMirroredStrategy and TPUStrategy, and adds what long runs need:
 gradient accumulation, float16 loss scaling, checkpoints with exact resume
 (weights, optimizer, data position, dropout RNG), evaluation, a NaN guard,
-SIGTERM handling, TensorBoard scalars and one progress line every `log_every`.
+SIGTERM and Ctrl-C handling (checkpoint, then exit), TensorBoard scalars and one progress line every `log_every`.
 
 Example:
 
@@ -191,7 +191,7 @@ class Trainer:
         self._manager = self._checkpoint_manager(checkpoint)
         window, window_start = None, time.time()
         deadline = window_start + self.time_budget_seconds if self.time_budget_seconds else None
-        with self._writer("train").as_default(), _sigterm_received() as sigterm:
+        with self._writer("train").as_default(), _stop_requested() as stop:
             while step < max_steps:
                 n = self._steps_to_next_boundary(step, max_steps, eval_every)
                 stats, done, nonfinite = self._train_fn(iterator, tf.constant(n))
@@ -215,11 +215,12 @@ class Trainer:
                         step, max_steps, window, time.time() - window_start
                     )
                     window, window_start = None, time.time()
-                if step % self.checkpoint_every == 0 or last or sigterm:
+                if step % self.checkpoint_every == 0 or last or stop:
                     self._save(step)
-                if sigterm:
-                    logging.warning("SIGTERM: saved step %d; exiting.", step)
-                    raise SystemExit(128 + signal.SIGTERM)
+                if stop:
+                    logging.warning("%s: saved step %d; exiting (the same command again resumes from it).",
+                                    signal.Signals(stop[0]).name, step)
+                    raise SystemExit(128 + stop[0])
                 if last:
                     self._use_averaged_weights()
                 if eval_dataset_fn and ((eval_every and step % eval_every == 0) or last):
@@ -739,23 +740,29 @@ def _add(totals, stats):
 
 
 @contextlib.contextmanager
-def _sigterm_received():
-    """A list that becomes truthy when SIGTERM arrives (e.g. preemption)."""
+def _stop_requested():
+    """A list that becomes truthy on SIGTERM (e.g. a preemption notice) or a first Ctrl-C (SIGINT): the loop then
+    saves a checkpoint after the current step and exits. A second Ctrl-C stops at once (KeyboardInterrupt)."""
     received = []
 
     def handler(signum, frame):
-        logging.warning("SIGTERM received; will checkpoint after this step.")
+        if signum == signal.SIGINT and received:
+            raise KeyboardInterrupt
+        logging.warning("%s received; will checkpoint after this step and stop%s.", signal.Signals(signum).name,
+                        " (Ctrl-C again: stop now, without it)" if signum == signal.SIGINT else "")
         received.append(signum)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:  # Not the main thread: leave signals alone.
-        previous = None
+        pass
     try:
         yield received
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
 
 
 def _format_metrics(results):
