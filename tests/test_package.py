@@ -1,8 +1,16 @@
 """What `import tfllm` sets up before TensorFlow and Keras load."""
 
+import importlib
+import inspect
 import os
+import pkgutil
 import subprocess
 import sys
+
+import keras
+
+import tfllm
+from tfllm.models.causal_lm import CausalLM
 
 _CHECK = r"""
 import importlib, os, pkgutil, sys
@@ -36,3 +44,16 @@ def test_import_selects_tensorflow_backend_and_onednn_kernels_and_defines_no_fla
 
 def test_user_settings_win():
     assert _run({"TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "jax"}, import_tf=False) == ["jax", "0"]
+
+
+def test_every_keras_class_is_registered_under_tfllm():
+    """Each layer, model, tokenizer and optimizer class of tfllm deserializes by its registered name (a `.keras`
+    file or a config names it so), except abstract bases that are never built themselves."""
+    modules = [importlib.import_module(info.name) for info in pkgutil.walk_packages(tfllm.__path__, "tfllm.")]
+    classes = {cls for module in modules for _, cls in inspect.getmembers(module, inspect.isclass)
+               if cls.__module__.startswith("tfllm.")
+               and issubclass(cls, (keras.layers.Layer, keras.optimizers.Optimizer))} - {CausalLM}
+    unregistered = sorted(f"{cls.__module__}.{cls.__name__}" for cls in classes
+                          if keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls
+                          or not keras.saving.get_registered_name(cls).startswith("tfllm>"))
+    assert len(classes) > 30 and not unregistered, unregistered

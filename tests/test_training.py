@@ -204,6 +204,28 @@ def test_weight_decay_skips_bias_and_norms():
         np.testing.assert_array_equal(after[path], before[path])
 
 
+def test_a_model_saved_with_the_optimizer_loads_and_trains_on_identically(tmp_path):
+    """`model.save` of a model compiled with tfllm's AdamW: it loads as the same class with its schedule, state and
+    weight-decay exclusions (Keras does not save those), so one more step gives the same weights as the original's."""
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(2, name="dense", bias_initializer="ones")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=create_optimizer(0.1, total_steps=10, warmup_steps=2, weight_decay=0.5), loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32"), np.zeros((4, 2), "float32")
+    model.fit(x[0], y, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert int(loaded.optimizer.iterations) == 1
+    for m in (model, loaded):
+        m.fit(x[1], y, verbose=0)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a, b)
+    bias = loaded.get_layer("dense").bias
+    assert not loaded.optimizer._use_weight_decay(bias) and loaded.optimizer._use_weight_decay(
+        loaded.get_layer("dense").kernel)
+
+
 # ---- trainer.py ---------------------------------------------------------------
 
 

@@ -94,7 +94,6 @@ def normalize_text(text, lowercase=True, strip_accents=None):
     return text
 
 
-@keras.saving.register_keras_serializable(package="tfllm")
 def require_tokens(tokens, required, source):
     """A one-line `ConfigError` naming `source` (a file, or what the tokens are) if any `required` token is missing."""
     present = set(tokens)
@@ -104,6 +103,7 @@ def require_tokens(tokens, required, source):
                           "vocabulary with them, as BERT's vocab.txt: one token a line)")
 
 
+@keras.saving.register_keras_serializable(package="tfllm")
 class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     """BERT's WordPiece tokenizer: BERT normalization + keras-hub WordPiece.
 

@@ -63,6 +63,7 @@ class AdamCoefficients(collections.namedtuple("AdamCoefficients", "learning_rate
     so that `ResourceApplyAdam`'s "epsilon hat" placement gives AdamW's (see `AdamW`)."""
 
 
+@keras.saving.register_keras_serializable(package="tfllm")
 class AdamW(keras.optimizers.AdamW):
     """Keras `AdamW` with epsilon where AdamW puts it, clipping by global norm *after* summing over replicas,
     and one fused kernel per variable.
@@ -102,6 +103,23 @@ class AdamW(keras.optimizers.AdamW):
     tests/test_training.py checks the update against numpy and the
     Mirrored-vs-one-device run, and catches it if Keras changes them.
     """
+
+    def get_config(self):
+        """Keras' config, plus the names excluded from weight decay (Keras keeps them out of it, so a model saved
+        with `model.save` would come back decaying its biases and LayerNorm parameters)."""
+        config = super().get_config()
+        pattern = getattr(self, "_exclude_from_weight_decay_pattern", None)
+        config["exclude_from_weight_decay"] = pattern.pattern if pattern is not None else None
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        pattern = config.pop("exclude_from_weight_decay", None)
+        optimizer = super().from_config(config, custom_objects=custom_objects)
+        if pattern:
+            optimizer.exclude_from_weight_decay(var_names=[pattern])
+        return optimizer
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         """Keras' per-variable update, handed the step's `AdamCoefficients` instead of the bare rate."""
