@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tfllm.errors import ConfigError
+from tfllm.errors import DivergedError
 from tfllm.layers import RMSNorm
 from tfllm.training import Trainer
 from tfllm.training import create_learning_rate_schedule
@@ -350,7 +351,7 @@ def test_nan_guard_names_step_and_keeps_good_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, loss_fn=poisoned_loss, checkpoint_every=5,
                            steps_per_execution=4)
     trainer.metric_fns = {}
-    with pytest.raises(FloatingPointError, match=r"step 7\b.*ckpt-5"):
+    with pytest.raises(DivergedError, match=r"step 7\b.*ckpt-5"):
         trainer.train(dataset_fn, max_steps=10)
     latest = tf.train.latest_checkpoint(tmp_path / "checkpoints")
     assert latest.endswith("ckpt-5")

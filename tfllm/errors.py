@@ -25,3 +25,7 @@ class CheckpointError(TfllmError):
 
 class ConfigError(TfllmError):
     """A model or run config with a value tfllm cannot use; names the field and the file."""
+
+
+class DivergedError(TfllmError, FloatingPointError):
+    """Training stopped on a NaN/inf loss or gradients; names the step and the last good checkpoint."""

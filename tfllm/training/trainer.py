@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.errors import CheckpointError
+from tfllm.errors import DivergedError
 from tfllm.training import loss_scaling
 from tfllm.training.strategy import check_same_step_on_all_workers
 from tfllm.training.strategy import is_chief
@@ -196,10 +197,10 @@ class Trainer:
                 n = self._steps_to_next_boundary(step, max_steps, eval_every)
                 stats, done, nonfinite = self._train_fn(iterator, tf.constant(n))
                 if nonfinite > 0:
-                    raise FloatingPointError(
+                    raise DivergedError(
                         f"Loss or gradients are NaN/inf at step {step + int(done)}; "
                         f"stopping. The last good checkpoint is "
-                        f"{tf.train.latest_checkpoint(self.checkpoint_dir)}."
+                        f"{tf.train.latest_checkpoint(self.checkpoint_dir)} (a lower learning rate usually helps)."
                     )
                 step += int(done)
                 self.step.assign(step)
@@ -559,7 +560,7 @@ class Trainer:
             return
         scale = float(self.optimizer.dynamic_scale.numpy())
         if scale < loss_scaling.MIN_LOSS_SCALE:
-            raise FloatingPointError(
+            raise DivergedError(
                 f"Gradients are NaN/inf at step {step} even with the float16 loss "
                 f"scale lowered to {scale:g} ({self._skipped_updates(step)} updates "
                 f"skipped); stopping. The last good checkpoint is "
