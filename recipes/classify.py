@@ -69,7 +69,9 @@ flags.DEFINE_integer("num_classes", 2, "Number of classes (default: the number o
                      lower_bound=2)
 flags.DEFINE_list("label_names", None, "Names of the classes, in id order: labels in the files may be these "
                   "names (RTE's entailment,not_entailment) or ids; the export returns them.")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training rows (logged).", lower_bound=1)
+flags.register_validator("label_names", lambda names: names is None or len(set(names)) == len(names),
+                         "--label_names must name each class once")
 flags.DEFINE_bool("bucket_by_length", True, "Training batches of texts of similar length (less padding); "
                   "--nobucket_by_length: batches of freely shuffled texts, as transformers' DataLoader.")
 flags.DEFINE_enum("pooling", "cls", ["cls", "mean"], "Sentence vector: [CLS] pooler or masked mean.")

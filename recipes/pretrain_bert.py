@@ -48,9 +48,10 @@ flags.DEFINE_bool("split_sentences", False, "--text_files: split lines on senten
 flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary (tools/build_vocab.py); copied to "
                     "<model_dir>/vocab.txt for fine-tuning.")
 flags.DEFINE_bool("lowercase", True, "--text_files: lower-case before WordPiece.")
-flags.DEFINE_string("preset", "bert_tiny", "Model size: " + ", ".join(Bert.presets))
+flags.DEFINE_enum("preset", "bert_tiny", list(Bert.presets), "Model size.")
 flags.DEFINE_float("dropout", 0.1, "Dropout in the encoder.")
-flags.DEFINE_integer("max_seq_length", 128, "--text_files: tokens per pair ([CLS]/[SEP] included).")
+flags.DEFINE_integer("max_seq_length", 128, "--text_files: tokens per pair ([CLS]/[SEP] included).",
+                     lower_bound=5)
 flags.DEFINE_integer("max_predictions_per_seq", 20, "--text_files: most masked tokens per pair.")
 flags.DEFINE_float("masked_lm_prob", 0.15, "--text_files: fraction of tokens to predict.")
 flags.DEFINE_integer("max_steps", 10000, "Optimizer updates.")

@@ -115,7 +115,7 @@ def run_mlm(template, verbalizer, shots, evaluation, strategy):
         if FLAGS.method == "finetune":
             model = BertClassifier.from_pretrained(FLAGS.pretrained, num_classes=len(verbalizer))
         else:
-            model = prompting.cloze_classifier(BertPretrainer.from_pretrained(FLAGS.pretrained),
+            model = prompting.cloze_classifier(BertPretrainer.from_pretrained(FLAGS.pretrained, new_head=False),
                                                verbalizer.single_token_ids(tokenizer))
     if FLAGS.method == "finetune":
         preprocessor = BertPreprocessor.from_pretrained(FLAGS.pretrained, sequence_length=FLAGS.sequence_length)

@@ -45,17 +45,24 @@ flags.DEFINE_string("eval_file", None, "SQuAD v1.1 JSON to evaluate on. Default:
                     "--eval_articles is given.")
 flags.DEFINE_string("eval_articles", None, "Articles of the evaluation file, START:END, e.g. 38:48. "
                     "Default: all articles of --eval_file; no evaluation if neither flag is set.")
-flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (logged).")
-flags.DEFINE_integer("doc_stride", 128, "Tokens between the starts of two windows of a long context.")
-flags.DEFINE_integer("max_query_length", 64, "Questions are cut to this many tokens (count is logged).")
-flags.DEFINE_integer("max_answer_length", 30, "Most tokens in a predicted answer.")
-flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question.")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training questions (logged).",
+                     lower_bound=1)
+flags.DEFINE_integer("doc_stride", 128, "Tokens between the starts of two windows of a long context.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_query_length", 64, "Questions are cut to this many tokens (count is logged).",
+                     lower_bound=1)
+flags.DEFINE_integer("max_answer_length", 30, "Most tokens in a predicted answer.", lower_bound=1)
+flags.DEFINE_integer("n_best_size", 20, "Candidate answers kept per question.", lower_bound=1)
 common.define_fine_tuning_flags("the training contexts and questions", "span_qa",
                                 "question and context in, answer out; one window of --max_seq_length tokens, long "
                                 "contexts truncated", max_seq_length=384,
                                 max_seq_length_help="Tokens per window: [CLS] question [SEP] context [SEP] "
                                 "(RoBERTa: <s> question </s></s> context </s>).", epochs=2)
 common.define_common_flags(batch_size=32, learning_rate=5e-4)
+flags.register_multi_flags_validator(
+    ["max_query_length", "max_seq_length"], lambda f: f["max_query_length"] + 3 < f["max_seq_length"],
+    message="--max_query_length + 3 ([CLS] and two [SEP]) must be below --max_seq_length, to leave room for "
+            "the context")
 flags.mark_flags_as_required(["train_file"])
 
 

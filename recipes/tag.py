@@ -44,7 +44,8 @@ flags.DEFINE_string("train_file", None, "Training file in CoNLL format (one word
 flags.DEFINE_string("eval_file", None, "Evaluation file in the same format.")
 flags.DEFINE_enum("tag_scheme", "auto", list(TAG_SCHEMES), "Tag scheme of the files: iob1 (converted to BIO), "
                   "bio, or auto (IOB1 if any entity starts with I-).")
-flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences (logged).")
+flags.DEFINE_integer("max_train_sentences", None, "Use only the first N training sentences (logged).",
+                     lower_bound=1)
 flags.DEFINE_bool("bucket_by_length", True, "Training batches of sentences of similar length (less padding); "
                   "--nobucket_by_length: batches of freely shuffled sentences, as transformers' DataLoader.")
 common.define_fine_tuning_flags("the words of --train_file", "tagger", "raw sentences in, words and tags out",
@@ -77,6 +78,8 @@ def report(scores, name):
 def main(_):
     strategy = common.setup()
     train_sentences = read_tagged(FLAGS.train_file)
+    # Read before training: a bad eval file is reported at once, not after the run.
+    eval_sentences = read_tagged(FLAGS.eval_file) if FLAGS.eval_file else None
     if FLAGS.max_train_sentences:
         logging.info("Using the first %d of %d training sentences (--max_train_sentences).",
                      min(FLAGS.max_train_sentences, len(train_sentences)), len(train_sentences))
@@ -118,7 +121,6 @@ def main(_):
     common.save_peft_weights(model, strategy)
     common.save_run_weights(model, strategy)
     if FLAGS.eval_file and is_chief(strategy):
-        eval_sentences = read_tagged(FLAGS.eval_file)
         eval_encoded = encode_tagged_sentences(eval_sentences, preprocessor, labels, name=FLAGS.eval_file)
         predicted, results = predict(trainer, eval_encoded, labels)
         trainer.log_eval(dict(results, loss=results["token_cross_entropy"]))  # train/'s loss is this mean too

@@ -30,21 +30,22 @@ from tfllm.training import losses
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("text_file", None, "UTF-8 training text.")
-flags.DEFINE_float("train_fraction", 0.9, "First fraction of the tokens trains; the rest validates.")
+flags.DEFINE_float("train_fraction", 0.9, "First fraction of the tokens trains; the rest validates (above 0, "
+                   "below 1).")
 flags.DEFINE_enum("tokenizer", "char", ["char", "bpe"], "Character-level or byte-level BPE.")
 flags.DEFINE_string("bpe_vocab", None, "GPT-2 style vocab.json (for --tokenizer=bpe).")
 flags.DEFINE_string("bpe_merges", None, "GPT-2 style merges.txt (for --tokenizer=bpe).")
 flags.DEFINE_enum("architecture", "gpt", ["gpt", "llama"], "GPT-2 blocks, or Llama's (RMSNorm, RoPE, SwiGLU, GQA).")
-flags.DEFINE_string("preset", None, "A Gpt (or with --architecture=llama, Llama) preset (gpt: "
-                    + ", ".join(Gpt.presets) + "; llama: " + ", ".join(Llama.presets) + "); "
-                    "else --num_layers/--num_heads/--hidden_dim.")
+flags.DEFINE_enum("preset", None, sorted({*Gpt.presets, *Llama.presets}), "A Gpt (or with --architecture=llama, "
+                  "Llama) preset (gpt: " + ", ".join(Gpt.presets) + "; llama: " + ", ".join(Llama.presets) + "); "
+                  "else --num_layers/--num_heads/--hidden_dim.")
 flags.DEFINE_integer("num_layers", 4, "Decoder blocks.")
 flags.DEFINE_integer("num_heads", 4, "Attention heads.")
 flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward: 4x for gpt, 8/3x for llama's gated MLP).")
 flags.DEFINE_integer("num_key_value_heads", None, "Llama: key/value heads (grouped-query attention); "
                      "default --num_heads.")
 flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
-flags.DEFINE_integer("block_size", 64, "Context length of training blocks.")
+flags.DEFINE_integer("block_size", 64, "Context length of training blocks.", lower_bound=1)
 flags.DEFINE_integer("max_steps", 2000, "Optimizer updates.")
 flags.DEFINE_integer("warmup_steps", 100, "Linear warmup steps.")
 flags.DEFINE_float("min_learning_rate", 1e-4, "Cosine decay ends here.")
@@ -53,6 +54,17 @@ flags.DEFINE_integer("eval_every", 500, "Validate every N steps.")
 flags.DEFINE_integer("eval_steps", 0, "Validation batches per eval (0 = the whole split).")
 common.define_common_flags(batch_size=12, learning_rate=1e-3)
 flags.mark_flags_as_required(["text_file"])
+flags.register_validator("train_fraction", lambda f: 0 < f < 1, "--train_fraction must be above 0 and below 1 "
+                         "(the rest of the text validates)")
+flags.register_multi_flags_validator(
+    ["preset", "architecture"],
+    lambda f: f["preset"] is None or f["preset"] in (Llama if f["architecture"] == "llama" else Gpt).presets,
+    message="--preset names a preset of the other --architecture")
+flags.register_multi_flags_validator(
+    ["preset", "hidden_dim", "num_heads", "num_key_value_heads"],
+    lambda f: f["preset"] is not None or (f["hidden_dim"] % f["num_heads"] == 0 and (
+        f["num_key_value_heads"] is None or f["num_heads"] % f["num_key_value_heads"] == 0)),
+    message="--hidden_dim must divide by --num_heads, and --num_heads by --num_key_value_heads")
 
 
 def make_tokenizer(text):

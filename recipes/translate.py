@@ -26,6 +26,7 @@ from absl import flags
 from absl import logging
 
 from tfllm.data import parallel_text
+from tfllm.errors import ConfigError
 from tfllm.models import Seq2SeqTransformer
 from tfllm.models import load
 from tfllm.models.seq2seq.translation import translate_texts
@@ -46,7 +47,7 @@ flags.DEFINE_string("eval_target", None, "Evaluation references, line-aligned wi
 flags.DEFINE_string("spm_model", None, "Shared SentencePiece model; trained on both sides of the training "
                     "data if missing. Default: <model_dir>/spm.model.")
 flags.DEFINE_integer("vocab_size", 8000, "Shared vocabulary size when training one.")
-flags.DEFINE_string("preset", "transformer_small", "Model size: " + ", ".join(Seq2SeqTransformer.presets))
+flags.DEFINE_enum("preset", "transformer_small", list(Seq2SeqTransformer.presets), "Model size.")
 flags.DEFINE_float("dropout", 0.1, "Dropout (residual, attention, embeddings).")
 flags.DEFINE_enum("position_embedding", "learned", ["learned", "sinusoidal"], "Position embeddings.")
 flags.DEFINE_bool("share_embeddings", True, "One embedding for source and target (shared vocabulary).")
@@ -63,7 +64,7 @@ flags.DEFINE_float("beta_2", 0.98, "AdamW beta_2 (Vaswani et al. use 0.98).")
 flags.DEFINE_integer("eval_every", 0, "Teacher-forced validation loss every N steps (0: only at the end).")
 flags.DEFINE_integer("num_beams", 4, "Beam size for evaluation/translation (1 = greedy).")
 flags.DEFINE_float("length_penalty", 0.6, "GNMT length penalty alpha for beam search.")
-flags.DEFINE_integer("decode_batch_size", 64, "Sentences decoded at once.")
+flags.DEFINE_integer("decode_batch_size", 64, "Sentences decoded at once.", lower_bound=1)
 flags.DEFINE_integer("max_eval_examples", 0, "Evaluate BLEU on the first N pairs only (0: all).")
 flags.DEFINE_string("input_file", None, "--mode=translate: sentences to translate (default: stdin).")
 flags.DEFINE_string("output_file", None, "--mode=translate: where to write translations (default: stdout).")
@@ -72,6 +73,9 @@ flags.DEFINE_string("export_dir", None, "--mode=train: also export a SavedModel 
 flags.DEFINE_string("model_name", "translator", "Model name in the export path.")
 flags.DEFINE_integer("version", 1, "Export version (TF Serving).")
 common.define_common_flags(batch_size=64, learning_rate=1e-3)
+flags.register_multi_flags_validator(
+    ["eval_source", "eval_target"], lambda f: bool(f["eval_source"]) == bool(f["eval_target"]),
+    message="--eval_source and --eval_target go together (BLEU needs the references)")
 
 
 def tokenizer_for_training(strategy):
@@ -128,11 +132,22 @@ def evaluate_bleu(model, tokenizer, step, train_seconds=None):
     return results
 
 
-def translate():
+def load_translator():
+    """--model_dir's run, refused in one line unless it holds a translator."""
     run = load(FLAGS.model_dir)
+    if not isinstance(run.model, Seq2SeqTransformer):
+        raise ConfigError(f"--model_dir={FLAGS.model_dir} holds a {type(run.model).__name__}, not a "
+                          "Seq2SeqTransformer (a translate.py run)")
+    return run
+
+
+def translate():
+    run = load_translator()
     model, tokenizer = run.model, run.tokenizer
     logging.info("Translating with %s", run.weights)
     lines = parallel_text.read_lines(FLAGS.input_file) if FLAGS.input_file else sys.stdin.read().splitlines()
+    if not lines:
+        logging.warning("No sentences to translate in %s.", FLAGS.input_file or "standard input")
     outputs = translate_texts(model, tokenizer, lines, FLAGS.decode_batch_size, FLAGS.num_beams,
                                         FLAGS.length_penalty, FLAGS.max_source_length)
     text = "".join(o + "\n" for o in outputs)
@@ -148,7 +163,9 @@ def main(_):
     if FLAGS.mode == "translate":
         return translate()
     if FLAGS.mode == "evaluate":
-        run = load(FLAGS.model_dir)
+        if not (FLAGS.eval_source and FLAGS.eval_target):
+            raise flags.IllegalFlagValueError("--mode=evaluate needs --eval_source and --eval_target")
+        run = load_translator()
         logging.info("Evaluating %s", run.weights)
         return evaluate_bleu(run.model, run.tokenizer, step=None)
 

@@ -8,6 +8,7 @@ from tests.run_script import run_script
 from tfllm.cli import _reporting_errors
 from tfllm.models import Bert
 from tfllm.tokenizers import WordPieceTokenizer
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +78,7 @@ def more_cases(tmp):
     (tmp / "words.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\nfilm\n")  # no [MASK]
     (tmp / "a_file").write_text("not a folder\n")
     (tmp / "a_folder.tsv").mkdir()
+    (tmp / "conll.txt").write_text("EU B-ORG\nrejects O\n\nPeter B-PER\nwalks O\n")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "film"]
     Bert(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
          max_sequence_length=16).save_pretrained(tmp / "short_bert", tokenizer=WordPieceTokenizer(vocab))
@@ -103,6 +105,31 @@ def more_cases(tmp):
         ("recipes/translate.py", [f"--train_source={tmp / 'text.txt'}", f"--train_target={tmp / 'text.txt'}",
                                   "--vocab_size=500", f"--model_dir={tmp / 'm14'}"],
          "a 500-piece SentencePiece vocabulary is too large for these texts"),
+        ("recipes/translate.py", [f"--train_source={tmp / 'text.txt'}", f"--train_target={tmp / 'text.txt'}",
+                                  f"--spm_model={tmp / 'words.txt'}", f"--model_dir={tmp / 'm15'}"],
+         f"{tmp / 'words.txt'}: not a SentencePiece model"),
+        ("recipes/translate.py", ["--mode=translate", f"--model_dir={tmp / 'short_bert'}",
+                                  f"--input_file={tmp / 'text.txt'}"],
+         f"--model_dir={tmp / 'short_bert'} holds a Bert, not a Seq2SeqTransformer"),
+        ("recipes/translate.py", ["--mode=evaluate", f"--model_dir={tmp / 'short_bert'}"],
+         "--mode=evaluate needs --eval_source and --eval_target"),
+        ("recipes/prompt_classify.py", [f"--pretrained={tmp / 'short_bert'}", f"--eval_file={tmp / 'train.tsv'}",
+                                        "--verbalizer=the,a", f"--model_dir={tmp / 'm16'}"],
+         "holds a Bert without a BertPretrainer head"),
+        ("recipes/tag.py", [f"--train_file={tmp / 'conll.txt'}", f"--eval_file={tmp / 'missing.txt'}",
+                            f"--model_dir={tmp / 'm17'}"],
+         f"{tmp / 'missing.txt'}: file not found"),  # before training, not after it
+        ("recipes/qa.py", [f"--train_file={tmp / 'text.txt'}", "--train_articles=0-1", f"--model_dir={tmp / 'm18'}"],
+         "--train_articles='0-1': expected START:END article indices"),
+        ("recipes/train_gpt.py", [f"--text_file={tmp / 'text.txt'}", "--num_heads=3", "--hidden_dim=16",
+                                  f"--model_dir={tmp / 'm19'}"],
+         "--hidden_dim must divide by --num_heads"),
+        ("tools/create_pretraining_data.py", [f"--input_file={tmp / 'text.txt'}", f"--vocab_file={tmp / 'words.txt'}",
+                                              f"--output_file={tmp / 'pt.tfrecord'}"],
+         f"{tmp / 'words.txt'}: no [MASK] among its 6 tokens"),
+        ("tools/build_vocab.py", ["--type=bpe", f"--input={tmp / 'text.txt'}", f"--output={tmp / 'a_file'}",
+                                  "--vocab_size=300"],
+         f"{tmp / 'a_file'} is a file; vocab.json and merges.txt are written into a folder"),
     ]
 
 
@@ -157,3 +184,17 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
         _reporting_errors(main)(["script.py"])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_bad_input_inside_a_keras_layer_is_one_line_without_keras_wrapping(capsys):
+    """Keras wraps an error raised in a layer's call() ("Exception encountered when calling ...", the arguments,
+    bold escapes): the line keeps only tfllm's message."""
+
+    def main(argv):
+        CharTokenizer.from_text("ab")(["abz"])
+
+    with pytest.raises(SystemExit) as exit_info:
+        _reporting_errors(main)(["script.py"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == \
+        "error: the text has 1 character(s) outside this model's 2-character vocabulary: 'z'\n"

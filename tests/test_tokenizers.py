@@ -16,12 +16,14 @@ from tests.fresh_process import serve_in_fresh_process
 from tfllm.data import read_labeled_text
 from tfllm.data.vocabulary_files import build_vocabulary_file
 from tfllm.errors import ConfigError
+from tfllm.errors import DataError
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.tokenizers import RESERVED_TOKENS
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.tokenizers import build_word_piece_vocabulary
 from tfllm.tokenizers import load_vocabulary
 from tfllm.tokenizers import save_vocabulary
+from tfllm.tokenizers.char_tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -263,3 +265,13 @@ def test_build_vocab_tool_rejects_other_types(tmp_path):
     )
     assert result.returncode != 0
     assert "--type=unigram" in result.stderr and "<wordpiece|bpe|sentencepiece>" in result.stderr
+
+
+def test_char_tokenizer_names_characters_outside_its_vocabulary():
+    tokenizer = CharTokenizer.from_text("abc ")
+    assert tokenizer(["ab c"]).to_list() == [[1, 2, 0, 3]]
+    with pytest.raises(DataError, match=re.escape("2 character(s) outside this model's 4-character vocabulary: "
+                                                  "'z' '€'")):
+        tokenizer(["abz €"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside the vocabulary"):  # in a graph: asserted
+        tf.function(tokenizer)(tf.constant(["abz"]))

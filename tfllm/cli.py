@@ -7,6 +7,7 @@ is a bug in tfllm (or TensorFlow) and keeps its full traceback. Ctrl-C prints `i
 (in training, a first Ctrl-C saves a checkpoint first: `tfllm.training.Trainer`).
 """
 
+import re
 import signal
 import sys
 
@@ -46,6 +47,10 @@ def _reporting_errors(main):
 
 
 def _fail(message):
-    text = " ".join(str(message).split()) or type(message).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(message))  # Keras' bold
+    # Keras wraps an error raised in a layer's call(): keep the error, drop the wrapping and the arguments.
+    wrapped = re.match(r"\s*Exception encountered when calling [\w.]+\(\)\.\s*(.*?)\s*Arguments received by ", text,
+                       re.S)
+    text = " ".join((wrapped.group(1) if wrapped else text).split()) or type(message).__name__
     print(f"error: {text}", file=sys.stderr, flush=True)
     sys.exit(2)

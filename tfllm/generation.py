@@ -18,6 +18,8 @@ import tensorflow as tf
 from keras import tree
 from keras_hub import samplers
 
+from tfllm.errors import ConfigError
+
 
 def make_sampler(temperature=1.0, top_k=None, top_p=None, num_beams=None, seed=None, length_penalty=0.0):
     """The sampler for these options.
@@ -31,15 +33,15 @@ def make_sampler(temperature=1.0, top_k=None, top_p=None, num_beams=None, seed=N
     if temperature == 0 or (temperature == 1.0 and top_k is None and top_p is None and seed is None):
         return samplers.GreedySampler()
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
     seed = 0 if seed is None else int(seed)
     if top_p is not None:
         if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
         return samplers.TopPSampler(p=top_p, k=top_k, seed=seed, temperature=temperature)
     if top_k is not None:
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
         return samplers.TopKSampler(k=top_k, seed=seed, temperature=temperature)
     return samplers.RandomSampler(seed=seed, temperature=temperature)
 
@@ -66,10 +68,10 @@ def pad_id_for(stop_token_ids):
 def pad_prompts(prompts, max_new_tokens, pad_id=0):
     """Right-pad token-id prompts to [B, max_prompt + max_new_tokens]; returns (ids, mask, lengths)."""
     if not prompts:
-        raise ValueError("generate() needs at least one prompt")
+        raise ConfigError("generate() needs at least one prompt")
     lengths = np.array([len(p) for p in prompts], dtype="int32")
     if lengths.min() < 1:
-        raise ValueError("every prompt needs at least one token (e.g. a start/end-of-text token)")
+        raise ConfigError("every prompt needs at least one token (e.g. a start/end-of-text token)")
     total = int(lengths.max()) + max_new_tokens
     ids = np.full((len(prompts), total), pad_id, dtype="int32")
     for row, prompt in enumerate(prompts):
@@ -202,7 +204,7 @@ class BeamSearch:
 
     def __init__(self, num_beams=4, length_penalty=0.0, return_scores=False):
         if num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+            raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
         self.num_beams = num_beams
         self.length_penalty = float(length_penalty)
         self.return_scores = return_scores

@@ -46,6 +46,8 @@ flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests
 flags.DEFINE_integer("max_seq_length", None, "BERT heads: tokens per text (default: the run's, else 128).",
                      lower_bound=8)
 flags.DEFINE_list("label_names", None, "classifier: class names in id order (default: the run's, else the ids).")
+flags.register_validator("label_names", lambda names: names is None or len(set(names)) == len(names),
+                         "--label_names must name each class once")
 flags.DEFINE_bool("token_ids_signatures", False, "classifier: add `tokenize` and `classify_token_ids` "
                   "signatures (client-side tokenization; tools/serve_bench.py uses them).")
 flags.DEFINE_enum("serving_precision", "float32", [*SERVING_PRECISIONS, *SPELLINGS], "What the export computes "

@@ -23,6 +23,11 @@ def main(argv):
         fail(f"usage: {argv[0]} SAVEDMODEL_DIR SENTENCE [SENTENCE ...]")
     model_dir, sentences = argv[1], argv[2:]
     serve = load_savedmodel(model_dir).signatures["serving_default"]
+    if set(serve.structured_input_signature[1]) != {"text"} or not {"probabilities", "label_name"} <= set(
+            serve.structured_outputs):
+        fail(f"{model_dir}: not a single-text classifier export (serving_default takes "
+             f"{sorted(serve.structured_input_signature[1])} and returns {sorted(serve.structured_outputs)}; "
+             "expected text in, probabilities and label_name out)")
     outputs = serve(text=tf.constant(sentences))
     probabilities = outputs["probabilities"].numpy()
     for sentence, name, probs in zip(sentences, outputs["label_name"].numpy(), probabilities):

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import text_lines
+from tfllm.errors import ConfigError
 from tfllm.metrics.entities import split_tag
 from tfllm.tokenizers.word_piece import load_vocabulary
 from tfllm.tokenizers.word_piece import save_vocabulary
@@ -118,7 +119,7 @@ def to_bio(sentences, tag_scheme="auto", name="data"):
     `I-` when `tag_scheme="bio"`.
     """
     if tag_scheme not in TAG_SCHEMES:
-        raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES}, got {tag_scheme!r}")
+        raise ConfigError(f"tag_scheme must be one of {TAG_SCHEMES}, got {tag_scheme!r}")
     for sentence in sentences:
         starts = _entity_starts_with_i(sentence.tags)
         if starts:

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfllm.data import text_files
 from tfllm.data.errors import DataError
+from tfllm.errors import ConfigError
 
 
 def read_text(path):
@@ -46,7 +47,7 @@ def split_stream(stream, train_fraction, block_size=None, name="text"):
     tokens), before any training starts.
     """
     if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+        raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}")
     cut = int(len(stream) * train_fraction)
     splits = stream[:cut], stream[cut:]
     if block_size is not None:

@@ -101,7 +101,7 @@ def translation_dataset(
             `default_bucket_boundaries(longest pair)`.
     """
     if len(source_ids) != len(target_ids):
-        raise ValueError(f"{len(source_ids)} sources but {len(target_ids)} targets")
+        raise DataError(f"{len(source_ids)} sources but {len(target_ids)} targets")
     if input_context is not None and input_context.num_input_pipelines > 1:
         n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
         source_ids, target_ids = source_ids[i::n], target_ids[i::n]

@@ -24,6 +24,7 @@ inputs (`token_ids`, `segment_ids`, `padding_mask` bool,
 
 import collections
 import dataclasses
+import os
 import random
 import re
 import time
@@ -35,11 +36,14 @@ from absl import logging
 
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import text_lines
+from tfllm.errors import ConfigError
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import MASK
 from tfllm.tokenizers.word_piece import PAD
+from tfllm.tokenizers.word_piece import RESERVED_TOKENS
 from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
+from tfllm.tokenizers.word_piece import load_vocabulary
 
 # Feature names and order of Google's BERT TFRecords.
 FEATURE_NAMES = (
@@ -119,7 +123,7 @@ class PretrainingVocab:
         tokens = list(tokens)
         missing = [t for t in (PAD, CLS, SEP, MASK) if t not in tokens]
         if missing:
-            raise ValueError(f"The vocabulary lacks the special tokens {missing}")
+            raise ConfigError(f"The vocabulary lacks the special tokens {missing}")
         return cls(
             size=len(tokens), pad_id=tokens.index(PAD), cls_id=tokens.index(CLS),
             sep_id=tokens.index(SEP), mask_id=tokens.index(MASK),
@@ -354,6 +358,8 @@ def create_pretraining_data(input_files, vocabulary, output_file, num_shards=1, 
     WordPiece tokens or a vocabulary file.
     """
     start = time.time()
+    if isinstance(vocabulary, (str, os.PathLike)):  # checked here to name the file
+        vocabulary = load_vocabulary(vocabulary, required=RESERVED_TOKENS)
     tokenizer = WordPieceTokenizer(vocabulary, lowercase=lowercase)
     vocab = PretrainingVocab.from_tokens(tokenizer.get_vocabulary())
     documents = read_documents(input_files, split_into_sentences)
@@ -492,7 +498,8 @@ def masked_text_dataset(documents, vocab, batch_size, training, seed=0, input_co
     has_next = np.arange(len(sentences)) + 1 < doc_end
     first_sentences = np.flatnonzero(has_next).astype(np.int64)
     if not len(first_sentences):
-        raise DataError("No document has two sentences: cannot build next-sentence pairs")
+        raise DataError("No document has two sentences: cannot build next-sentence pairs (expected one sentence a "
+                        "line and a blank line between documents, or split_sentences)")
     tokens = tf.RaggedTensor.from_row_lengths(
         np.concatenate(sentences).astype(np.int32), [len(s) for s in sentences])
     doc_start, doc_end = tf.constant(doc_start, tf.int64), tf.constant(doc_end, tf.int64)

@@ -11,6 +11,8 @@ exact; it costs `[T, max_answer_length]` additions per window.
 
 import numpy as np
 
+from tfllm.errors import ConfigError
+
 
 def window_spans(start_logits, end_logits, start_ok, end_ok, max_answer_length, n_best_size):
     """The `n_best_size` best spans of one window, best first.
@@ -24,7 +26,7 @@ def window_spans(start_logits, end_logits, start_ok, end_ok, max_answer_length, 
     Returns a list of `(score, start, end)`.
     """
     if max_answer_length < 1:
-        raise ValueError(f"max_answer_length={max_answer_length} must be at least 1")
+        raise ConfigError(f"max_answer_length={max_answer_length} must be at least 1")
     length = len(start_logits)
     # scores[s, k] = start[s] + end[s + k]: the span from s of k + 1 tokens.
     end_padded = np.concatenate([np.where(end_ok, end_logits, -np.inf), np.full(max_answer_length - 1, -np.inf)])

@@ -26,6 +26,7 @@ from absl import logging
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import read_text
+from tfllm.errors import ConfigError
 from tfllm.models.bert.bert_preprocessor import BertPreprocessor
 from tfllm.models.bert.preprocessors import preprocessor_for
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
@@ -69,12 +70,12 @@ def parse_article_range(value, flag="--articles"):
     parts = value.split(":")
     try:
         if len(parts) != 2:
-            raise ValueError
+            raise ConfigError
         start, end = (int(p) if p.strip() else None for p in parts)
     except ValueError:
-        raise ValueError(f"{flag}={value!r}: expected START:END article indices, e.g. 0:38") from None
+        raise ConfigError(f"{flag}={value!r}: expected START:END article indices, e.g. 0:38") from None
     if (start is not None and start < 0) or (end is not None and end < 0):
-        raise ValueError(f"{flag}={value!r}: negative article indices are not supported")
+        raise ConfigError(f"{flag}={value!r}: negative article indices are not supported")
     return slice(start, end)
 
 
@@ -229,11 +230,11 @@ def squad_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_
     tokenizer, packer = window_packer(tokenizer)
     num_special = packer.num_special_tokens(2)
     if max_query_length < 1 or max_query_length + num_special >= max_seq_length:
-        raise ValueError(f"max_query_length={max_query_length} leaves no room for the context in "
+        raise ConfigError(f"max_query_length={max_query_length} leaves no room for the context in "
                          f"max_seq_length={max_seq_length} (needs max_query_length + {num_special} < "
                          "max_seq_length)")
     if doc_stride < 1:
-        raise ValueError(f"doc_stride={doc_stride} must be at least 1")
+        raise ConfigError(f"doc_stride={doc_stride} must be at least 1")
     cls_id, sep_id = packer.cls_token_id, packer.sep_token_id
     separator = [sep_id] * packer.separator_length
 

@@ -22,6 +22,7 @@ from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import require_file
 from tfllm.data.text_files import text_lines
+from tfllm.errors import ConfigError
 
 # csv's default field limit is 131,072 characters; a long document is one field.
 _MAX_FIELD_SIZE = min(sys.maxsize, 2**31 - 1)
@@ -34,7 +35,8 @@ def _delimiter_for(path, delimiter):
         return "\t"
     if str(path).endswith(".csv"):
         return ","
-    raise DataError(f"{path}: cannot tell the delimiter from the file name; pass delimiter=")
+    raise DataError(f"{path}: cannot tell the delimiter from the file name (expected a .tsv or .csv file; "
+                    "tfllm.data readers also take delimiter=)")
 
 
 def _read_rows(path, delimiter=None):
@@ -299,7 +301,7 @@ def read_text_examples(path, text_column="sentence", text_b_column=None, label_c
     empty text.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     label_names = list(label_names) if label_names else None
     if num_classes is None and label_names:
         num_classes = len(label_names)

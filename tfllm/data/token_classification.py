@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.data.batching import batch_by_length
+from tfllm.errors import ConfigError
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
 from tfllm.tokenizers.word_piece import UNK
 
@@ -113,7 +114,7 @@ def encode_tagged_sentences(sentences, preprocessor, labels, name="data"):
     unk = unknown_id(tokenizer)
     budget = preprocessor.sequence_length - 2  # Room for [CLS] and [SEP].
     if budget < 1:
-        raise ValueError(f"sequence_length {preprocessor.sequence_length} leaves no room for words")
+        raise ConfigError(f"sequence_length {preprocessor.sequence_length} leaves no room for words")
     prefix = word_prefix(tokenizer)
     piece_values, piece_lengths = _word_pieces(tokenizer, [prefix + w for s in sentences for w in s.words])
     piece_offsets = np.concatenate([[0], np.cumsum(piece_lengths)])

@@ -8,6 +8,7 @@ import time
 
 from tfllm.data.text_classification import read_table_column
 from tfllm.data.text_files import text_lines
+from tfllm.errors import DataError
 from tfllm.tokenizers.byte_pair import save_byte_pair_vocabulary
 from tfllm.tokenizers.byte_pair import train_byte_pair_vocabulary
 from tfllm.tokenizers.word_piece import build_word_piece_vocabulary
@@ -52,7 +53,7 @@ def build_vocabulary_file(
         f"in {time.time() - start:.1f} s"
     )
     if not texts:
-        raise ValueError(f"No text found in {', '.join(map(str, input_paths))}")
+        raise DataError(f"No text found in {', '.join(map(str, input_paths))}")
     vocab = build_word_piece_vocabulary(texts, vocab_size, lowercase=lowercase)
     save_vocabulary(vocab, output_path)
     log(f"Wrote {len(vocab)} tokens to {output_path} ({time.time() - start:.1f} s total)")
@@ -63,7 +64,7 @@ def build_byte_pair_files(input_paths, output_dir, vocab_size, text_column=None,
     """What `tools/build_vocab.py --type=bpe` does: read texts, train, write vocab.json + merges.txt."""
     texts = read_texts(input_paths, text_column)
     if not texts:
-        raise ValueError(f"No text found in {', '.join(map(str, input_paths))}")
+        raise DataError(f"No text found in {', '.join(map(str, input_paths))}")
     vocabulary, merges = train_byte_pair_vocabulary(texts, vocab_size, min_frequency)
     save_byte_pair_vocabulary(vocabulary, merges, output_dir)
     log(f"Wrote {len(vocabulary)} tokens and {len(merges)} merges from {len(texts)} texts to {output_dir}")

@@ -3,6 +3,7 @@ labels (or a score) out."""
 
 import tensorflow as tf
 
+from tfllm.errors import ConfigError
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import string_batch_spec
@@ -47,7 +48,7 @@ class ClassifierServingModule(tf.Module):
         super().__init__()
         self.dynamic_length = dynamic_length
         if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+            raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
         self.token_ids_signatures = token_ids_signatures
         self.preprocessor = preprocessor
         self.model = model
@@ -56,11 +57,11 @@ class ClassifierServingModule(tf.Module):
         num_outputs = model.output.shape[-1]
         if task == "regression":
             if num_outputs != 1:
-                raise ValueError(f"a regression model has one output; this one has {num_outputs}")
+                raise ConfigError(f"a regression model has one output; this one has {num_outputs}")
         else:
             names = label_names or [str(i) for i in range(num_outputs)]
             if len(names) != num_outputs:
-                raise ValueError(f"{len(names)} label names given for {num_outputs} classes")
+                raise ConfigError(f"{len(names)} label names given for {num_outputs} classes")
             self.label_names = tf.constant(names)
         # Built here, not with a decorator: the inputs depend on `text_pair`, and
         # tf.saved_model.save traces every tf.function it finds on the module.

@@ -7,6 +7,7 @@ and `_next` (`tfllm.models.causal_lm.CausalLM`), whatever its cache holds.
 import tensorflow as tf
 
 from tfllm import generation
+from tfllm.errors import ConfigError
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import string_batch_spec
@@ -34,14 +35,14 @@ class GptGenerationServingModule(tf.Module):
     def __init__(self, lm, max_new_tokens=128, temperature=0.0, top_k=0, seed=0, stop_token_ids=(), max_length=None):
         super().__init__()
         if lm.tokenizer is None:
-            raise ValueError(f"the {type(lm).__name__} needs a tokenizer to export string-to-string generation")
+            raise ConfigError(f"the {type(lm).__name__} needs a tokenizer to export string-to-string generation")
         self.lm = lm
         self.tokenizer = lm.tokenizer
         # Prompt + new tokens; the context length by default (set it lower for long-context models such as
         # Llama 3's 131072, whose cache would not fit in memory).
         self.max_length = min(max_length or lm.backbone.max_sequence_length, lm.backbone.max_sequence_length)
         if not 0 < max_new_tokens < self.max_length:
-            raise ValueError(f"max_new_tokens must be in [1, {self.max_length - 1}], got {max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be in [1, {self.max_length - 1}], got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
         self.defaults = dict(temperature=float(temperature), top_k=int(top_k), seed=int(seed))
         self.stop_token_ids = tf.constant(list(stop_token_ids) or [-1], tf.int32)

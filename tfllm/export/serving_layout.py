@@ -9,11 +9,13 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from tfllm.errors import ConfigError
+
 
 def version_dir(export_dir, model_name, version):
     """`export_dir/<model_name>/<version>/`: the layout TF Serving's --model_base_path expects."""
     if int(version) < 1:
-        raise ValueError(f"--version must be a positive integer (TF Serving versions), got {version}")
+        raise ConfigError(f"--version must be a positive integer (TF Serving versions), got {version}")
     return os.path.join(export_dir, model_name, str(int(version)))
 
 
@@ -66,7 +68,7 @@ def write_warmup_requests(savedmodel_dir, requests, model_name):
                         "exporting without %s", WARMUP_FILE)
         return None
     if len(requests) > 1000:
-        raise ValueError(f"TF Serving replays at most 1000 warmup requests, got {len(requests)}")
+        raise ConfigError(f"TF Serving replays at most 1000 warmup requests, got {len(requests)}")
     path = os.path.join(savedmodel_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:

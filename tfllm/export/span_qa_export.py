@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tfllm.data.squad import token_offsets
+from tfllm.errors import ConfigError
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import padded_length
@@ -47,10 +48,10 @@ class SpanQAServingModule(tf.Module):
         self.sequence_length = preprocessor.sequence_length
         self.num_special = preprocessor.num_special_tokens(2)
         if max_query_length < 1 or max_query_length + self.num_special >= self.sequence_length:
-            raise ValueError(f"max_query_length={max_query_length} leaves no room for the context in "
+            raise ConfigError(f"max_query_length={max_query_length} leaves no room for the context in "
                              f"sequence_length={self.sequence_length}")
         if max_answer_length < 1:
-            raise ValueError(f"max_answer_length={max_answer_length} must be at least 1")
+            raise ConfigError(f"max_answer_length={max_answer_length} must be at least 1")
         self.preprocessor = preprocessor
         self.tokenizer = preprocessor.tokenizer
         self.offsets = token_offsets(self.tokenizer)

@@ -6,6 +6,7 @@ from keras_hub.src.tokenizers import word_piece_tokenizer as keras_hub_word_piec
 
 from tfllm.data.token_classification import unknown_id
 from tfllm.data.token_classification import word_prefix
+from tfllm.errors import ConfigError
 from tfllm.export.serving_layout import check_string_batch
 from tfllm.export.serving_layout import export_module
 from tfllm.export.serving_layout import padded_length
@@ -47,7 +48,7 @@ class TaggerServingModule(tf.Module):
         super().__init__()
         num_classes = model.output.shape[-1]
         if len(labels) != num_classes:
-            raise ValueError(f"{len(labels)} labels given for a model with {num_classes} classes")
+            raise ConfigError(f"{len(labels)} labels given for a model with {num_classes} classes")
         self.preprocessor = preprocessor
         self.tokenizer = preprocessor.tokenizer
         self.model = model

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 
+from tfllm.errors import ConfigError
 from tfllm.layers.position_embedding import LearnedPositionEmbedding
 from tfllm.layers.position_embedding import SinusoidalPositionEmbedding
 
@@ -43,7 +44,7 @@ class TransformerEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if position_embedding not in ("learned", "sinusoidal"):
-            raise ValueError(
+            raise ConfigError(
                 f"position_embedding must be 'learned' or 'sinusoidal', got {position_embedding!r}"
             )
         self.vocabulary_size = vocabulary_size

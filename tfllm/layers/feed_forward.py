@@ -2,6 +2,7 @@
 
 import keras
 
+from tfllm.errors import ConfigError
 from tfllm.layers.attention import project
 
 ACTIVATIONS = {
@@ -15,7 +16,7 @@ ACTIVATIONS = {
 def get_activation(name):
     """The activation function for a config name, with a clear error for unknown names."""
     if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]
 
 

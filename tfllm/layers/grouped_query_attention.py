@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.attention import grouped_query_attention
 from tfllm.layers.attention import project
@@ -50,7 +51,7 @@ class GroupedQueryAttention(MultiHeadAttention):
                          kernel_initializer=kernel_initializer, **kwargs)
         self.num_key_value_heads = num_key_value_heads or num_heads
         if num_heads % self.num_key_value_heads:
-            raise ValueError(f"num_key_value_heads={self.num_key_value_heads} must divide num_heads={num_heads}")
+            raise ConfigError(f"num_key_value_heads={self.num_key_value_heads} must divide num_heads={num_heads}")
         self.output_bias = output_bias
         self.rope_theta = rope_theta
         self.rope_scaling = dict(rope_scaling) if rope_scaling else None

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from keras import ops
 
+from tfllm.errors import ConfigError
+
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -31,7 +33,7 @@ def inverse_frequencies(head_dim, theta=10000.0, scaling=None):
     """
     kind = rope_type(scaling)
     if kind not in ROPE_TYPES:
-        raise ValueError(f"rope_type {kind!r} is not supported (supported: {', '.join(ROPE_TYPES)})")
+        raise ConfigError(f"rope_type {kind!r} is not supported (supported: {', '.join(ROPE_TYPES)})")
     exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
     inv_freq = (1.0 / (np.float32(theta) ** exponents)).astype(np.float32)
     if kind == "linear":

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.attention import causal_attention_mask
 from tfllm.layers.attention import merge_masks
@@ -59,7 +60,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         hidden_dim = decoder_sequence_shape[-1]
         if hidden_dim % self.num_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden size {hidden_dim} must be divisible by num_heads={self.num_heads}"
             )
         dtype = self.dtype_policy

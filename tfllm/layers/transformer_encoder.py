@@ -2,6 +2,7 @@
 
 import keras
 
+from tfllm.errors import ConfigError
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.attention import merge_masks
 from tfllm.layers.attention import padding_to_attention_mask
@@ -58,7 +59,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
         if hidden_dim % self.num_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden size {hidden_dim} must be divisible by num_heads={self.num_heads}"
             )
         dtype = self.dtype_policy

@@ -282,22 +282,25 @@ def is_pretrained_dir(path):
         return False
 
 
-def load_model(path, cls, **kwargs):
+def load_model(path, cls, new_head=True, **kwargs):
     """A `cls` model (a backbone or a task class) from any supported folder.
 
+    `new_head=False` refuses a folder without a `cls` head of its own (e.g.
+    cloze prompting needs the pretrained masked-LM head, not a random one).
     Keyword args: the head's constructor arguments (`num_classes`, `pooling`,
     `dropout` or its alias `classifier_dropout`; `tokenizer` for
     GptCausalLM and LlamaCausalLM); anything else overrides the backbone config (e.g.
     `dropout=0.0` for a backbone class).
     """
     path = os.fspath(resolve_model_path(path))  # hf://org/name[@revision] -> its folder in the Hub cache
+
     backbone_cls = getattr(cls, "backbone_class", None) or cls
     head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _head_arg_names(cls)}
     if "classifier_dropout" in head_kwargs:
         head_kwargs["dropout"] = head_kwargs.pop("classifier_dropout")
     fmt = detect_format(path)
     if fmt == "tfllm":
-        return _from_tfllm(path, cls, backbone_cls, head_kwargs, kwargs)
+        return _from_tfllm(path, cls, backbone_cls, head_kwargs, kwargs, new_head)
     if backbone_cls.pretrained_task not in ("bert", "gpt", "llama"):
         raise ConversionError(f"{path}: a {cls.__name__} loads only from a tfllm folder")
     if backbone_cls.pretrained_task in DECODER_CONVERTERS:
@@ -313,7 +316,7 @@ def load_model(path, cls, **kwargs):
         source = os.path.join(path, google_bert.CONFIG_FILE)
         converter = hf_bert
     return _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter,
-                                 converter.normalize_names(tensors), head_kwargs, kwargs)
+                                 converter.normalize_names(tensors), head_kwargs, kwargs, new_head)
 
 
 def _head_arg_names(cls):
@@ -322,7 +325,7 @@ def _head_arg_names(cls):
     return (*cls.head_args, "classifier_dropout", "tokenizer")
 
 
-def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides):
+def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides, new_head=True):
     saved = load(path, **overrides)
     model = saved.model
     backbone = getattr(model, "backbone", model)
@@ -336,11 +339,14 @@ def _from_tfllm(path, cls, backbone_cls, head_kwargs, overrides):
         return backbone
     if cls.pretrained_task in CAUSAL_LM_TASKS:
         return cls(backbone, tokenizer=head_kwargs.get("tokenizer") or saved.tokenizer)
-    return _new_head(path, cls, backbone, head_kwargs)
+    return _new_head(path, cls, backbone, head_kwargs, new_head, f"a {type(model).__name__}")
 
 
-def _new_head(path, cls, backbone, head_kwargs):
-    """A randomly initialised head of class `cls` on a loaded backbone (logged)."""
+def _new_head(path, cls, backbone, head_kwargs, allowed=True, holds="an encoder"):
+    """A randomly initialised head of class `cls` on a loaded backbone (logged), if `allowed`."""
+    if not allowed:
+        raise ConversionError(f"{path}: holds {holds} without a {cls.__name__} head, and a new random one "
+                              "would make the results meaningless here")
     if "num_classes" in cls.head_args and head_kwargs.get("num_classes") is None:
         raise ConversionError(f"{path}: has no {cls.__name__} head; pass num_classes= for a new one")
     if "dropout" in cls.head_args and head_kwargs.get("dropout") is None:
@@ -350,7 +356,8 @@ def _new_head(path, cls, backbone, head_kwargs):
     return cls(backbone, **head_kwargs)
 
 
-def _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter, tensors, head_kwargs, overrides):
+def _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter, tensors, head_kwargs, overrides,
+                          new_head=True):
     """A BERT-style encoder (and the head `cls` asks for) from BERT-named `tensors` and a `converter`'s config."""
     kwargs = converter.config_from_hf(config, source)
     kwargs.update(_dropout_overrides(overrides, kwargs))
@@ -380,7 +387,7 @@ def _from_bert_checkpoint(path, cls, backbone_cls, config, source, converter, te
         # new head goes on the loaded encoder (the usual fine-tuning start).
         hf_bert.ignore_heads(porter, logging.info)
         porter.finish([backbone])
-        return backbone if cls is backbone_cls else _new_head(path, cls, backbone, head_kwargs)
+        return backbone if cls is backbone_cls else _new_head(path, cls, backbone, head_kwargs, new_head)
     num_classes, pooling = head_kwargs.get("num_classes"), head_kwargs.get("pooling", "cls")
     if num_classes not in (None, stored):
         raise ConversionError(f"{path}: its classifier has {stored} classes, num_classes={num_classes} given")

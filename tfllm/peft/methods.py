@@ -20,6 +20,7 @@ import keras
 from absl import logging
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.feed_forward import FeedForward
 from tfllm.layers.feed_forward import GatedFeedForward
@@ -63,7 +64,7 @@ def apply_peft(model, method, **options):
     (`peft_config(model)`) for `save_peft_weights`/`load_peft_weights`.
     """
     if method not in METHODS:
-        raise ValueError(f"PEFT method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"PEFT method must be one of {METHODS}, got {method!r}")
     if peft_config(model) is not None:
         raise ValueError(f"This model already has PEFT applied: {peft_config(model)}")
     if method == "lora":
@@ -74,7 +75,7 @@ def apply_peft(model, method, **options):
     elif method == "prefix":
         add_prefix(model, **options)
     elif options:
-        raise ValueError(f"PEFT method 'none' takes no options, got {options}")
+        raise ConfigError(f"PEFT method 'none' takes no options, got {options}")
     if method != "none":
         freeze_backbone(model)
     config = dict(method=method, **options)
@@ -102,7 +103,7 @@ def expand_targets(targets):
         elif target in _PROJECTIONS:
             names.add(target)
         else:
-            raise ValueError(f"Unknown LoRA target {target!r}: use {sorted(_PROJECTIONS)} or {sorted(TARGET_GROUPS)}")
+            raise ConfigError(f"Unknown LoRA target {target!r}: use {sorted(_PROJECTIONS)} or {sorted(TARGET_GROUPS)}")
     return tuple(name for name in _PROJECTIONS if name in names)
 
 
@@ -155,7 +156,7 @@ def add_lora(model, rank=8, alpha=None, dropout=0.0, targets=ATTENTION_PROJECTIO
             dense.kernel.trainable = False
         adapted += 1
     if not adapted:
-        raise ValueError(f"No {targets} projections found in {model.name}")
+        raise ConfigError(f"No {targets} projections found in {model.name}")
     return adapted
 
 
@@ -236,7 +237,7 @@ def add_adapters(model, size=64):
             _attach(layer, "adapter", adapter)
             added += 1
     if not added:
-        raise ValueError(f"No attention or feed-forward layers found in {model.name}")
+        raise ConfigError(f"No attention or feed-forward layers found in {model.name}")
     return added
 
 
@@ -261,7 +262,7 @@ def add_prefix(model, length=16):
             _attach(layer, "prefix", prefix)
             added += 1
     if not added:
-        raise ValueError(f"No self-attention layers found in {model.name}")
+        raise ConfigError(f"No self-attention layers found in {model.name}")
     return added
 
 

@@ -18,6 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfllm.errors import ConfigError
 from tfllm.peft.methods import apply_peft
 from tfllm.peft.methods import peft_config
 
@@ -62,7 +63,7 @@ def _read(path):
     with tf.io.gfile.GFile(path, "rb") as f:
         stored = dict(np.load(io.BytesIO(f.read()), allow_pickle=False))
     if _CONFIG_KEY not in stored:
-        raise ValueError(f"{path} is not a PEFT weights file (no {_CONFIG_KEY})")
+        raise ConfigError(f"{path} is not a PEFT weights file (no {_CONFIG_KEY})")
     return json.loads(str(stored.pop(_CONFIG_KEY))), stored
 
 
@@ -81,7 +82,7 @@ def load_peft_weights(model, path):
         options = {k: v for k, v in config.items() if k != "method"}
         apply_peft(model, config["method"], **options)
     elif current != config:
-        raise ValueError(f"{path} holds PEFT {config}, but the model has {current}")
+        raise ConfigError(f"{path} holds PEFT {config}, but the model has {current}")
     variables = {v.path: v for v in model.trainable_weights}
     missing = sorted(set(variables) - set(stored))
     unexpected = sorted(set(stored) - set(variables))
@@ -94,7 +95,7 @@ def load_peft_weights(model, path):
                              ("different shapes", wrong_shape)):
             if items:
                 problems.append(f"{len(items)} {label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
-        raise ValueError(f"{path} does not fit this model (different architecture, head or PEFT options?): "
+        raise ConfigError(f"{path} does not fit this model (different architecture, head or PEFT options?): "
                          + "; ".join(problems))
     for name, variable in variables.items():
         variable.assign(stored[name])

@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.prompting.templates import PromptTemplate
 from tfllm.tokenizers.strings import token_id_lists
 from tfllm.tokenizers.word_piece import CLS
@@ -66,7 +67,7 @@ def encode_cloze(tokenizer, template, sentences, sequence_length):
                           for text in (template.before_sentence, template.before_mask, template.after_mask))
     budget = sequence_length - (3 + len(head) + len(middle) + len(tail))  # [CLS], [MASK], [SEP]
     if budget < 1:
-        raise ValueError(f"{template!r} needs {sequence_length - budget + 1} tokens with a one-token sentence; "
+        raise ConfigError(f"{template!r} needs {sequence_length - budget + 1} tokens with a one-token sentence; "
                          f"sequence_length is {sequence_length}")
     rows, positions, num_truncated = [], [], 0
     for sentence in token_id_lists(tokenizer, list(sentences)):

@@ -12,6 +12,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.prompting.templates import PromptTemplate
 from tfllm.tokenizers.strings import token_id_lists
 
@@ -42,7 +43,7 @@ def label_log_likelihoods(model, tokenizer, template, verbalizer, prefixes, batc
     sequences = []
     for n, ids in enumerate(prefix_ids):
         if not ids:
-            raise ValueError(f"prompt {n} is empty: a causal LM needs at least one token before the label word")
+            raise ConfigError(f"prompt {n} is empty: a causal LM needs at least one token before the label word")
         keep = max_length - longest_label
         cut += len(ids) > keep
         ids = ids[-keep:] if len(ids) > keep else ids

@@ -9,6 +9,7 @@ scored on each label word (see `cloze.py` and `in_context.py`).
 
 import numpy as np
 
+from tfllm.errors import ConfigError
 from tfllm.tokenizers.strings import token_id_lists
 
 SENTENCE = "{sentence}"
@@ -20,10 +21,10 @@ class PromptTemplate:
 
     def __init__(self, template):
         if template.count(SENTENCE) != 1 or template.count(MASK) != 1:
-            raise ValueError(f"template {template!r}: expected exactly one {SENTENCE} and one {MASK}, "
+            raise ConfigError(f"template {template!r}: expected exactly one {SENTENCE} and one {MASK}, "
                              f"e.g. '{SENTENCE} It was {MASK}.'")
         if template.index(SENTENCE) > template.index(MASK):
-            raise ValueError(f"template {template!r}: {SENTENCE} must come before {MASK} (a causal LM reads "
+            raise ConfigError(f"template {template!r}: {SENTENCE} must come before {MASK} (a causal LM reads "
                              "the sentence before it predicts the label word)")
         self.template = template
         head, rest = template.split(SENTENCE)
@@ -57,15 +58,15 @@ class Verbalizer:
             try:
                 mapping = {int(k): v.strip() for k, v in pairs}
             except ValueError:
-                raise ValueError(f"verbalizer {spec!r}: expected 'word,word' or 'id:word,id:word'") from None
+                raise ConfigError(f"verbalizer {spec!r}: expected 'word,word' or 'id:word,id:word'") from None
             if sorted(mapping) != list(range(len(mapping))):
-                raise ValueError(f"verbalizer {spec!r}: class ids must be 0..{len(mapping) - 1}, "
+                raise ConfigError(f"verbalizer {spec!r}: class ids must be 0..{len(mapping) - 1}, "
                                  f"got {sorted(mapping)}")
             words = [mapping[i] for i in range(len(mapping))]
         if len(words) < 2 or not all(words):
-            raise ValueError(f"verbalizer {spec!r}: expected at least two non-empty label words")
+            raise ConfigError(f"verbalizer {spec!r}: expected at least two non-empty label words")
         if len(set(words)) != len(words):
-            raise ValueError(f"verbalizer {spec!r}: label words must differ")
+            raise ConfigError(f"verbalizer {spec!r}: label words must differ")
         self.words = words
 
     def __len__(self):
@@ -81,7 +82,7 @@ class Verbalizer:
             pieces = token_id_lists(tokenizer, [word])[0]
             if len(pieces) != 1 or pieces[0] == tokenizer.token_to_id(tokenizer.oov_token):
                 tokens = [tokenizer.id_to_token(p) for p in pieces]
-                raise ValueError(f"verbalizer word {word!r} (class {i}) is {tokens} in this vocabulary; a cloze "
+                raise ConfigError(f"verbalizer word {word!r} (class {i}) is {tokens} in this vocabulary; a cloze "
                                  "label word must be a single known token: choose another word")
             ids.append(pieces[0])
         return ids
@@ -95,7 +96,7 @@ def sample_per_class(labels, shots, num_classes, seed):
     for c in range(num_classes):
         candidates = np.flatnonzero(labels == c)
         if len(candidates) < shots:
-            raise ValueError(f"--shots={shots}: class {c} has only {len(candidates)} training examples")
+            raise ConfigError(f"--shots={shots}: class {c} has only {len(candidates)} training examples")
         picked.append(rng.choice(candidates, size=shots, replace=False))
     return np.concatenate(picked) if picked else np.zeros(0, int)
 

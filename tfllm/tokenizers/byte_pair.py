@@ -31,6 +31,7 @@ from keras_hub.src.tokenizers.byte_pair_tokenizer import create_static_hashtable
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 from tensorflow.python.ops import gen_string_ops
 
+from tfllm.errors import ConfigError
 from tfllm.errors import DataError
 
 END_OF_TEXT = "<|endoftext|>"
@@ -237,7 +238,7 @@ class BytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         merge_pairs = [str(merge).split(" ") for merge in merges if "#version:" not in merge.lstrip()]
         for a, b in merge_pairs:
             if a not in vocabulary or b not in vocabulary or a + b not in vocabulary:
-                raise ValueError(f"Merge rule '{a} {b}' contains token '{a}' or '{b}', or makes '{a + b}', "
+                raise DataError(f"Merge rule '{a} {b}' contains token '{a}' or '{b}', or makes '{a + b}', "
                                  "that is not in the vocabulary.")
         tokens, ids = list(vocabulary), list(vocabulary.values())
         byte_list, unicode_list = bytes_to_unicode()
@@ -447,6 +448,8 @@ def train_byte_pair_vocabulary(texts, vocab_size, min_frequency=2, special_token
 def save_byte_pair_vocabulary(vocabulary, merges, directory):
     """Writes vocab.json and merges.txt (the Hugging Face GPT-2 file formats) into `directory`."""
     directory = os.fspath(directory)
+    if tf.io.gfile.exists(directory) and not tf.io.gfile.isdir(directory):
+        raise ConfigError(f"{directory} is a file; vocab.json and merges.txt are written into a folder")
     tf.io.gfile.makedirs(directory)  # gfile: a run folder may be on gs://
     with tf.io.gfile.GFile(os.path.join(directory, "vocab.json"), "wb") as f:
         f.write(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"))

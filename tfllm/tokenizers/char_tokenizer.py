@@ -4,6 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfllm.errors import ConfigError
+from tfllm.errors import DataError
+
 
 @keras.saving.register_keras_serializable(package="tfllm")
 class CharTokenizer(keras.layers.Layer):
@@ -27,7 +30,7 @@ class CharTokenizer(keras.layers.Layer):
         self._allow_non_tensor_positional_args = True
         vocabulary = list(vocabulary)
         if len(set(vocabulary)) != len(vocabulary) or not all(len(c) == 1 for c in vocabulary):
-            raise ValueError("CharTokenizer vocabulary must be distinct single characters")
+            raise ConfigError("CharTokenizer vocabulary must be distinct single characters")
         self.vocabulary = vocabulary
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -50,11 +53,19 @@ class CharTokenizer(keras.layers.Layer):
     def call(self, text):
         """String(s) -> int32 ids (ragged [B, None] for a batch, [None] for a scalar)."""
         text = tf.convert_to_tensor(text)
-        ids = tf.ragged.map_flat_values(self._table.lookup, tf.strings.unicode_split(text, "UTF-8"))
-        tf.debugging.assert_non_negative(
-            ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids,
-            message="CharTokenizer: the text has characters outside the vocabulary",
-        )
+        chars = tf.strings.unicode_split(text, "UTF-8")
+        ids = tf.ragged.map_flat_values(self._table.lookup, chars)
+        flat_ids = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
+        if tf.executing_eagerly():  # name the characters (a prompt, a data file), in one line
+            flat_chars = chars.flat_values if isinstance(chars, tf.RaggedTensor) else chars
+            unknown = sorted({c.decode("utf-8") for c in flat_chars.numpy()[flat_ids.numpy() < 0]})
+            if unknown:
+                raise DataError(f"the text has {len(unknown)} character(s) outside this model's "
+                                f"{len(self.vocabulary)}-character vocabulary: "
+                                f"{' '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''}")
+        else:
+            tf.debugging.assert_non_negative(flat_ids, message="CharTokenizer: the text has characters outside "
+                                                               "the vocabulary")
         return ids
 
     def detokenize(self, ids):

@@ -36,6 +36,7 @@ import tensorflow_text as tf_text
 from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
 from tensorflow.python.ops import gen_string_ops
 
+from tfllm.errors import ConfigError
 from tfllm.tokenizers.byte_pair import _GPT2_WORD
 from tfllm.tokenizers.byte_pair import _WS
 from tfllm.tokenizers.byte_pair import BytePairTokenizer
@@ -93,9 +94,9 @@ class RegexBytePairTokenizer(BytePairTokenizer):
     def __init__(self, vocabulary=None, merges=None, sequence_length=None, special_tokens=None, split="llama3",
                  normalization=None, ignore_merges=False, **kwargs):
         if split not in SPLITS:
-            raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+            raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization={normalization!r} is not one of {NORMALIZATIONS}")
+            raise ConfigError(f"normalization={normalization!r} is not one of {NORMALIZATIONS}")
         self.split, self.normalization, self.ignore_merges = split, normalization, bool(ignore_merges)
         super().__init__(vocabulary, merges, sequence_length=sequence_length,
                          special_tokens=list(special_tokens or []), **kwargs)

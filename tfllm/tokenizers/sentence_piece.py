@@ -47,6 +47,11 @@ def train_sentence_piece(texts, path, vocab_size=8000, model_type="unigram", max
         if most:
             raise DataError(f"a {vocab_size}-piece SentencePiece vocabulary is too large for these texts: they "
                             f"give at most {most.group(1)} pieces (lower the vocabulary size)") from None
+        least = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(e))
+        if least:
+            raise DataError(f"a {vocab_size}-piece SentencePiece vocabulary is smaller than the {least.group(2)} "
+                            "distinct characters of these texts, which it keeps whole (raise the vocabulary "
+                            "size)") from None
         raise DataError(f"SentencePiece could not train on these texts: {str(e).splitlines()[0]}") from None
     proto = model.getvalue()
     folder = os.path.dirname(os.fspath(path))
@@ -85,4 +90,9 @@ def load_sentence_piece(path, metaspace=False):
         raise FileNotFoundError(f"SentencePiece model not found: {path}")
     cls = MetaspaceSentencePieceTokenizer if metaspace else keras_hub.tokenizers.SentencePieceTokenizer
     with tf.io.gfile.GFile(path, "rb") as f:
-        return cls(proto=f.read(), dtype="int32")
+        proto = f.read()
+    try:
+        return cls(proto=proto, dtype="int32")
+    except tf.errors.OpError:  # e.g. a vocab.txt: the op's own error is a C++ check failure
+        raise DataError(f"{path}: not a SentencePiece model (expected the .model file SentencePiece "
+                        "writes)") from None

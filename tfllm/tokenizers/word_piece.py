@@ -203,11 +203,11 @@ def build_word_piece_vocabulary(
     """
     reserved_tokens = list(reserved_tokens)
     if not reserved_tokens or reserved_tokens[0] != PAD:
-        raise ValueError(
+        raise ConfigError(
             f"reserved_tokens must start with {PAD} (id 0); got {reserved_tokens}"
         )
     if vocab_size <= len(reserved_tokens):
-        raise ValueError(
+        raise ConfigError(
             f"vocab_size={vocab_size} leaves no room after "
             f"{len(reserved_tokens)} reserved tokens"
         )

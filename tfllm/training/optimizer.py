@@ -246,7 +246,7 @@ def create_learning_rate_schedule(
             decay_steps=total_steps - warmup_steps,
             alpha=end_learning_rate / learning_rate if learning_rate else 0.0,
         )
-    raise ValueError(f"Unknown decay={decay!r}; expected 'linear' or 'cosine'.")
+    raise ConfigError(f"Unknown decay={decay!r}; expected 'linear' or 'cosine'.")
 
 
 def create_optimizer(

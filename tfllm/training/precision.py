@@ -9,6 +9,8 @@ On GPUs and TPUs `auto` keeps float32, as before: pass `bf16` (TPUs, Ampere
 and later) or `fp16` (older GPUs) yourself; those choices were not measured here.
 """
 
+from tfllm.errors import ConfigError
+
 # /proc/cpuinfo flags of native bfloat16 matmuls: AVX-512 BF16 (Cooper Lake, Zen 4+) and AMX (Sapphire Rapids+).
 BF16_CPU_FLAGS = {"avx512_bf16": "AVX512_BF16", "amx_bf16": "AMX"}
 CHOICES = ("auto", "none", "bf16", "fp16")
@@ -40,7 +42,7 @@ def resolve_precision(requested, flags, accelerator=None):
     but "auto" is kept as given.
     """
     if requested not in CHOICES:
-        raise ValueError(f"mixed_precision must be one of {CHOICES}, got {requested!r}")
+        raise ConfigError(f"mixed_precision must be one of {CHOICES}, got {requested!r}")
     if requested != "auto":
         return requested, "as requested"
     if accelerator:

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfllm.errors import ConfigError
 from tfllm.training.precision import read_cpu_flags
 from tfllm.training.precision import resolve_precision
 from tfllm.training.strategy import create_strategy
@@ -38,7 +39,7 @@ def start_run(model_dir, strategy="auto", tpu=None, num_cpu_devices=1, seed=0, m
     logging.set_verbosity(logging.INFO)
     if num_cpu_devices > 1:
         if strategy != "mirrored":
-            raise ValueError(f"num_cpu_devices={num_cpu_devices} takes effect only with strategy='mirrored' "
+            raise ConfigError(f"num_cpu_devices={num_cpu_devices} takes effect only with strategy='mirrored' "
                              f"(got {strategy!r})")
         split_cpu_into_logical_devices(num_cpu_devices)
     random.seed(seed)

@@ -14,6 +14,8 @@ import urllib.parse
 import tensorflow as tf
 from absl import logging
 
+from tfllm.errors import ConfigError
+
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
 
 
@@ -33,7 +35,7 @@ def per_replica_batch_size(global_batch_size, strategy):
     """The batch each replica sees; errors if it does not divide evenly."""
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise ValueError(
+        raise ConfigError(
             f"--batch_size={global_batch_size} is the global batch size and "
             f"must be divisible by the number of replicas ({replicas}); "
             f"try --batch_size={max(1, global_batch_size // replicas) * replicas}."
@@ -50,7 +52,7 @@ def create_strategy(name="auto", tpu=None):
             `grpc://10.0.0.2:8470`); `auto` also tries it first.
     """
     if name not in STRATEGIES:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown --strategy={name!r}; expected one of {', '.join(STRATEGIES)}."
         )
     if name == "multi_worker":
@@ -64,7 +66,7 @@ def create_strategy(name="auto", tpu=None):
     elif name == "gpu":
         gpus = tf.config.list_logical_devices("GPU")
         if not gpus:
-            raise ValueError("--strategy=gpu but no GPU is visible.")
+            raise ConfigError("--strategy=gpu but no GPU is visible.")
         strategy = tf.distribute.OneDeviceStrategy(gpus[0].name)
     elif name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -73,7 +75,7 @@ def create_strategy(name="auto", tpu=None):
         try:
             strategy = _tpu_strategy(tpu)
         except ValueError as e:
-            raise ValueError(f"--strategy=tpu: {e}") from e
+            raise ConfigError(f"--strategy=tpu: {e}") from e
     else:
         strategy = _auto_strategy(tpu, tf.config.list_logical_devices("GPU"))
     logging.info(
@@ -104,7 +106,7 @@ def _tpu_strategy(tpu):
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     except ValueError as e:  # No name given and not on a TPU VM.
-        raise ValueError(f"no TPU found at {address} ({e})") from e
+        raise ConfigError(f"no TPU found at {address} ({e})") from e
     # `experimental_connect_to_cluster` waits forever on an address nobody
     # listens at without GRPC_FAIL_FAST set, so check the gRPC port answers first.
     master = resolver.master()
@@ -113,13 +115,13 @@ def _tpu_strategy(tpu):
         try:
             socket.create_connection((url.hostname, url.port), timeout=2).close()
         except OSError as e:
-            raise ValueError(f"no TPU found at {master} ({e})") from e
+            raise ConfigError(f"no TPU found at {master} ({e})") from e
     try:
         if master:  # An empty master means the TPU is local: nothing to connect to.
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (tf.errors.OpError, RuntimeError, ValueError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"no TPU found at {master or address} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from e
@@ -130,7 +132,7 @@ def _check_tf_config():
     """MultiWorkerMirroredStrategy needs TF_CONFIG naming the cluster and task."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ValueError(
+        raise ConfigError(
             "--strategy=multi_worker needs the TF_CONFIG environment variable, e.g. "
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             '"task": {"type": "worker", "index": 0}}'
@@ -138,10 +140,10 @@ def _check_tf_config():
     try:
         config = json.loads(raw)
         if not config["cluster"]:
-            raise ValueError("empty cluster")
+            raise ConfigError("empty cluster")
         config["task"]["type"], config["task"]["index"]
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"--strategy=multi_worker: TF_CONFIG is not valid ({e!r}); it needs "
             '"cluster": {"worker": [...]} and "task": {"type": ..., "index": ...}.'
         ) from e

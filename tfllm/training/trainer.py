@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.errors import CheckpointError
+from tfllm.errors import DataError
 from tfllm.errors import DivergedError
 from tfllm.training import loss_scaling
 from tfllm.training.strategy import check_same_step_on_all_workers
@@ -249,7 +250,7 @@ class Trainer:
         for batch in self._dataset(eval_dataset_fn):
             totals = _add(totals, self._eval_fn(batch))
         if totals is None:
-            raise ValueError("The eval dataset is empty.")
+            raise DataError("The eval dataset is empty.")
         results = means(totals)
         self.log_eval(results)
         return results

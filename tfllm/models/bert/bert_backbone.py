@@ -12,6 +12,7 @@ their own heads, PEFT targets and exports, for the same computation.
 import keras
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
 from tfllm.models.bert.bert_presets import BERT_PRESETS
@@ -71,7 +72,7 @@ class Bert(PresetMixin, PretrainedMixin, keras.Model):
         **kwargs,
     ):
         if not 0 <= position_offset < max_sequence_length:
-            raise ValueError(f"position_offset={position_offset} must be in [0, max_sequence_length="
+            raise ConfigError(f"position_offset={position_offset} must be in [0, max_sequence_length="
                              f"{max_sequence_length})")
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         embedding = TransformerEmbedding(

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfllm.errors import ConfigError
 from tfllm.models.bert.bert_backbone import Bert
 from tfllm.models.task import Task
 from tfllm.models.task import as_float32
@@ -35,7 +36,7 @@ class BertClassifier(Task):
 
     def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, **kwargs):
         if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+            raise ConfigError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         inputs = backbone.input
         outputs = backbone(inputs)
         if pooling == "cls":

@@ -8,6 +8,7 @@ import tensorflow as tf
 # (no eager conversion of ragged outputs to Python lists between layers).
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
+from tfllm.errors import ConfigError
 from tfllm.models.bert.segment_packing import pack_segments
 from tfllm.tokenizers.saving import load_tokenizer
 from tfllm.tokenizers.word_piece import CLS
@@ -80,7 +81,7 @@ class BertPreprocessor(keras.layers.Layer):
         self._allow_non_tensor_positional_args = True
         self.sequence_length = sequence_length
         if truncate not in ("longest_first", "round_robin", "waterfall"):
-            raise ValueError(f"truncate must be 'longest_first', 'round_robin' or 'waterfall', got {truncate!r}")
+            raise ConfigError(f"truncate must be 'longest_first', 'round_robin' or 'waterfall', got {truncate!r}")
         self.truncate = truncate
         self.tokenizer = tokenizer
         require_tokens(tokenizer.get_vocabulary(), [start, end, pad], "the tokenizer's vocabulary")

@@ -3,6 +3,7 @@
 import keras
 from keras_hub.layers import ReversibleEmbedding
 
+from tfllm.errors import ConfigError
 from tfllm.layers import RMSNorm
 from tfllm.models.llama.llama_decoder import LlamaDecoderBlock
 from tfllm.models.llama.llama_presets import LLAMA_PRESETS
@@ -57,7 +58,7 @@ class Llama(PresetMixin, PretrainedMixin, keras.Model):
         head_dim = head_dim or hidden_dim // num_heads
         layer_types = list(layer_types) if layer_types else None
         if layer_types is not None and (len(layer_types) != num_layers or set(layer_types) - set(LAYER_TYPES)):
-            raise ValueError(f"layer_types must be {num_layers} of {LAYER_TYPES}, got {layer_types}")
+            raise ConfigError(f"layer_types must be {num_layers} of {LAYER_TYPES}, got {layer_types}")
         init = keras.initializers.RandomNormal(stddev=initializer_range)
         token_embedding = ReversibleEmbedding(
             vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings, embeddings_initializer=init,

@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfllm import generation
+from tfllm.errors import ConfigError
 from tfllm.layers import TransformerDecoderBlock
 from tfllm.layers import TransformerEmbedding
 from tfllm.layers import TransformerEncoderBlock
@@ -75,7 +76,7 @@ class Seq2SeqTransformer(PresetMixin, PretrainedMixin, keras.Model):
     ):
         target_vocabulary_size = target_vocabulary_size or vocabulary_size
         if share_embeddings and target_vocabulary_size != vocabulary_size:
-            raise ValueError(
+            raise ConfigError(
                 f"share_embeddings=True needs one vocabulary; got vocabulary_size={vocabulary_size} "
                 f"and target_vocabulary_size={target_vocabulary_size}"
             )
