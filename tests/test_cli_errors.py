@@ -73,6 +73,7 @@ def more_cases(tmp):
     (tmp / "text.txt").write_text("hello world\n\nanother text\n")
     (tmp / "vocab.json").write_text('{"h": 0, "e": 1, "<|endoftext|>": 2}')
     (tmp / "merges.txt").write_text("")
+    (tmp / "list.json").write_text('["h", "e"]')
     (tmp / "train.tsv").write_text("sentence\tlabel\nthe film\t1\na film\t0\n")
     (tmp / "header_only.tsv").write_text("sentence\tlabel\n")
     (tmp / "words.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\nfilm\n")  # no [MASK]
@@ -127,6 +128,10 @@ def more_cases(tmp):
         ("tools/create_pretraining_data.py", [f"--input_file={tmp / 'text.txt'}", f"--vocab_file={tmp / 'words.txt'}",
                                               f"--output_file={tmp / 'pt.tfrecord'}"],
          f"{tmp / 'words.txt'}: no [MASK] among its 6 tokens"),
+        ("recipes/train_gpt.py", [f"--text_file={tmp / 'text.txt'}", "--tokenizer=bpe",
+                                  f"--bpe_vocab={tmp / 'list.json'}", f"--bpe_merges={tmp / 'merges.txt'}",
+                                  f"--model_dir={tmp / 'm20'}"],
+         f"{tmp / 'list.json'}: expected a JSON object of token -> id"),
         ("tools/build_vocab.py", ["--type=bpe", f"--input={tmp / 'text.txt'}", f"--output={tmp / 'a_file'}",
                                   "--vocab_size=300"],
          f"{tmp / 'a_file'} is a file; vocab.json and merges.txt are written into a folder"),

@@ -169,9 +169,13 @@ def read_merges(path):
 def read_vocabulary(path):
     """vocab.json -> {token: id}."""
     try:
-        return json.loads(_read_text(path))
+        vocabulary = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{os.fspath(path)}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(vocabulary, dict):
+        raise DataError(f"{os.fspath(path)}: expected a JSON object of token -> id (GPT-2's vocab.json), found a "
+                        f"{type(vocabulary).__name__}")
+    return vocabulary
 
 
 def _read_text(path):
