@@ -56,6 +56,16 @@ def test_read_csv_with_quoting_and_other_columns(tmp_path):
     assert texts == ["Hello, world", 'say "hi"'] and labels.tolist() == [2, 0]
 
 
+def test_a_quoted_field_over_several_lines_is_read_and_reported(tmp_path, caplog):
+    """Legal CSV, but usually an unbalanced quote that swallowed the rows after it: read as CSV says, with a warning
+    naming the lines (here the "rows" 0,the plot and 0,bad become part of the first text)."""
+    path = write(tmp_path / "a.csv", 'label,sentence\n1,"a fine film\n0,the plot\n0,bad\n')
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        texts, labels = read_labeled_text(path)
+    assert texts == ["a fine film\n0,the plot\n0,bad\n"] and labels.tolist() == [1]
+    assert f"{path}: 1 row(s) hold a quoted field over several lines, the first at lines 2-4" in caplog.text
+
+
 def test_read_other_extension_needs_delimiter(tmp_path):
     path = write(tmp_path / "a.txt", "label|sentence\n1|ok\n")
     with pytest.raises(DataError, match="delimiter"):

@@ -59,7 +59,7 @@ def _read_rows(path, delimiter=None):
     if csv.field_size_limit() < _MAX_FIELD_SIZE:
         csv.field_size_limit(_MAX_FIELD_SIZE)
     reader = csv.reader((line for _, line in lines), delimiter=delimiter)
-    line_number = 1
+    line_number, spanning = 1, []
     while True:
         try:
             fields = next(reader, None)
@@ -67,10 +67,16 @@ def _read_rows(path, delimiter=None):
             raise DataError(f"{path}: line {reader.line_num}: {e} (expected {delimiter!r}-separated "
                             f"fields, quoted with \"...\")") from None
         if fields is None:
-            return
+            break
+        if reader.line_num > line_number:  # a quoted field ran over a line end
+            spanning.append((line_number, reader.line_num))
         if fields:
             yield line_number, fields
         line_number = reader.line_num + 1
+    if spanning:  # legal CSV, but more often an unbalanced quote that swallowed the rows after it
+        first, last = spanning[0]
+        logging.warning("%s: %d row(s) hold a quoted field over several lines, the first at lines %d-%d: check for "
+                        "an unbalanced \" if that is not meant", path, len(spanning), first, last)
 
 
 def _table(path, columns, delimiter):
