@@ -179,6 +179,8 @@ def test_reader_pairs_string_labels_scores_and_positional_columns(tmp_path):
     ("s1\ts2\tlabel\na\t \t1\n", dict(text_b_column="s2"), "line 2: empty text in column 's2'"),
     ("x\t1\t\tok\nx\t0\tbad row\n", dict(text_column="sentence", columns=["source", "label", "mark", "sentence"]),
      "line 2: expected 4 fields (source, label, mark, sentence), found 3"),
+    ("sentence\tlabel\na film\t1\n", dict(text_column="sentence", columns=["label", "sentence"]),
+     "line 1 is a header row (sentence, label), but the columns were named for a file without one"),
 ])
 def test_reader_errors_name_file_and_line(tmp_path, content, kwargs, message):
     path = tmp_path / "data.tsv"

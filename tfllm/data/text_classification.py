@@ -243,6 +243,9 @@ def _named_rows(path, wanted, columns, delimiter):
         if len(fields) != len(names):
             raise DataError(f"{path}: line {line_number}: expected {len(names)} fields "
                             f"({', '.join(names)}), found {len(fields)}")
+        if columns is not None and not found and sorted(f.strip() for f in fields) == sorted(names):
+            raise DataError(f"{path}: line {line_number} is a header row ({', '.join(fields)}), but the columns "
+                            "were named for a file without one (--columns): drop them")
         found += 1
         yield line_number, {column: fields[i] for column, i in index.items()}
     if not found:  # nothing to train on or to score: say so here, not as a crash further on
