@@ -39,11 +39,12 @@ flags.DEFINE_enum("architecture", "gpt", ["gpt", "llama"], "GPT-2 blocks, or Lla
 flags.DEFINE_enum("preset", None, sorted({*Gpt.presets, *Llama.presets}), "A Gpt (or with --architecture=llama, "
                   "Llama) preset (gpt: " + ", ".join(Gpt.presets) + "; llama: " + ", ".join(Llama.presets) + "); "
                   "else --num_layers/--num_heads/--hidden_dim.")
-flags.DEFINE_integer("num_layers", 4, "Decoder blocks.")
-flags.DEFINE_integer("num_heads", 4, "Attention heads.")
-flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward: 4x for gpt, 8/3x for llama's gated MLP).")
+flags.DEFINE_integer("num_layers", 4, "Decoder blocks.", lower_bound=1)
+flags.DEFINE_integer("num_heads", 4, "Attention heads.", lower_bound=1)
+flags.DEFINE_integer("hidden_dim", 128, "Model width (feed-forward: 4x for gpt, 8/3x for llama's gated MLP).",
+                     lower_bound=1)
 flags.DEFINE_integer("num_key_value_heads", None, "Llama: key/value heads (grouped-query attention); "
-                     "default --num_heads.")
+                     "default --num_heads.", lower_bound=1)
 flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
 flags.DEFINE_integer("block_size", 64, "Context length of training blocks.", lower_bound=1)
 flags.DEFINE_integer("max_steps", 2000, "Optimizer updates.")
