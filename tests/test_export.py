@@ -313,3 +313,12 @@ def test_models_config_example_parses_as_a_model_server_config():
     assert names == ["sst2", "sst2_vectors", "ner", "qa", "gpt"]
     assert all(c.base_path == f"/models/{c.name}" and c.model_platform == "tensorflow"
                for c in config.model_config_list.config)
+
+
+def test_query_tool_refuses_an_export_that_is_not_a_single_text_classifier(served):
+    """tools/query_savedmodel.py prints labels of a classifier export; the tagger's is named in one line."""
+    tagger = served["paths"]["tagger"]
+    proc = run_script("tools/query_savedmodel.py", tagger, "EU rejects German call", check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert errors[0].startswith(f"error: {tagger}: not a single-text classifier export"), errors
