@@ -7,7 +7,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # docs/architecture.md's layers, bottom first; a module may import its own layer and those below.
 LAYERS = [
-    {"errors", "hub", "tokenizers", "layers", "generation", "metrics"},
+    {"errors", "files", "hub", "tokenizers", "layers", "generation", "metrics"},
     {"convert", "peft"},
     {"models"},
     {"data", "training"},

@@ -21,6 +21,8 @@ from safetensors.numpy import load_file
 
 from tfllm.convert.config_fields import read_json
 from tfllm.convert.errors import ConversionError
+from tfllm.files import is_remote
+from tfllm.files import read_bytes
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -33,16 +35,6 @@ def has_hf_weights(model_dir):
     return any(tf.io.gfile.exists(os.path.join(model_dir, f)) for f in WEIGHT_FILES)
 
 
-def _is_remote(path):
-    """A path for tf.io.gfile only (gs://, ...): read it whole through GFile, not with the local readers."""
-    return "://" in path
-
-
-def _read_bytes(path):
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
-
-
 def _shards(model_dir, index_file):
     path = os.path.join(model_dir, index_file)
     weight_map = read_json(path).get("weight_map")
@@ -53,7 +45,7 @@ def _shards(model_dir, index_file):
 
 def _read_safetensors(path):
     try:
-        return load(_read_bytes(path)) if _is_remote(path) else load_file(path)
+        return load(read_bytes(path)) if is_remote(path) else load_file(path)
     except SafetensorError as e:  # a truncated or garbled file
         raise ConversionError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
     except TypeError:  # "data type 'bfloat16' not understood": safetensors.numpy has no bfloat16
@@ -93,7 +85,7 @@ def _read_torch_bin(path):
             "install torch, or convert the checkpoint to model.safetensors"
         ) from None
     try:
-        source = io.BytesIO(_read_bytes(path)) if _is_remote(path) else path
+        source = io.BytesIO(read_bytes(path)) if is_remote(path) else path
         state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # an unpickling error: the file wants to run code
         raise ConversionError(

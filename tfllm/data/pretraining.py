@@ -36,7 +36,6 @@ from absl import logging
 
 from tfllm.data.errors import DataError
 from tfllm.data.text_files import text_lines
-from tfllm.errors import ConfigError
 from tfllm.tokenizers.word_piece import CLS
 from tfllm.tokenizers.word_piece import MASK
 from tfllm.tokenizers.word_piece import PAD
@@ -44,6 +43,7 @@ from tfllm.tokenizers.word_piece import RESERVED_TOKENS
 from tfllm.tokenizers.word_piece import SEP
 from tfllm.tokenizers.word_piece import WordPieceTokenizer
 from tfllm.tokenizers.word_piece import load_vocabulary
+from tfllm.tokenizers.word_piece import require_tokens
 
 # Feature names and order of Google's BERT TFRecords.
 FEATURE_NAMES = (
@@ -121,9 +121,7 @@ class PretrainingVocab:
     @classmethod
     def from_tokens(cls, tokens):
         tokens = list(tokens)
-        missing = [t for t in (PAD, CLS, SEP, MASK) if t not in tokens]
-        if missing:
-            raise ConfigError(f"The vocabulary lacks the special tokens {missing}")
+        require_tokens(tokens, [PAD, CLS, SEP, MASK], "the vocabulary")
         return cls(
             size=len(tokens), pad_id=tokens.index(PAD), cls_id=tokens.index(CLS),
             sep_id=tokens.index(SEP), mask_id=tokens.index(MASK),

@@ -20,9 +20,9 @@ from absl import logging
 
 from tfllm.data.batching import batch_by_length
 from tfllm.data.errors import DataError
-from tfllm.data.text_files import require_file
 from tfllm.data.text_files import text_lines
 from tfllm.errors import ConfigError
+from tfllm.files import require_file
 
 # csv's default field limit is 131,072 characters; a long document is one field.
 _MAX_FIELD_SIZE = min(sys.maxsize, 2**31 - 1)

@@ -12,6 +12,8 @@ import os
 import tensorflow as tf
 
 from tfllm.data.errors import DataError
+from tfllm.files import read_bytes
+from tfllm.files import require_file
 
 _READ_SIZE = 1 << 20
 
@@ -21,7 +23,7 @@ def read_text(path):
 
     Raises `DataError` for a missing file or bytes that are not UTF-8.
     """
-    raw = _read_bytes(path)
+    raw = read_bytes(path)
     start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     return _decode(raw[start:], path, line_number=1, offset=start)
 
@@ -58,21 +60,6 @@ def _raw_lines(f):
     tail = b"".join(pending)
     if tail:
         yield tail
-
-
-def require_file(path):
-    """A one-line `DataError` unless `path` is an existing file (not a folder)."""
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
-    if tf.io.gfile.isdir(path):
-        raise DataError(f"{path}: a folder, expected a file")
-
-
-def _read_bytes(path):
-    path = os.fspath(path)
-    require_file(path)
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
 
 
 def _decode(raw, path, line_number, offset):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfllm.errors import ConfigError
+from tfllm.files import is_remote
 
 
 def version_dir(export_dir, model_name, version):
@@ -33,11 +34,11 @@ def save_atomically(save_fn, final_dir):
     try:
         save_fn(tmp_dir)
         if tf.io.gfile.exists(final_dir):
-            if "://" in final_dir:
+            if is_remote(final_dir):
                 tf.io.gfile.rmtree(final_dir)
             else:
                 shutil.rmtree(final_dir)
-        if "://" in final_dir:
+        if is_remote(final_dir):
             tf.io.gfile.rename(tmp_dir, final_dir, overwrite=True)
         else:
             os.replace(tmp_dir, final_dir)

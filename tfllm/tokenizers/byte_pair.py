@@ -33,6 +33,7 @@ from tensorflow.python.ops import gen_string_ops
 
 from tfllm.errors import ConfigError
 from tfllm.errors import DataError
+from tfllm.files import read_bytes
 
 END_OF_TEXT = "<|endoftext|>"
 # Strings per call of the compiled tokenizer in `encode`.
@@ -162,29 +163,20 @@ def _split_pieces(pieces, pattern):
 
 def read_merges(path):
     """merges.txt -> list of "a b" rules (the "#version" header and blank lines dropped)."""
-    lines = [line.rstrip("\r") for line in _read_text(path).split("\n")]
+    lines = [line.rstrip("\r") for line in read_bytes(path).decode("utf-8").split("\n")]
     return [line for line in lines if line and not line.startswith("#version")]
 
 
 def read_vocabulary(path):
     """vocab.json -> {token: id}."""
     try:
-        vocabulary = json.loads(_read_text(path))
+        vocabulary = json.loads(read_bytes(path).decode("utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{os.fspath(path)}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(vocabulary, dict):
         raise DataError(f"{os.fspath(path)}: expected a JSON object of token -> id (GPT-2's vocab.json), found a "
                         f"{type(vocabulary).__name__}")
     return vocabulary
-
-
-def _read_text(path):
-    """A UTF-8 file, local or on any tf.io.gfile filesystem (a run folder may be on gs://)."""
-    path = os.fspath(path)
-    if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: file not found")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read().decode("utf-8")
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
